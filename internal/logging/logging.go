@@ -1,0 +1,37 @@
+// Package logging builds the zerolog logger every binary uses: a console format for humans on
+// a terminal, JSON lines otherwise.
+package logging
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// New returns a logger writing to w at level. Output is human-readable when w is a terminal,
+// JSON otherwise.
+func New(w *os.File, level zerolog.Level) zerolog.Logger {
+	var out io.Writer = w
+	if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+}
+
+// Level is a flag.Value for a zerolog level ("debug", "info", "warn", ...).
+type Level struct{ zerolog.Level }
+
+// String returns the level's name.
+func (l *Level) String() string { return l.Level.String() }
+
+// Set parses a level name.
+func (l *Level) Set(s string) error {
+	lv, err := zerolog.ParseLevel(s)
+	if err != nil {
+		return err
+	}
+	l.Level = lv
+	return nil
+}
