@@ -1,0 +1,166 @@
+package relay
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr/nip11"
+
+	"github.com/sparecycles/sparecycles/nips/lease"
+	"github.com/sparecycles/sparecycles/nips/nip90"
+)
+
+// Software is the NIP-11 software URL.
+const Software = "https://github.com/sparecycles/sparecycles"
+
+// InfoDocument is the relay's NIP-11 document: the standard fields plus the lease extension's
+// advertisement under lease.InfoKey.
+type InfoDocument struct {
+	nip11.RelayInformationDocument
+	JobLeases *lease.Info `json:"job_leases,omitempty"`
+	// MaxEventBytes is the serialized-event limit, which NIP-11 has no field for.
+	MaxEventBytes int `json:"max_event_bytes"`
+	// JobPoW is the NIP-13 difficulty required of job requests only (kinds 5000-5999).
+	JobPoW int `json:"job_request_min_pow_difficulty,omitempty"`
+	// StrictJobs says NIP-90 events are validated (nips/nip90) before they are stored.
+	StrictJobs bool `json:"strict_nip90"`
+	// Kinds lists the kinds accepted for writing.
+	Kinds string `json:"accepted_kinds"`
+}
+
+// Info returns the NIP-11 document. Every limitation is one the relay enforces.
+func (r *Relay) Info() InfoDocument {
+	nips := []any{1, 9, 11, 40, 42, 70, 90}
+	if r.cfg.JobPoW > 0 {
+		nips = []any{1, 9, 11, 13, 40, 42, 70, 90}
+	}
+	restricted := r.cfg.AuthWrites || len(r.cfg.AllowPubkeys) > 0 || r.cfg.JobPoW > 0
+	return InfoDocument{
+		RelayInformationDocument: nip11.RelayInformationDocument{
+			Name:          r.cfg.Name,
+			Description:   r.cfg.Description,
+			PubKey:        r.cfg.Pubkey,
+			Contact:       r.cfg.Contact,
+			SupportedNIPs: nips,
+			Software:      Software,
+			Version:       Version,
+			Limitation: &nip11.RelayLimitationDocument{
+				MaxMessageLength:    int(r.kr.MaxMessageSize),
+				MaxLimit:            r.db.MaxLimit,
+				DefaultLimit:        r.db.MaxLimit / 4,
+				MaxEventTags:        r.cfg.MaxTags,
+				MaxContentLength:    r.cfg.MaxEventBytes,
+				CreatedAtLowerLimit: int64(r.cfg.MaxPast / time.Second),
+				CreatedAtUpperLimit: int64(r.cfg.MaxFuture / time.Second),
+				AuthRequired:        false,
+				RestrictedWrites:    restricted,
+			},
+		},
+		JobLeases: &lease.Info{
+			Version:     lease.Version,
+			MaxSeconds:  int(r.cfg.MaxLease / time.Second),
+			SkewSeconds: int(r.cfg.LeaseSkew / time.Second),
+		},
+		MaxEventBytes: r.cfg.MaxEventBytes,
+		JobPoW:        r.cfg.JobPoW,
+		StrictJobs:    r.cfg.StrictJobs,
+		Kinds:         r.cfg.Kinds.String(),
+	}
+}
+
+func (r *Relay) handleNIP11(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Content-Type", "application/nostr+json")
+	writeJSON(w, r.Info())
+}
+
+// handleJobs serves GET /api/jobs[?state=open&kind=5000&limit=100]: the job table, newest first.
+func (r *Relay) handleJobs(w http.ResponseWriter, req *http.Request) {
+	q := req.URL.Query()
+	limit := 500
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10000 {
+			http.Error(w, "invalid: limit must be 1..10000", http.StatusBadRequest)
+			return
+		}
+		limit = n
+	}
+	state := JobState(q.Get("state"))
+	switch state {
+	case "", JobOpen, JobQuoted, JobLeased, JobDone, JobExpired:
+	default:
+		http.Error(w, fmt.Sprintf("invalid: state %q is not one of open, quoted, leased, done, expired", state), http.StatusBadRequest)
+		return
+	}
+	kind := 0
+	if s := q.Get("kind"); s != "" {
+		k, err := strconv.Atoi(s)
+		if err != nil || !nip90.IsRequestKind(k) {
+			http.Error(w, "invalid: kind must be a job request kind (5000-5999)", http.StatusBadRequest)
+			return
+		}
+		kind = k
+	}
+	out := []JobView{}
+	for _, v := range r.jobs.Views() {
+		if (state == "" || v.State == state) && (kind == 0 || v.Kind == kind) {
+			out = append(out, v)
+			if len(out) == limit {
+				break
+			}
+		}
+	}
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	writeJSON(w, map[string]any{"jobs": out})
+}
+
+// Stats is the body of GET /api/stats.
+type Stats struct {
+	Version        string           `json:"version"`
+	UptimeSeconds  int64            `json:"uptime_seconds"`
+	Connections    int64            `json:"connections"`
+	EventsAccepted int64            `json:"events_accepted"`
+	EventsRefused  map[string]int64 `json:"events_refused"`
+	Jobs           JobCounts        `json:"jobs"`
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() Stats {
+	r.stats.mu.Lock()
+	refused := make(map[string]int64, len(r.stats.refused))
+	for k, v := range r.stats.refused {
+		refused[k] = v
+	}
+	r.stats.mu.Unlock()
+	return Stats{
+		Version:        Version,
+		UptimeSeconds:  int64(r.cfg.now().Sub(r.start) / time.Second),
+		Connections:    r.stats.connections.Load(),
+		EventsAccepted: r.stats.accepted.Load(),
+		EventsRefused:  refused,
+		Jobs:           r.jobs.Counts(),
+	}
+}
+
+func (r *Relay) handleStats(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	writeJSON(w, r.Stats())
+}
+
+func (r *Relay) handleHome(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "%s — a sparecycles relay (%s %s)\n\nConnect a Nostr client to this address over websocket.\nGET /api/jobs  the job table\nGET /api/stats counters\nNIP-11: send Accept: application/nostr+json\n", r.cfg.Name, Software, Version)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,236 @@
+package relay
+
+import (
+	"flag"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sparecycles/sparecycles/internal/logging"
+)
+
+// Config is everything a relay needs to run. The zero value is not useful: start from
+// DefaultConfig, or RegisterFlags, which sets the same defaults.
+type Config struct {
+	Listen string // host:port for the websocket, NIP-11 and the HTTP API
+	Data   string // folder of the LMDB store
+
+	Name        string
+	Description string
+	Pubkey      string // operator's hex pubkey, for NIP-11
+	Contact     string
+
+	MaxEventBytes int           // serialized size of one event
+	MaxTags       int           // tags on one event
+	MaxPast       time.Duration // how old created_at may be
+	MaxFuture     time.Duration // how far ahead created_at may be
+	Kinds         KindSet       // kinds accepted for writing
+
+	IPRate      float64 // events per second per IP; 0 turns the limit off
+	IPBurst     int
+	PubkeyRate  float64 // events per second per author pubkey; 0 turns the limit off
+	PubkeyBurst int
+
+	AuthWrites   bool     // writes need NIP-42 authentication
+	AllowPubkeys []string // when set, only these authenticated pubkeys may write (implies AuthWrites)
+	JobPoW       int      // NIP-13 difficulty a job request (5000-5999) needs; 0 = none
+	StrictJobs   bool     // refuse NIP-90 events that nips/nip90 cannot parse
+
+	MaxLease  time.Duration // the longest lease a claim may ask for
+	LeaseSkew time.Duration // how far a claim's created_at may be from the relay clock
+
+	LogLevel logging.Level
+
+	// Now is the relay's clock; nil means time.Now. Tests move it to expire leases.
+	Now func() time.Time
+}
+
+// DefaultKinds is the kind allowlist of a market relay: profiles, deletions, relay lists, NIP-90
+// requests, results and feedback, NIP-89 handler recommendations and announcements, and NIP-47
+// wallet kinds so that wallets can use the same relay.
+const DefaultKinds = "0,5,10002,5000-5999,6000-6999,7000,31989,31990,13194,23194-23197"
+
+// DefaultConfig returns the defaults, safe for a public market relay.
+func DefaultConfig() Config {
+	kinds, _ := ParseKindSet(DefaultKinds)
+	return Config{
+		Listen:        "127.0.0.1:7447",
+		Data:          "./data",
+		Name:          "sparecycles relay",
+		Description:   "A community market for AI compute: NIP-90 jobs with relay-coordinated leases, paid over Lightning.",
+		MaxEventBytes: 256 << 10,
+		MaxTags:       2000,
+		MaxPast:       24 * time.Hour,
+		MaxFuture:     15 * time.Minute,
+		Kinds:         kinds,
+		IPRate:        20,
+		IPBurst:       200,
+		PubkeyRate:    10,
+		PubkeyBurst:   100,
+		StrictJobs:    true,
+		MaxLease:      10 * time.Minute,
+		LeaseSkew:     time.Minute,
+		LogLevel:      logging.Level{Level: zerolog.InfoLevel},
+	}
+}
+
+// RegisterFlags binds every setting to a flag on fs, with the defaults of DefaultConfig.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	*c = DefaultConfig()
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve websocket, NIP-11 and /api on")
+	fs.StringVar(&c.Data, "data", c.Data, "folder of the embedded LMDB event store")
+	fs.StringVar(&c.Name, "name", c.Name, "relay name for NIP-11")
+	fs.StringVar(&c.Description, "description", c.Description, "relay description for NIP-11")
+	fs.StringVar(&c.Pubkey, "pubkey", c.Pubkey, "operator's hex pubkey for NIP-11")
+	fs.StringVar(&c.Contact, "contact", c.Contact, "operator contact for NIP-11")
+	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", c.MaxEventBytes, "largest serialized event accepted")
+	fs.IntVar(&c.MaxTags, "max-tags", c.MaxTags, "most tags on one event")
+	fs.DurationVar(&c.MaxPast, "max-past", c.MaxPast, "oldest created_at accepted, relative to now")
+	fs.DurationVar(&c.MaxFuture, "max-future", c.MaxFuture, "furthest-ahead created_at accepted, relative to now")
+	fs.Var(&c.Kinds, "kinds", "kinds accepted for writing: comma-separated kinds and ranges")
+	fs.Float64Var(&c.IPRate, "ip-rate", c.IPRate, "events per second per IP address (0: no limit)")
+	fs.IntVar(&c.IPBurst, "ip-burst", c.IPBurst, "burst of events per IP address")
+	fs.Float64Var(&c.PubkeyRate, "pubkey-rate", c.PubkeyRate, "events per second per author (0: no limit)")
+	fs.IntVar(&c.PubkeyBurst, "pubkey-burst", c.PubkeyBurst, "burst of events per author")
+	fs.BoolVar(&c.AuthWrites, "auth-writes", c.AuthWrites, "require NIP-42 authentication to publish")
+	fs.Func("allow-pubkeys", "comma-separated hex pubkeys allowed to publish (implies --auth-writes)", func(s string) error {
+		keys, err := parsePubkeys(s)
+		c.AllowPubkeys = keys
+		return err
+	})
+	fs.IntVar(&c.JobPoW, "job-pow", c.JobPoW, "NIP-13 proof-of-work difficulty required on job requests (0: none)")
+	fs.BoolVar(&c.StrictJobs, "strict-jobs", c.StrictJobs, "refuse malformed NIP-90 requests, results and feedback with the parser's reason")
+	fs.DurationVar(&c.MaxLease, "max-lease", c.MaxLease, "longest job lease a worker may claim")
+	fs.DurationVar(&c.LeaseSkew, "lease-skew", c.LeaseSkew, "how far a lease claim's created_at may be from the relay clock")
+	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.Data == "":
+		return fmt.Errorf("relay config: --data is empty")
+	case c.MaxEventBytes < 1024:
+		return fmt.Errorf("relay config: --max-event-bytes %d is below 1024", c.MaxEventBytes)
+	case c.MaxTags < 1:
+		return fmt.Errorf("relay config: --max-tags must be positive")
+	case c.MaxPast <= 0 || c.MaxFuture <= 0:
+		return fmt.Errorf("relay config: --max-past and --max-future must be positive")
+	case c.MaxLease < time.Second:
+		return fmt.Errorf("relay config: --max-lease %s is below 1s", c.MaxLease)
+	case c.LeaseSkew < 0:
+		return fmt.Errorf("relay config: --lease-skew is negative")
+	case c.IPRate < 0 || c.PubkeyRate < 0:
+		return fmt.Errorf("relay config: rates must not be negative")
+	case c.IPRate > 0 && c.IPBurst < 1, c.PubkeyRate > 0 && c.PubkeyBurst < 1:
+		return fmt.Errorf("relay config: a rate limit needs a burst of at least 1")
+	case c.JobPoW < 0 || c.JobPoW > 256:
+		return fmt.Errorf("relay config: --job-pow must be within 0..256")
+	case len(c.Kinds) == 0:
+		return fmt.Errorf("relay config: --kinds admits nothing")
+	}
+	if c.Pubkey != "" && !isHex32(c.Pubkey) {
+		return fmt.Errorf("relay config: --pubkey must be 64 lowercase hex characters")
+	}
+	return nil
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// KindRange is an inclusive range of event kinds.
+type KindRange struct{ Min, Max int }
+
+// KindSet is a list of kind ranges; it is a flag.Value written like "0,5,5000-5999".
+type KindSet []KindRange
+
+// ParseKindSet parses "0,5,5000-5999".
+func ParseKindSet(s string) (KindSet, error) {
+	var ks KindSet
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		min, err := strconv.Atoi(lo)
+		max := min
+		if err == nil && isRange {
+			max, err = strconv.Atoi(hi)
+		}
+		if err != nil || min < 0 || max < min || max > 65535 {
+			return nil, fmt.Errorf("kind set: %q is not a kind or a kind range within 0-65535", part)
+		}
+		ks = append(ks, KindRange{min, max})
+	}
+	slices.SortFunc(ks, func(a, b KindRange) int { return a.Min - b.Min })
+	return ks, nil
+}
+
+// Has reports whether kind is in the set.
+func (ks KindSet) Has(kind int) bool {
+	for _, r := range ks {
+		if kind >= r.Min && kind <= r.Max {
+			return true
+		}
+	}
+	return false
+}
+
+// String writes the set back in flag form.
+func (ks KindSet) String() string {
+	parts := make([]string, len(ks))
+	for i, r := range ks {
+		if r.Min == r.Max {
+			parts[i] = strconv.Itoa(r.Min)
+		} else {
+			parts[i] = fmt.Sprintf("%d-%d", r.Min, r.Max)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set parses a flag value.
+func (ks *KindSet) Set(s string) error {
+	v, err := ParseKindSet(s)
+	if err != nil {
+		return err
+	}
+	*ks = v
+	return nil
+}
+
+func parsePubkeys(s string) ([]string, error) {
+	var keys []string
+	for _, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		if k == "" {
+			continue
+		}
+		if !isHex32(k) {
+			return nil, fmt.Errorf("pubkey %q is not 64 lowercase hex characters", k)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func isHex32(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

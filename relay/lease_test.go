@@ -1,0 +1,179 @@
+package relay
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/nips/lease"
+)
+
+// Two workers claim the same job at once, 100 times: every time exactly one wins and the
+// other is told who holds the lease and until when.
+func TestLeaseRace(t *testing.T) {
+	tr := startRelay(t, testConfig(t))
+	customer := newKey(t)
+	workers := []key{newKey(t), newKey(t)}
+	conns := []*relayconn.Conn{tr.connect(t), tr.connect(t)}
+	post := tr.connect(t)
+	wins := map[string]int{}
+	for i := 0; i < 100; i++ {
+		req := jobRequest(t, customer, time.Now(), nostr.Tag{"param", "n", fmt.Sprint(i)})
+		if msg := publish(t, post, req); msg != "" {
+			t.Fatal(msg)
+		}
+		claims := []nostr.Event{claim(t, workers[0], req, time.Now(), time.Minute), claim(t, workers[1], req, time.Now(), time.Minute)}
+		msgs := make([]string, 2)
+		var start, done sync.WaitGroup
+		start.Add(1)
+		for w := range workers {
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				start.Wait()
+				msgs[w] = publish(t, conns[w], claims[w])
+			}()
+		}
+		start.Done()
+		done.Wait()
+		var winner, loser int
+		switch {
+		case msgs[0] == "" && msgs[1] != "":
+			winner, loser = 0, 1
+		case msgs[1] == "" && msgs[0] != "":
+			winner, loser = 1, 0
+		default:
+			t.Fatalf("round %d: claims answered %q and %q, want exactly one OK", i, msgs[0], msgs[1])
+		}
+		held, err := lease.ParseRefusal(msgs[loser])
+		if err != nil || held.Holder != workers[winner].pk {
+			t.Fatalf("round %d: loser told %q, want duplicate naming %s", i, msgs[loser], workers[winner].pk)
+		}
+		if want := claims[winner].CreatedAt + 60; held.Until != want {
+			t.Fatalf("round %d: lease until %d, want %d", i, held.Until, want)
+		}
+		wins[workers[winner].pk]++
+	}
+	if got := tr.r.Stats().Jobs; got.LeasesGranted != 100 || got.LeasesRefused != 100 || got.ByState[JobLeased] != 100 {
+		t.Fatalf("stats %+v, want 100 granted, 100 refused, 100 leased", got)
+	}
+	t.Logf("wins: %v", wins)
+}
+
+func TestLeaseLifecycle(t *testing.T) {
+	clk := newClock()
+	cfg := testConfig(t)
+	cfg.Now = clk.Now
+	tr := startRelay(t, cfg)
+	c := tr.connect(t)
+	customer, a, b := newKey(t), newKey(t), newKey(t)
+	req := jobRequest(t, customer, clk.Now())
+	publish(t, c, req)
+	state := func() JobState {
+		j, _ := tr.r.Jobs().Lookup(req.ID)
+		return j.State(nostr.Timestamp(clk.Now().Unix()))
+	}
+	quote := a.sign(t, nostr.Event{Kind: 7000, CreatedAt: nostr.Timestamp(clk.Now().Unix()), Tags: nostr.Tags{{"status", "payment-required"}, {"e", req.ID}, {"p", customer.pk}, {"amount", "5000", "lnbc..."}}})
+
+	steps := []struct {
+		name      string
+		evt       func() nostr.Event
+		want      string // OK reason prefix, "" for OK true
+		wantState JobState
+	}{
+		{"quote", func() nostr.Event { return quote }, "", JobQuoted},
+		{"a claims 30s", func() nostr.Event { return claim(t, a, req, clk.Now(), 30*time.Second) }, "", JobLeased},
+		{"b claims", func() nostr.Event { return claim(t, b, req, clk.Now(), 30*time.Second) }, "duplicate: leased by " + a.pk, JobLeased},
+		{"b says processing without a lease", func() nostr.Event {
+			return b.sign(t, nostr.Event{Kind: 7000, CreatedAt: nostr.Timestamp(clk.Now().Unix()), Tags: nostr.Tags{{"status", "processing"}, {"e", req.ID}}})
+		}, "duplicate: leased by " + a.pk, JobLeased},
+		{"b posts a result", func() nostr.Event { return result(t, b, req, clk.Now()) }, "duplicate: leased by " + a.pk, JobLeased},
+		{"a claims too long", func() nostr.Event { return claim(t, a, req, clk.Now(), time.Hour) }, "invalid: lease of 1h0m0s is longer", JobLeased},
+		{"a renews 30s at +20s", func() nostr.Event { clk.Advance(20 * time.Second); return claim(t, a, req, clk.Now(), 30*time.Second) }, "", JobLeased},
+		{"lease lapses at +51s: b claims", func() nostr.Event { clk.Advance(31 * time.Second); return claim(t, b, req, clk.Now(), 30*time.Second) }, "", JobLeased},
+		{"a's late result", func() nostr.Event { return result(t, a, req, clk.Now()) }, "duplicate: leased by " + b.pk, JobLeased},
+		{"b gives up", func() nostr.Event {
+			return b.sign(t, nostr.Event{Kind: 7000, CreatedAt: nostr.Timestamp(clk.Now().Unix()), Tags: nostr.Tags{{"status", "error", "out of memory"}, {"e", req.ID}}})
+		}, "", JobQuoted},
+		{"a claims again", func() nostr.Event { return claim(t, a, req, clk.Now(), 30*time.Second) }, "", JobLeased},
+		{"a delivers", func() nostr.Event { return result(t, a, req, clk.Now()) }, "", JobDone},
+		{"b claims a done job", func() nostr.Event { return claim(t, b, req, clk.Now(), 30*time.Second) }, "duplicate: job already has a result from " + a.pk, JobDone},
+		{"b posts a second result", func() nostr.Event { return result(t, b, req, clk.Now()) }, "duplicate: job already has a result", JobDone},
+	}
+	for _, s := range steps {
+		msg := publish(t, c, s.evt())
+		if (s.want == "" && msg != "") || !strings.HasPrefix(msg, s.want) {
+			t.Fatalf("%s: OK reason %q, want %q", s.name, msg, s.want)
+		}
+		if got := state(); got != s.wantState {
+			t.Fatalf("%s: job is %s, want %s", s.name, got, s.wantState)
+		}
+	}
+}
+
+func TestLeaseClaimClock(t *testing.T) {
+	tr := startRelay(t, testConfig(t))
+	c := tr.connect(t)
+	customer, w := newKey(t), newKey(t)
+	req := jobRequest(t, customer, time.Now())
+	publish(t, c, req)
+	if msg := publish(t, c, claim(t, w, req, time.Now().Add(-5*time.Minute), time.Minute)); !strings.HasPrefix(msg, "invalid: lease claim created_at") {
+		t.Fatalf("back-dated claim: %q", msg)
+	}
+}
+
+func TestLeaseRestrictedToNamedProviders(t *testing.T) {
+	tr := startRelay(t, testConfig(t))
+	c := tr.connect(t)
+	customer, named, stranger := newKey(t), newKey(t), newKey(t)
+	req := jobRequest(t, customer, time.Now(), nostr.Tag{"p", named.pk})
+	publish(t, c, req)
+	if msg := publish(t, c, claim(t, stranger, req, time.Now(), time.Minute)); !strings.HasPrefix(msg, "blocked: job is addressed to named providers") {
+		t.Fatalf("stranger's claim: %q", msg)
+	}
+	if msg := publish(t, c, result(t, stranger, req, time.Now())); !strings.HasPrefix(msg, "blocked: ") {
+		t.Fatalf("stranger's result: %q", msg)
+	}
+	if msg := publish(t, c, claim(t, named, req, time.Now(), time.Minute)); msg != "" {
+		t.Fatalf("named provider's claim: %q", msg)
+	}
+}
+
+func TestLeaseSurvivesRestart(t *testing.T) {
+	tr := startRelay(t, testConfig(t))
+	c := tr.connect(t)
+	customer, a, b := newKey(t), newKey(t), newKey(t)
+	req := jobRequest(t, customer, time.Now())
+	publish(t, c, req)
+	if msg := publish(t, c, claim(t, a, req, time.Now(), 5*time.Minute)); msg != "" {
+		t.Fatal(msg)
+	}
+	done := jobRequest(t, customer, time.Now(), nostr.Tag{"param", "n", "2"})
+	publish(t, c, done)
+	publish(t, c, claim(t, b, done, time.Now(), time.Minute))
+	publish(t, c, result(t, b, done, time.Now()))
+
+	tr.restart()
+	c = tr.connect(t)
+	if msg := publish(t, c, claim(t, b, req, time.Now(), time.Minute)); !strings.HasPrefix(msg, "duplicate: leased by "+a.pk) {
+		t.Fatalf("claim after restart: %q, want the lease to still be a's", msg)
+	}
+	if msg := publish(t, c, claim(t, a, done, time.Now(), time.Minute)); !strings.HasPrefix(msg, "duplicate: job already has a result") {
+		t.Fatalf("claim on a job done before restart: %q", msg)
+	}
+	var body struct{ Jobs []JobView }
+	getJSON(t, tr.http+"/api/jobs?state=leased", nil, &body)
+	if len(body.Jobs) != 1 || body.Jobs[0].ID != req.ID || body.Jobs[0].Holder != a.pk {
+		t.Fatalf("/api/jobs?state=leased = %+v", body.Jobs)
+	}
+	var stats Stats
+	getJSON(t, tr.http+"/api/stats", nil, &stats)
+	if stats.Jobs.ByState[JobLeased] != 1 || stats.Jobs.ByState[JobDone] != 1 {
+		t.Fatalf("/api/stats jobs = %+v", stats.Jobs)
+	}
+}

@@ -1,0 +1,160 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/fiatjaf/khatru"
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip13"
+	"github.com/nbd-wtf/go-nostr/nip40"
+
+	"github.com/sparecycles/sparecycles/nips/nip90"
+)
+
+// A policy is a khatru RejectEvent hook: it returns true and a NIP-01-prefixed reason to refuse
+// an event. The constructors below take their limits and return the closure, as khatru's own.
+type policy = func(ctx context.Context, evt *nostr.Event) (reject bool, msg string)
+
+// RejectOversizedEvent refuses events whose serialized JSON is larger than max bytes, and
+// events whose content alone is (the NIP-11 max_content_length).
+func RejectOversizedEvent(max int) policy {
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		if len(evt.Content) > max {
+			return true, fmt.Sprintf("invalid: content is %d bytes, more than the %d allowed", len(evt.Content), max)
+		}
+		if n := serializedSize(evt); n > max {
+			return true, fmt.Sprintf("invalid: event is %d bytes, more than the %d allowed", n, max)
+		}
+		return false, ""
+	}
+}
+
+// serializedSize is the length of the event's JSON as go-nostr writes it.
+func serializedSize(evt *nostr.Event) int {
+	b, err := evt.MarshalJSON()
+	if err != nil {
+		return math.MaxInt
+	}
+	return len(b)
+}
+
+// RejectTooManyTags refuses events with more than max tags.
+func RejectTooManyTags(max int) policy {
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		if len(evt.Tags) > max {
+			return true, fmt.Sprintf("invalid: %d tags, more than the %d allowed", len(evt.Tags), max)
+		}
+		return false, ""
+	}
+}
+
+// AllowKinds refuses kinds outside the set.
+func AllowKinds(kinds KindSet) policy {
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		if !kinds.Has(evt.Kind) {
+			return true, fmt.Sprintf("blocked: kind %d is not accepted here (accepted: %s)", evt.Kind, kinds)
+		}
+		return false, ""
+	}
+}
+
+// RejectOutsideWindow refuses events whose created_at is more than past behind or future
+// ahead of the clock.
+func RejectOutsideWindow(past, future time.Duration, now func() time.Time) policy {
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		t := now().Unix()
+		switch at := int64(evt.CreatedAt); {
+		case at < t-int64(past.Seconds()):
+			return true, fmt.Sprintf("invalid: created_at %d is more than %s in the past", at, past)
+		case at > t+int64(future.Seconds()):
+			return true, fmt.Sprintf("invalid: created_at %d is more than %s in the future", at, future)
+		}
+		return false, ""
+	}
+}
+
+// RejectExpired refuses events whose NIP-40 expiration has passed.
+func RejectExpired(now func() time.Time) policy {
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		if exp := nip40.GetExpiration(evt.Tags); exp != -1 && int64(exp) <= now().Unix() {
+			return true, fmt.Sprintf("invalid: event expired at %d", exp)
+		}
+		return false, ""
+	}
+}
+
+// RequireAuth refuses writes from connections that have not authenticated with NIP-42 and,
+// when allow is not empty, from authenticated pubkeys not in it.
+func RequireAuth(allow []string) policy {
+	return func(ctx context.Context, _ *nostr.Event) (bool, string) {
+		who := khatru.GetAuthed(ctx)
+		if who == "" {
+			return true, "auth-required: publishing here requires NIP-42 authentication"
+		}
+		if len(allow) > 0 && !slices.Contains(allow, who) {
+			return true, "restricted: " + who + " is not allowed to publish here"
+		}
+		return false, ""
+	}
+}
+
+// RequireJobPoW refuses job requests (kinds 5000-5999) whose id has less than min leading
+// zero bits (NIP-13).
+func RequireJobPoW(min int) policy {
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		if !nip90.IsRequestKind(evt.Kind) {
+			return false, ""
+		}
+		if d := nip13.Difficulty(evt.ID); d < min {
+			return true, fmt.Sprintf("pow: job requests need difficulty %d, this one has %d", min, d)
+		}
+		return false, ""
+	}
+}
+
+// RejectMalformedJobs refuses NIP-90 requests, results and feedback that nips/nip90 cannot
+// parse, with its precise reason, so that workers and customers only ever see well-formed jobs.
+func RejectMalformedJobs() policy {
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		var err error
+		switch {
+		case nip90.IsRequestKind(evt.Kind):
+			_, err = nip90.ParseJobRequest(evt)
+		case nip90.IsResultKind(evt.Kind):
+			_, err = nip90.ParseJobResult(evt)
+		case evt.Kind == nip90.KindFeedback:
+			_, err = nip90.ParseJobFeedback(evt)
+		}
+		if err != nil {
+			return true, "invalid: " + err.Error()
+		}
+		return false, ""
+	}
+}
+
+// RateLimitIP refuses events from an IP address that is over its token bucket.
+func RateLimitIP(rate float64, burst int, now func() time.Time) policy {
+	tb := newTokenBucket(rate, burst, now)
+	return func(ctx context.Context, _ *nostr.Event) (bool, string) {
+		ip := khatru.GetIP(ctx)
+		if ip != "" && !tb.allow(ip) {
+			return true, fmt.Sprintf("rate-limited: more than %g events/s from your address", rate)
+		}
+		return false, ""
+	}
+}
+
+// RateLimitPubkey refuses events from an author that is over its token bucket.
+func RateLimitPubkey(rate float64, burst int, now func() time.Time) policy {
+	tb := newTokenBucket(rate, burst, now)
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		if !tb.allow(evt.PubKey) {
+			return true, fmt.Sprintf("rate-limited: more than %g events/s from this pubkey", rate)
+		}
+		return false, ""
+	}
+}

@@ -1,0 +1,427 @@
+// Package relay is the sparecycles community relay: a khatru relay with an embedded LMDB store,
+// market-safe write policies, the job table that coordinates leases (nips/lease.md), a truthful
+// NIP-11 document and a read-only HTTP API (/api/jobs, /api/stats) on the same port.
+//
+// Every policy is a plain function appended to khatru's hook slices; the job table is one more
+// hook, wrapped around the store so a lease is granted in the same critical section that stores
+// the claim.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fiatjaf/eventstore"
+	"github.com/fiatjaf/eventstore/lmdb"
+	"github.com/fiatjaf/khatru"
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip40"
+	"github.com/rs/zerolog"
+
+	"github.com/sparecycles/sparecycles/nips/nip90"
+)
+
+// Version is reported in NIP-11 and /api/stats.
+const Version = "0.1.0"
+
+// Relay is one running relay: the khatru relay, its store and its job table.
+type Relay struct {
+	cfg   Config
+	log   zerolog.Logger
+	kr    *khatru.Relay
+	db    *lmdb.LMDBBackend
+	jobs  *JobTable
+	gate  gate
+	stats stats
+	start time.Time
+}
+
+type stats struct {
+	connections atomic.Int64
+	accepted    atomic.Int64
+	mu          sync.Mutex
+	refused     map[string]int64 // by NIP-01 prefix
+}
+
+func (s *stats) refuse(msg string) {
+	prefix := msg
+	if i := indexColon(msg); i > 0 {
+		prefix = msg[:i]
+	}
+	s.mu.Lock()
+	s.refused[prefix]++
+	s.mu.Unlock()
+}
+
+func indexColon(s string) int {
+	for i := 0; i < len(s) && i < 20; i++ {
+		if s[i] == ':' {
+			return i
+		}
+	}
+	return -1
+}
+
+// New opens the store in cfg.Data, rebuilds the job table from it and wires the policies.
+// It starts no goroutine of its own; Serve serves and Close releases the store.
+func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	db := &lmdb.LMDBBackend{Path: cfg.Data}
+	if err := db.Init(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.Data, err)
+	}
+	r := &Relay{
+		cfg:   cfg,
+		log:   logger,
+		db:    db,
+		jobs:  NewJobTable(cfg.MaxLease, cfg.LeaseSkew, cfg.now),
+		start: cfg.now(),
+	}
+	r.stats.refused = map[string]int64{}
+	if err := r.rebuildJobs(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	r.kr = r.khatru()
+	return r, nil
+}
+
+func (r *Relay) khatru() *khatru.Relay {
+	kr := khatru.NewRelay()
+	kr.Log = log.New(r.log.With().Str("from", "khatru").Logger(), "", 0)
+	// A message may carry an event of MaxEventBytes plus its envelope; anything larger is
+	// refused by the policy with a clear OK rather than by the socket closing.
+	kr.MaxMessageSize = int64(max(2*r.cfg.MaxEventBytes, 512000))
+
+	now := r.cfg.now
+	var policies []policy
+	if r.cfg.IPRate > 0 {
+		policies = append(policies, RateLimitIP(r.cfg.IPRate, r.cfg.IPBurst, now))
+	}
+	policies = append(policies,
+		RejectOversizedEvent(r.cfg.MaxEventBytes),
+		RejectTooManyTags(r.cfg.MaxTags),
+		AllowKinds(r.cfg.Kinds),
+		RejectOutsideWindow(r.cfg.MaxPast, r.cfg.MaxFuture, now),
+		RejectExpired(now),
+	)
+	if r.cfg.StrictJobs {
+		policies = append(policies, RejectMalformedJobs())
+	}
+	if r.cfg.AuthWrites || len(r.cfg.AllowPubkeys) > 0 {
+		policies = append(policies, RequireAuth(r.cfg.AllowPubkeys))
+	}
+	if r.cfg.JobPoW > 0 {
+		policies = append(policies, RequireJobPoW(r.cfg.JobPoW))
+	}
+	if r.cfg.PubkeyRate > 0 {
+		policies = append(policies, RateLimitPubkey(r.cfg.PubkeyRate, r.cfg.PubkeyBurst, now))
+	}
+	for _, p := range policies {
+		kr.RejectEvent = append(kr.RejectEvent, r.counted(p))
+	}
+
+	kr.StoreEvent = append(kr.StoreEvent, r.storeEvent)
+	kr.ReplaceEvent = append(kr.ReplaceEvent, r.replaceEvent)
+	kr.DeleteEvent = append(kr.DeleteEvent, r.deleteEvent)
+	kr.QueryEvents = append(kr.QueryEvents, r.queryEvents)
+	kr.CountEvents = append(kr.CountEvents, r.countEvents)
+	kr.OnEventSaved = append(kr.OnEventSaved, func(context.Context, *nostr.Event) { r.stats.accepted.Add(1) })
+	kr.OnConnect = append(kr.OnConnect, func(context.Context) { r.stats.connections.Add(1) })
+	kr.OnDisconnect = append(kr.OnDisconnect, func(context.Context) { r.stats.connections.Add(-1) })
+
+	mux := kr.Router()
+	mux.HandleFunc("GET /api/jobs", r.handleJobs)
+	mux.HandleFunc("GET /api/stats", r.handleStats)
+	mux.HandleFunc("GET /{$}", r.handleHome)
+	return kr
+}
+
+// counted wraps a policy so its refusals show in /api/stats.
+func (r *Relay) counted(p policy) policy {
+	return func(ctx context.Context, evt *nostr.Event) (bool, string) {
+		reject, msg := p(ctx, evt)
+		if reject {
+			r.stats.refuse(msg)
+		}
+		return reject, msg
+	}
+}
+
+// storeEvent saves a regular event; job events go through the job table so that lease
+// decisions and storing are one step.
+func (r *Relay) storeEvent(ctx context.Context, evt *nostr.Event) error {
+	if !r.gate.enter() {
+		return errShuttingDown
+	}
+	defer r.gate.leave()
+	if r.deleted(ctx, evt) {
+		return errDeleted
+	}
+	save := func() error { return r.db.SaveEvent(ctx, evt) }
+	if !Concerns(evt) {
+		return save()
+	}
+	err := r.jobs.Store(evt, save)
+	if err != nil && !errors.Is(err, eventstore.ErrDupEvent) {
+		r.stats.refuse(err.Error())
+		if _, safe := err.(interface{ Error() string }); safe {
+			r.log.Debug().Str("event", evt.ID).Int("kind", evt.Kind).Err(err).Msg("job event refused")
+		}
+	}
+	return err
+}
+
+// deleted reports whether the author has already deleted evt (NIP-09), so a deleted event,
+// such as a cancelled job, cannot be published again. (khatru's own check filters on "#e" and
+// never matches.)
+func (r *Relay) deleted(ctx context.Context, evt *nostr.Event) bool {
+	ch, err := r.db.QueryEvents(ctx, nostr.Filter{Kinds: []int{nostr.KindDeletion}, Authors: []string{evt.PubKey}, Tags: nostr.TagMap{"e": {evt.ID}}, Limit: 1})
+	if err != nil {
+		return false
+	}
+	found := false
+	for range ch {
+		found = true
+	}
+	return found
+}
+
+func (r *Relay) replaceEvent(ctx context.Context, evt *nostr.Event) error {
+	if !r.gate.enter() {
+		return errShuttingDown
+	}
+	defer r.gate.leave()
+	return r.db.ReplaceEvent(ctx, evt)
+}
+
+func (r *Relay) deleteEvent(ctx context.Context, evt *nostr.Event) error {
+	if !r.gate.enter() {
+		return errShuttingDown
+	}
+	defer r.gate.leave()
+	if err := r.db.DeleteEvent(ctx, evt); err != nil {
+		return err
+	}
+	if Concerns(evt) {
+		r.jobs.Forget(evt)
+	}
+	return nil
+}
+
+// queryEvents serves stored events, leaving out those past their NIP-40 expiration (khatru
+// only purges them hourly).
+func (r *Relay) queryEvents(ctx context.Context, filter nostr.Filter) (chan *nostr.Event, error) {
+	if !r.gate.enter() {
+		return nil, errShuttingDown
+	}
+	in, err := r.db.QueryEvents(ctx, filter)
+	if err != nil {
+		r.gate.leave()
+		return nil, err
+	}
+	out := make(chan *nostr.Event)
+	go func() {
+		defer r.gate.leave()
+		defer close(out)
+		now := nostr.Timestamp(r.cfg.now().Unix())
+		for evt := range in {
+			if exp := nip40.GetExpiration(evt.Tags); exp != -1 && exp <= now {
+				continue
+			}
+			select {
+			case out <- evt:
+			case <-ctx.Done():
+				for range in { // let the store's reader finish
+				}
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (r *Relay) countEvents(ctx context.Context, filter nostr.Filter) (int64, error) {
+	if !r.gate.enter() {
+		return 0, errShuttingDown
+	}
+	defer r.gate.leave()
+	return r.db.CountEvents(ctx, filter)
+}
+
+// rebuildJobs folds every stored job event into the job table.
+func (r *Relay) rebuildJobs() error {
+	kinds := []int{nip90.KindFeedback}
+	for k := nip90.KindRequestMin; k <= nip90.KindResultMax; k++ {
+		kinds = append(kinds, k)
+	}
+	// the negentropy flag lifts the store's per-query limit: we need every job event
+	ctx := eventstore.SetNegentropy(context.Background())
+	ch, err := r.db.QueryEvents(ctx, nostr.Filter{Kinds: kinds})
+	if err != nil {
+		return fmt.Errorf("rebuild job table: %w", err)
+	}
+	var events []*nostr.Event
+	for evt := range ch {
+		events = append(events, evt)
+	}
+	r.jobs.Rebuild(events)
+	r.log.Info().Int("events", len(events)).Int("jobs", len(r.jobs.Views())).Msg("job table rebuilt")
+	return nil
+}
+
+// Jobs is the relay's job table.
+func (r *Relay) Jobs() *JobTable { return r.jobs }
+
+// ServeHTTP serves websockets, NIP-11 and the API.
+func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Header.Get("Upgrade") != "websocket" && req.Header.Get("Accept") == "application/nostr+json" {
+		r.handleNIP11(w, req)
+		return
+	}
+	r.kr.ServeHTTP(w, req)
+}
+
+// Serve serves on ln until ctx is done, then shuts down: it stops accepting connections,
+// waits for writes in progress (their OKs go out), closes every connection and returns.
+// Close the relay after Serve returns.
+func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
+	tl := &trackingListener{Listener: ln, conns: map[net.Conn]struct{}{}}
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ErrorLog: r.kr.Log}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tl) }()
+	r.log.Info().Str("listen", ln.Addr().String()).Str("data", r.cfg.Data).Msg("relay serving")
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx) // stops the listener; websockets are hijacked and closed below
+	// Refuse new writes and let those in flight finish, so every OK true that went out is
+	// stored; a client that stops reading cannot hold this up for more than the grace period.
+	if !r.gate.close(5 * time.Second) {
+		r.log.Warn().Msg("operations still in flight after 5s; closing connections")
+	}
+	tl.closeAll()
+	<-errc
+	r.log.Info().Msg("relay stopped")
+	return nil
+}
+
+// Close releases the store. Call it after Serve has returned (or instead of Serve).
+func (r *Relay) Close() error {
+	r.gate.close(-1)
+	r.db.Close()
+	return nil
+}
+
+// Run listens on cfg.Listen and serves until ctx is done.
+func Run(ctx context.Context, cfg Config, logger zerolog.Logger) error {
+	r, err := New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	return r.Serve(ctx, ln)
+}
+
+// gate counts store operations in flight so that closing waits for them and refuses new ones.
+type gate struct {
+	mu       sync.Mutex
+	closed   bool
+	inFlight sync.WaitGroup
+}
+
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.inFlight.Add(1)
+	return true
+}
+
+func (g *gate) leave() { g.inFlight.Done() }
+
+// close refuses new operations and waits up to d for those in flight; it reports whether
+// they all finished. d < 0 waits without limit.
+func (g *gate) close(d time.Duration) bool {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.inFlight.Wait(); close(done) }()
+	if d < 0 {
+		<-done
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// trackingListener remembers accepted connections so shutdown can close the hijacked
+// websockets that http.Server no longer tracks.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	return tc, nil
+}
+
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.(*trackedConn).Conn.Close()
+	}
+	clear(l.conns)
+}
+
+type trackedConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
