@@ -10,6 +10,7 @@ require (
 	github.com/nbd-wtf/ln-decodepay v1.13.0
 	github.com/rs/zerolog v1.35.1
 	github.com/yalue/onnxruntime_go v1.27.0
+	golang.org/x/image v0.23.0
 )
 
 require (
@@ -110,6 +111,7 @@ require (
 	golang.org/x/sync v0.12.0 // indirect
 	golang.org/x/sys v0.32.0 // indirect
 	golang.org/x/term v0.30.0 // indirect
+	golang.org/x/text v0.23.0 // indirect
 	golang.org/x/tools v0.31.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	pgregory.net/rapid v1.2.0 // indirect
