@@ -18,9 +18,10 @@
 // we check it, and we reject what it leaves ambiguous:
 //
 //   - An "i" tag in a request needs a value and one of the four input types. A url input must be
-//     an absolute http or https URL; event and job inputs must be 64-char lowercase hex ids. In a
-//     result, whose spec example copies inputs as ["i", "<input-data>"], the type may be omitted,
-//     but if present it is checked the same way.
+//     an absolute http or https URL, or a data: URL for customers that cannot host a file; event
+//     and job inputs must be 64-char lowercase hex ids. In a result, whose spec example copies
+//     inputs as ["i", "<input-data>"], the type may be omitted, but if present it is checked the
+//     same way.
 //   - Relay URLs ("relays" values, relay hints in "i" and "e" tags) must be ws:// or wss:// URLs
 //     with a host. An empty relay hint counts as absent.
 //   - "p" and "e" values must be 64-char lowercase hex. "bid" and "amount" must be non-negative

@@ -3,6 +3,7 @@ package nip90
 import (
 	"net/url"
 	"strconv"
+	"strings"
 
 	nostr "github.com/nbd-wtf/go-nostr"
 )
@@ -61,8 +62,8 @@ func parseInput(tag nostr.Tag, index int, needType bool) (Input, error) {
 	}
 	switch in.Type {
 	case InputURL:
-		if !isHTTPURL(in.Value) {
-			return Input{}, badTag("i", index, "url input %q is not an absolute http or https URL", in.Value)
+		if !isInputURL(in.Value) {
+			return Input{}, badTag("i", index, "url input %q is not an absolute http, https or data URL", short(in.Value))
 		}
 	case InputEvent, InputJob:
 		if !isHexID(in.Value) {
@@ -149,9 +150,22 @@ func isHexID(s string) bool {
 	return true
 }
 
-func isHTTPURL(s string) bool {
+// isInputURL accepts absolute http and https URLs, and data: URLs (RFC 2397) for customers
+// that cannot host a file.
+func isInputURL(s string) bool {
+	if rest, ok := strings.CutPrefix(s, "data:"); ok {
+		return strings.Contains(rest, ",")
+	}
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// short keeps error messages readable when a value is a whole data: URL.
+func short(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
 }
 
 func isRelayURL(s string) bool {
