@@ -19,11 +19,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/image/draw"
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/gofont/goregular"
-	"golang.org/x/image/font/opentype"
-	"golang.org/x/image/math/fixed"
 
+	"github.com/sparecycles/sparecycles/internal/testimage"
 	"github.com/sparecycles/sparecycles/worker/onnx"
 )
 
@@ -84,39 +81,14 @@ func loadModel(t testing.TB, threads int) *Model {
 	return m
 }
 
-var goRegular = sync.OnceValues(func() (*opentype.Font, error) { return opentype.Parse(goregular.TTF) })
-
-// render draws lines of black Go Regular text at size px on white, with a margin, and
-// returns the PNG.
+// render draws lines of black Go Regular text at size px on white and returns the PNG.
 func render(t testing.TB, size float64, lines ...string) []byte {
 	t.Helper()
-	f, err := goRegular()
+	png, err := testimage.Render(size, lines...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	face, err := opentype.NewFace(f, &opentype.FaceOptions{Size: size, DPI: 72, Hinting: font.HintingFull})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer face.Close()
-	margin := int(size)
-	lineHeight := face.Metrics().Height.Ceil() * 3 / 2
-	width := 0
-	for _, l := range lines {
-		width = max(width, font.MeasureString(face, l).Ceil())
-	}
-	img := image.NewRGBA(image.Rect(0, 0, width+2*margin, len(lines)*lineHeight+2*margin))
-	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
-	d := font.Drawer{Dst: img, Src: image.NewUniform(color.Black), Face: face}
-	for i, l := range lines {
-		d.Dot = fixed.P(margin, margin+i*lineHeight+face.Metrics().Ascent.Ceil())
-		d.DrawString(l)
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return png
 }
 
 func normalize(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
