@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/rs/zerolog"
+
+	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/internal/testimage"
+	"github.com/sparecycles/sparecycles/nips/nip89"
+	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/relay"
+	"github.com/sparecycles/sparecycles/worker"
+	"github.com/sparecycles/sparecycles/worker/onnx"
+)
+
+func testLog(t testing.TB) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
+
+// startRelay serves our relay on 127.0.0.1 with its store in a temporary folder.
+func startRelay(t testing.TB) (*relay.Relay, string) {
+	t.Helper()
+	cfg := relay.DefaultConfig()
+	cfg.Data = t.TempDir()
+	cfg.IPRate, cfg.PubkeyRate = 0, 0
+	r, err := relay.New(cfg, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; r.Close() })
+	return r, "ws://" + ln.Addr().String()
+}
+
+func startWorker(t testing.TB, relays ...string) *worker.Worker {
+	t.Helper()
+	cfg := worker.DefaultConfig()
+	cfg.Relays = relays
+	cfg.Models = os.Getenv("SPARECYCLES_MODELS")
+	if cfg.Models == "" {
+		cfg.Models = filepath.Join("..", "models")
+	}
+	cfg.KeyFile = filepath.Join(t.TempDir(), "worker.nsec")
+	cfg.Device = onnx.Device{Kind: onnx.DeviceCPU}
+	cfg.AllowPrivate = true
+	w, err := worker.New(cfg, testLog(t))
+	if err != nil {
+		t.Fatalf("%v (fetch the library and models with scripts/fetch-onnxruntime and scripts/fetch-models)", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; w.Close() })
+	for _, u := range relays { // subscribed once announced
+		c := dial(t, u)
+		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		sub, err := c.Subscribe(wctx, nostr.Filter{Kinds: []int{nip89.KindHandlerInfo}, Authors: []string{w.PubKey()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-sub.Events:
+		case <-wctx.Done():
+			t.Fatalf("worker never announced itself on %s", u)
+		}
+		wcancel()
+	}
+	return w
+}
+
+func dial(t testing.TB, url string) *relayconn.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := relayconn.Dial(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func post(t testing.TB, c *relayconn.Conn, sk string, tags nostr.Tags) nostr.Event {
+	t.Helper()
+	evt := nostr.Event{Kind: 5000, CreatedAt: nostr.Now(), Tags: tags}
+	if err := evt.Sign(sk); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ok, err := c.Publish(ctx, evt); err != nil || !ok.Accepted {
+		t.Fatalf("post job: %+v %v", ok, err)
+	}
+	return evt
+}
+
+// results waits until every job in ids has a result on c and returns them by job id.
+func results(t testing.TB, c *relayconn.Conn, ids ...string) map[string]*nostr.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	sub, err := c.Subscribe(ctx, nostr.Filter{Kinds: []int{6000}, Tags: nostr.TagMap{"e": ids}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got := map[string]*nostr.Event{}
+	for len(got) < len(ids) {
+		select {
+		case evt := <-sub.Events:
+			got[nip90.JobID(evt)] = evt
+		case <-ctx.Done():
+			t.Fatalf("%d of %d jobs have results", len(got), len(ids))
+		}
+	}
+	return got
+}
+
+func servePNG(t testing.TB, text string) string {
+	png, err := testimage.Render(28, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(png)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/page.png"
+}
+
+// On our relay a worker leases the job before running it; the relay's table ends "done".
+func TestWorkerLeasesOnOurRelay(t *testing.T) {
+	r, url := startRelay(t)
+	w := startWorker(t, url)
+	c := dial(t, url)
+	job := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", servePNG(t, "leased work"), "url"}})
+	res := results(t, c, job.ID)[job.ID]
+	if strings.ToLower(strings.TrimSpace(res.Content)) != "leased work" || res.PubKey != w.PubKey() {
+		t.Fatalf("result %q from %s", res.Content, res.PubKey)
+	}
+	j, ok := r.Jobs().Lookup(job.ID)
+	if !ok || j.State(nostr.Now()) != relay.JobDone || j.ResultBy != w.PubKey() {
+		t.Fatalf("relay job table: %+v", j)
+	}
+	if s := r.Stats(); s.Jobs.LeasesGranted != 1 {
+		t.Fatalf("leases granted %d, want 1", s.Jobs.LeasesGranted)
+	}
+}
+
+// Two workers on one relay: every job runs exactly once, whoever wins its lease.
+func TestTwoWorkersRunEachJobOnce(t *testing.T) {
+	r, url := startRelay(t)
+	a, b := startWorker(t, url), startWorker(t, url)
+	c := dial(t, url)
+	img := servePNG(t, "shared market")
+	sk := nostr.GeneratePrivateKey()
+	var ids []string
+	for i := 0; i < 6; i++ {
+		ids = append(ids, post(t, c, sk, nostr.Tags{{"i", img, "url"}, {"param", "n", fmt.Sprint(i)}}).ID)
+	}
+	got := results(t, c, ids...)
+	if ea, eb := a.Stats().Executed, b.Stats().Executed; ea+eb != int64(len(ids)) {
+		t.Fatalf("workers executed %d + %d jobs, want %d in all", ea, eb, len(ids))
+	}
+	for _, id := range ids {
+		evs := query(t, c, nostr.Filter{Kinds: []int{6000}, Tags: nostr.TagMap{"e": {id}}})
+		if len(evs) != 1 {
+			t.Fatalf("job %s has %d results", id, len(evs))
+		}
+		if got[id].PubKey != evs[0].PubKey {
+			t.Fatalf("job %s result author changed", id)
+		}
+	}
+	if s := r.Stats().Jobs; s.ByState[relay.JobDone] != len(ids) {
+		t.Fatalf("relay says %v", s.ByState)
+	}
+}
+
+func query(t testing.TB, c *relayconn.Conn, f nostr.Filter) []*nostr.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	evs, err := c.Query(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}

@@ -1,0 +1,106 @@
+package worker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sparecycles/sparecycles/internal/logging"
+	"github.com/sparecycles/sparecycles/worker/onnx"
+)
+
+// Config is everything a worker needs to run.
+type Config struct {
+	Relays       []string // ws:// or wss:// URLs to serve
+	Models       string   // models folder with manifests and .onnx files
+	KeyFile      string   // secret key; generated there on first run when missing
+	Device       onnx.Device
+	Library      string // ONNX Runtime shared library; "" finds it (env, cache)
+	Threads      int    // intra-op threads per model session
+	Parallel     int    // jobs run at once per model
+	Queue        int    // jobs waiting per model before the worker answers busy
+	Lease        time.Duration
+	Lookback     time.Duration // how old a request may be when the worker first subscribes
+	Name         string
+	About        string
+	FetchBytes   int64
+	FetchTime    time.Duration
+	AllowPrivate bool // fetch inputs from private and loopback addresses (tests, LANs)
+	LogLevel     logging.Level
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Models:     "./models",
+		KeyFile:    "./worker.nsec",
+		Device:     onnx.Device{Kind: "auto"},
+		Threads:    1,
+		Parallel:   1,
+		Queue:      8,
+		Lease:      time.Minute,
+		Lookback:   10 * time.Minute,
+		Name:       "sparecycles worker",
+		About:      "Spare cycles for AI jobs: ONNX Runtime inference over NIP-90.",
+		FetchBytes: 8 << 20,
+		FetchTime:  15 * time.Second,
+		LogLevel:   logging.Level{Level: zerolog.InfoLevel},
+	}
+}
+
+// RegisterFlags binds the settings to fs with DefaultConfig's defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	*c = DefaultConfig()
+	fs.Func("relay", "relay URL to serve; repeat the flag or separate with commas", func(s string) error {
+		for _, u := range strings.Split(s, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				c.Relays = append(c.Relays, u)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.Models, "models", c.Models, "models folder: manifests (*.json) beside their .onnx files")
+	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "secret key file (nsec or hex); created with mode 0600 when missing")
+	fs.Var(&c.Device, "device", "execution device: auto, cpu, cuda or cuda:N")
+	fs.StringVar(&c.Library, "onnxruntime-lib", c.Library, "ONNX Runtime shared library (default: $SPARECYCLES_ONNXRUNTIME_LIB, then the scripts/fetch-onnxruntime cache)")
+	fs.IntVar(&c.Threads, "threads", c.Threads, "intra-op threads per model session")
+	fs.IntVar(&c.Parallel, "parallel", c.Parallel, "jobs run at once per model")
+	fs.IntVar(&c.Queue, "queue", c.Queue, "jobs waiting per model before the worker answers busy")
+	fs.DurationVar(&c.Lease, "lease", c.Lease, "lease asked of relays that coordinate leases (renewed while a job runs)")
+	fs.DurationVar(&c.Lookback, "lookback", c.Lookback, "oldest job request served when first subscribing")
+	fs.StringVar(&c.Name, "name", c.Name, "name in the NIP-89 announcement")
+	fs.StringVar(&c.About, "about", c.About, "description in the NIP-89 announcement")
+	fs.Int64Var(&c.FetchBytes, "max-input-bytes", c.FetchBytes, "largest input fetched from a URL")
+	fs.DurationVar(&c.FetchTime, "fetch-timeout", c.FetchTime, "time limit for fetching an input")
+	fs.BoolVar(&c.AllowPrivate, "allow-private-urls", c.AllowPrivate, "fetch inputs from private, loopback and link-local addresses")
+	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	if len(c.Relays) == 0 {
+		return errors.New("worker config: give at least one --relay")
+	}
+	for _, r := range c.Relays {
+		u, err := url.Parse(r)
+		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			return fmt.Errorf("worker config: relay %q is not a ws:// or wss:// URL", r)
+		}
+	}
+	switch {
+	case c.Threads < 1 || c.Parallel < 1:
+		return errors.New("worker config: --threads and --parallel must be at least 1")
+	case c.Queue < 0:
+		return errors.New("worker config: --queue must not be negative")
+	case c.Lease < 5*time.Second:
+		return errors.New("worker config: --lease must be at least 5s")
+	case c.FetchBytes < 1 || c.FetchTime <= 0:
+		return errors.New("worker config: --max-input-bytes and --fetch-timeout must be positive")
+	}
+	return nil
+}

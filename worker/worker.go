@@ -1,0 +1,524 @@
+// Package worker sells spare cycles: it serves NIP-90 jobs with ONNX Runtime models to any
+// relays it is given. Each model in the models folder is one row of a job table (kind → check
+// and fetch input → run); jobs wait in a bounded queue per model and run a fixed number at a
+// time, and a full queue answers "busy" at once. On relays that coordinate leases
+// (nips/lease.md) the worker claims a job before running it; elsewhere it speaks plain NIP-90.
+// A job seen on several relays runs once.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/rs/zerolog"
+
+	"github.com/sparecycles/sparecycles/nips/nip01"
+	"github.com/sparecycles/sparecycles/nips/nip89"
+	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/nips/tensor"
+	"github.com/sparecycles/sparecycles/worker/onnx"
+)
+
+// Worker is one running worker.
+type Worker struct {
+	cfg     Config
+	log     zerolog.Logger
+	key     Key
+	rt      *onnx.Runtime
+	fetch   *Fetcher
+	models  []*model
+	byKind  map[int][]*model
+	lanes   map[*model]chan *job
+	links   []*link
+	seen    *seenSet
+	started time.Time
+
+	announcement nostr.Event
+
+	executed atomic.Int64
+	busy     atomic.Int64
+	async    sync.WaitGroup // background publishes
+}
+
+// job is a request on its way through the worker.
+type job struct {
+	req   *nip90.JobRequest
+	event *nostr.Event
+	model *model
+
+	mu   sync.Mutex
+	seen []*link // where it was seen, in arrival order
+}
+
+func (j *job) addRelay(l *link) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !slices.Contains(j.seen, l) {
+		j.seen = append(j.seen, l)
+	}
+}
+
+// relays returns where the job was seen so far.
+func (j *job) relays() []*link {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.seen)
+}
+
+// New loads the key, the runtime and the models. It starts nothing; Run serves, Close frees.
+func New(cfg Config, log zerolog.Logger) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	key, created, err := LoadOrCreateKey(cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info().Str("file", cfg.KeyFile).Str("pubkey", key.PubKey).Msg("generated a new worker key")
+	}
+	manifests, err := LoadManifests(cfg.Models)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := onnx.NewRuntime(onnx.RuntimeConfig{LibraryPath: cfg.Library, Device: cfg.Device, Threads: cfg.Threads}, log)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		cfg: cfg, log: log.With().Str("pubkey", key.PubKey).Logger(), key: key, rt: rt,
+		fetch:  NewFetcher(cfg.FetchBytes, cfg.FetchTime, cfg.AllowPrivate),
+		byKind: map[int][]*model{}, lanes: map[*model]chan *job{},
+		seen: newSeenSet(100_000), started: time.Now(),
+	}
+	for _, m := range manifests {
+		var md *model
+		switch m.Task {
+		case TaskOCR:
+			md, err = newOCRModel(m, rt, w.fetch)
+		case TaskTensor:
+			md, err = newTensorModel(m, rt, w.fetch)
+		}
+		if err != nil {
+			w.Close()
+			return nil, err
+		}
+		w.models = append(w.models, md)
+		w.byKind[m.Kind] = append(w.byKind[m.Kind], md)
+		w.lanes[md] = make(chan *job, cfg.Queue)
+		w.log.Info().Str("model", m.Name).Int("kind", m.Kind).Interface("sha256", md.info.SHA256).Msg("model loaded")
+	}
+	for _, u := range cfg.Relays {
+		w.links = append(w.links, newLink(w, u))
+	}
+	if w.announcement, err = w.announce(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// PubKey is the worker's public key.
+func (w *Worker) PubKey() string { return w.key.PubKey }
+
+// Provider is the execution provider every job runs on.
+func (w *Worker) Provider() string { return w.rt.Provider() }
+
+// Stats counts what the worker has done.
+type Stats struct {
+	Executed int64 // jobs whose model ran
+	Busy     int64 // jobs answered busy
+}
+
+// Stats returns the counters.
+func (w *Worker) Stats() Stats { return Stats{Executed: w.executed.Load(), Busy: w.busy.Load()} }
+
+// Close frees the models and the runtime. Call it after Run returns.
+func (w *Worker) Close() error {
+	var errs []error
+	for _, m := range w.models {
+		errs = append(errs, m.close())
+	}
+	if w.rt != nil {
+		errs = append(errs, w.rt.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves until ctx ends: one goroutine per relay link and Parallel per model. It returns
+// when all of them have stopped; a job in flight finishes or answers error feedback.
+func (w *Worker) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, l := range w.links {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.run(ctx) }()
+	}
+	for m, lane := range w.lanes {
+		for i := 0; i < w.cfg.Parallel; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.serve(ctx, m, lane) }()
+		}
+	}
+	w.log.Info().Strs("relays", w.cfg.Relays).Str("provider", w.rt.Provider()).Ints("kinds", w.kinds()).Msg("worker serving")
+	wg.Wait()
+	w.async.Wait()
+	return nil
+}
+
+func (w *Worker) kinds() []int {
+	var ks []int
+	for k := range w.byKind {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// announce builds the signed NIP-89 handler information.
+func (w *Worker) announce() (nostr.Event, error) {
+	info := nip89.HandlerInfo{
+		Identifier: "sparecycles-worker", Kinds: w.kinds(), CreatedAt: nostr.Now(),
+		Metadata: nip89.Metadata{Name: w.cfg.Name, About: w.cfg.About, Worker: &nip89.Worker{
+			Version: 1, Provider: w.rt.Provider(), Device: w.cfg.Device.String(), Relays: w.cfg.Relays, Payment: "free",
+		}},
+	}
+	for _, m := range w.models {
+		info.Metadata.Worker.Models = append(info.Metadata.Worker.Models, m.info)
+	}
+	evt, err := info.Event()
+	if err != nil {
+		return evt, err
+	}
+	return evt, w.key.Sign(&evt)
+}
+
+// intake takes a request seen on link l. It runs on the link's goroutine, so it never blocks:
+// a job either enters its model's queue or is answered at once.
+func (w *Worker) intake(ctx context.Context, l *link, evt *nostr.Event) {
+	if !nip90.IsRequestKind(evt.Kind) {
+		return
+	}
+	first, j := w.seen.add(evt.ID, l)
+	if !first {
+		return // the same job from another relay, or again after a reconnect
+	}
+	log := w.log.With().Str("job", evt.ID).Int("kind", evt.Kind).Str("relay", l.url).Logger()
+	if exp := expiration(evt); exp != 0 && exp <= nostr.Now() {
+		return
+	}
+	req, err := nip90.ParseJobRequest(evt)
+	if err != nil {
+		log.Debug().Err(err).Msg("malformed request")
+		if addressedTo(evt, w.key.PubKey) {
+			w.feedback(ctx, &job{event: evt, seen: []*link{l}}, nip90.StatusError, "invalid request: "+err.Error())
+		}
+		return
+	}
+	if len(req.Providers) > 0 && !slices.Contains(req.Providers, w.key.PubKey) {
+		return // addressed to other providers
+	}
+	j.req, j.event = req, evt
+	if req.Encrypted {
+		w.feedback(ctx, j, nip90.StatusError, "encrypted requests are not supported by this worker yet")
+		return
+	}
+	m, err := w.route(req)
+	if err != nil {
+		if len(req.Providers) > 0 { // addressed to us: say why; otherwise another worker may serve it
+			w.feedback(ctx, j, nip90.StatusError, strings.TrimPrefix(nip01.Reason(err), "error: "))
+		}
+		return
+	}
+	j.model = m
+	select {
+	case w.lanes[m] <- j:
+		log.Debug().Str("model", m.manifest.Name).Msg("queued")
+	default:
+		w.busy.Add(1)
+		log.Info().Str("model", m.manifest.Name).Msg("queue full, answering busy")
+		w.feedback(ctx, j, nip90.StatusError, "busy: queue full, try again shortly")
+	}
+}
+
+// route picks the model for a request.
+func (w *Worker) route(req *nip90.JobRequest) (*model, error) {
+	ms := w.byKind[req.Kind]
+	if len(ms) == 0 {
+		return nil, reject("kind %d is not served by this worker (serves %v)", req.Kind, w.kinds())
+	}
+	if req.Kind != tensor.KindRequest {
+		return ms[0], nil
+	}
+	name, ok := req.Param(tensor.ParamModel)
+	if !ok {
+		return nil, reject(`a kind %d job needs ["param", "model", <sha256 or name>]`, req.Kind)
+	}
+	for _, m := range ms {
+		if m.matches(name) {
+			return m, nil
+		}
+	}
+	return nil, reject("unknown model %q", name)
+}
+
+// serve runs the jobs of one model, one at a time, until ctx ends.
+func (w *Worker) serve(ctx context.Context, m *model, lane chan *job) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-lane:
+			w.handle(ctx, j)
+		}
+	}
+}
+
+// handle claims, prepares, runs and delivers one job.
+func (w *Worker) handle(ctx context.Context, j *job) {
+	log := w.log.With().Str("job", j.event.ID).Int("kind", j.event.Kind).Str("model", j.model.manifest.Name).Logger()
+	home, claimed, err := w.claim(ctx, j)
+	if err != nil {
+		log.Info().Err(err).Msg("not running job")
+		return
+	}
+	// from here on the job is ours: it ends in a result or in error feedback
+	runCtx, stopRenew := context.WithCancel(ctx)
+	defer stopRenew()
+	if claimed {
+		go w.renew(runCtx, j, home)
+	}
+	t0 := time.Now()
+	run, err := j.model.prepare(ctx, j.req)
+	if err != nil {
+		w.fail(ctx, j, log, err)
+		return
+	}
+	w.executed.Add(1)
+	t1 := time.Now()
+	content, err := run(runCtx)
+	if err != nil {
+		w.fail(ctx, j, log, err)
+		return
+	}
+	stopRenew()
+	if err := w.deliver(ctx, j, home, content); err != nil {
+		log.Warn().Err(err).Msg("result not delivered")
+		return
+	}
+	log.Info().Dur("fetch", t1.Sub(t0)).Dur("run", since(t1)).Msg("job done")
+}
+
+// fail answers error feedback: a rejection's reason, or "internal error" for the rest (logged).
+func (w *Worker) fail(ctx context.Context, j *job, log zerolog.Logger, err error) {
+	reason := nip01.Reason(err)
+	if ctx.Err() != nil {
+		reason = "error: worker shutting down, job not run"
+	}
+	if reason == "error: internal" {
+		log.Error().Err(err).Msg("job failed")
+	} else {
+		log.Info().Str("reason", reason).Msg("job refused")
+	}
+	// feedback goes out even when ctx has ended: the customer must hear why
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	w.feedback(fctx, j, nip90.StatusError, strings.TrimPrefix(reason, "error: "))
+}
+
+// claim takes the job: a lease on its home relay when one coordinates leases, else plain
+// processing feedback after checking that nobody has delivered it yet. It returns the home
+// relay (nil without one) and whether a lease is held.
+func (w *Worker) claim(ctx context.Context, j *job) (*link, bool, error) {
+	home := w.home(j)
+	if home == nil {
+		if w.delivered(ctx, j) {
+			return nil, false, errors.New("already has a result")
+		}
+		w.feedback(ctx, j, nip90.StatusProcessing, "")
+		return nil, false, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ok, err := home.publish(cctx, w.processing(j, true))
+	switch {
+	case err != nil:
+		return nil, false, fmt.Errorf("claim on %s: %w", home.url, err)
+	case !ok.Accepted:
+		return nil, false, fmt.Errorf("claim refused by %s: %s", home.url, ok.Reason)
+	}
+	for _, l := range j.relays() { // tell the other relays too, as plain NIP-90
+		if l != home {
+			l.publishAsync(ctx, w.processing(j, false))
+		}
+	}
+	return home, true, nil
+}
+
+// home is the job's home relay: the first relay that coordinates leases, in the order of the
+// request's relays tag, then the order the job was seen in.
+func (w *Worker) home(j *job) *link {
+	for _, u := range j.req.Relays {
+		for _, l := range w.links {
+			if sameRelay(l.url, u) && l.leases() {
+				return l
+			}
+		}
+	}
+	for _, l := range j.relays() {
+		if l.leases() {
+			return l
+		}
+	}
+	return nil
+}
+
+// renew keeps the lease while the job runs.
+func (w *Worker) renew(ctx context.Context, j *job, home *link) {
+	t := time.NewTicker(w.cfg.Lease / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ok, err := home.publish(ctx, w.processing(j, true)); err != nil || !ok.Accepted {
+				w.log.Warn().Str("job", j.event.ID).Err(err).Str("reason", ok.Reason).Msg("lease renewal failed")
+			}
+		}
+	}
+}
+
+// delivered asks the relays that carry the job whether a result exists already.
+func (w *Worker) delivered(ctx context.Context, j *job) bool {
+	f := nostr.Filter{Kinds: []int{nip90.ResultKind(j.event.Kind)}, Tags: nostr.TagMap{"e": {j.event.ID}}, Limit: 1}
+	for _, l := range j.relays() {
+		if evs, err := l.query(ctx, f); err == nil && len(evs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// deliver publishes the result: to the home relay first (it ends the lease), then the others.
+func (w *Worker) deliver(ctx context.Context, j *job, home *link, content string) error {
+	// a finished job is delivered even while shutting down, within a bound
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	res := nip90.JobResult{
+		Kind: nip90.ResultKind(j.event.Kind), CreatedAt: nostr.Now(), Request: j.event.String(),
+		JobID: j.event.ID, Customer: j.event.PubKey, Inputs: j.req.Inputs, Content: content,
+		Extra: nostr.Tags{{"provider", w.rt.Provider()}},
+	}
+	if home != nil {
+		res.JobRelay = home.url
+	}
+	evt := res.Event()
+	if err := w.key.Sign(&evt); err != nil {
+		return err
+	}
+	if home != nil {
+		ok, err := home.publish(ctx, evt)
+		if err != nil {
+			return fmt.Errorf("publish result to %s: %w", home.url, err)
+		}
+		if !ok.Accepted {
+			return fmt.Errorf("result refused by %s: %s", home.url, ok.Reason)
+		}
+	}
+	var errs []error
+	delivered := home != nil
+	for _, l := range w.targets(j) {
+		if l == home {
+			continue
+		}
+		ok, err := l.publish(ctx, evt)
+		if err != nil || !ok.Accepted {
+			errs = append(errs, fmt.Errorf("%s: %v %s", l.url, err, ok.Reason))
+			continue
+		}
+		delivered = true
+	}
+	if !delivered {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// targets are the relays a job's events go to: where it was seen, and the connected relays
+// its relays tag names.
+func (w *Worker) targets(j *job) []*link {
+	out := j.relays()
+	if j.req != nil {
+		for _, u := range j.req.Relays {
+			for _, l := range w.links {
+				if sameRelay(l.url, u) && !slices.Contains(out, l) {
+					out = append(out, l)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (w *Worker) processing(j *job, lease bool) nostr.Event {
+	fb := nip90.JobFeedback{
+		CreatedAt: nostr.Now(), JobID: j.event.ID, Customer: j.event.PubKey, Status: nip90.StatusProcessing,
+		Extra: nostr.Tags{{"provider", w.rt.Provider()}},
+	}
+	if lease {
+		fb.Extra = append(fb.Extra, leaseTag(w.cfg.Lease))
+	}
+	evt := fb.Event()
+	_ = w.key.Sign(&evt)
+	return evt
+}
+
+// feedback publishes status feedback to every relay carrying the job, without waiting.
+func (w *Worker) feedback(ctx context.Context, j *job, status nip90.Status, info string) {
+	fb := nip90.JobFeedback{CreatedAt: nostr.Now(), JobID: j.event.ID, Customer: j.event.PubKey, Status: status, Info: info}
+	evt := fb.Event()
+	if err := w.key.Sign(&evt); err != nil {
+		return
+	}
+	for _, l := range w.targets(j) {
+		l.publishAsync(ctx, evt)
+	}
+}
+
+func expiration(evt *nostr.Event) nostr.Timestamp {
+	if t := evt.Tags.Find("expiration"); len(t) >= 2 {
+		var v int64
+		if _, err := fmt.Sscan(t[1], &v); err == nil {
+			return nostr.Timestamp(v)
+		}
+	}
+	return 0
+}
+
+func addressedTo(evt *nostr.Event, pubkey string) bool {
+	for _, t := range evt.Tags {
+		if len(t) >= 2 && t[0] == "p" && t[1] == pubkey {
+			return true
+		}
+	}
+	return false
+}
+
+func sameRelay(a, b string) bool { return nostr.NormalizeURL(a) == nostr.NormalizeURL(b) }
+
+// Run builds a worker from cfg and serves until ctx ends.
+func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	w, err := New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	return w.Run(ctx)
+}
