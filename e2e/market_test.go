@@ -204,3 +204,48 @@ func query(t testing.TB, c *relayconn.Conn, f nostr.Filter) []*nostr.Event {
 	}
 	return evs
 }
+
+// The relay restarts under a running worker: the worker reconnects and serves a job posted
+// after the restart, and the lease state survives.
+func TestWorkerReconnectsAfterRelayRestart(t *testing.T) {
+	cfg := relay.DefaultConfig()
+	cfg.Data = t.TempDir()
+	cfg.IPRate, cfg.PubkeyRate = 0, 0
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) (stop func()) {
+		r, err := relay.New(cfg, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Serve(ctx, ln) }()
+		return func() { cancel(); <-done; r.Close() }
+	}
+	stop := serve(ln)
+	url := "ws://" + addr
+	w := startWorker(t, url)
+	img := servePNG(t, "after restart")
+
+	c := dial(t, url)
+	first := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", img, "url"}})
+	results(t, c, first.ID)
+	stop()
+
+	ln, err = net.Listen("tcp", addr) // same address: the worker redials it
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = serve(ln)
+	t.Cleanup(stop)
+	c = dial(t, url)
+	second := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", img, "url"}, {"param", "n", "2"}})
+	res := results(t, c, second.ID)[second.ID]
+	if res.PubKey != w.PubKey() || w.Stats().Executed != 2 {
+		t.Fatalf("after restart: result from %s, %d executions", res.PubKey, w.Stats().Executed)
+	}
+}

@@ -23,6 +23,8 @@ type InfoDocument struct {
 	JobLeases *lease.Info `json:"job_leases,omitempty"`
 	// MaxEventBytes is the serialized-event limit, which NIP-11 has no field for.
 	MaxEventBytes int `json:"max_event_bytes"`
+	// MaxTagValueBytes bounds single-letter tag values (the store indexes them).
+	MaxTagValueBytes int `json:"max_tag_value_bytes"`
 	// JobPoW is the NIP-13 difficulty required of job requests only (kinds 5000-5999).
 	JobPoW int `json:"job_request_min_pow_difficulty,omitempty"`
 	// StrictJobs says NIP-90 events are validated (nips/nip90) before they are stored.
@@ -64,10 +66,11 @@ func (r *Relay) Info() InfoDocument {
 			MaxSeconds:  int(r.cfg.MaxLease / time.Second),
 			SkewSeconds: int(r.cfg.LeaseSkew / time.Second),
 		},
-		MaxEventBytes: r.cfg.MaxEventBytes,
-		JobPoW:        r.cfg.JobPoW,
-		StrictJobs:    r.cfg.StrictJobs,
-		Kinds:         r.cfg.Kinds.String(),
+		MaxEventBytes:    r.cfg.MaxEventBytes,
+		MaxTagValueBytes: MaxIndexedTagValue,
+		JobPoW:           r.cfg.JobPoW,
+		StrictJobs:       r.cfg.StrictJobs,
+		Kinds:            r.cfg.Kinds.String(),
 	}
 }
 

@@ -52,6 +52,23 @@ func RejectTooManyTags(max int) policy {
 	}
 }
 
+// MaxIndexedTagValue is the longest value of a single-letter tag the LMDB store can index.
+const MaxIndexedTagValue = 65535
+
+// RejectLargeTagValues refuses events with a single-letter tag value longer than max bytes:
+// the store indexes those values and cannot take longer ones. Large job inputs belong behind
+// a URL.
+func RejectLargeTagValues(max int) policy {
+	return func(_ context.Context, evt *nostr.Event) (bool, string) {
+		for _, tag := range evt.Tags {
+			if len(tag) > 1 && len(tag[0]) == 1 && len(tag[1]) > max {
+				return true, fmt.Sprintf("invalid: %q tag value is %d bytes, more than the %d allowed (send large inputs as a URL)", tag[0], len(tag[1]), max)
+			}
+		}
+		return false, ""
+	}
+}
+
 // AllowKinds refuses kinds outside the set.
 func AllowKinds(kinds KindSet) policy {
 	return func(_ context.Context, evt *nostr.Event) (bool, string) {

@@ -110,6 +110,7 @@ func (r *Relay) khatru() *khatru.Relay {
 	policies = append(policies,
 		RejectOversizedEvent(r.cfg.MaxEventBytes),
 		RejectTooManyTags(r.cfg.MaxTags),
+		RejectLargeTagValues(MaxIndexedTagValue),
 		AllowKinds(r.cfg.Kinds),
 		RejectOutsideWindow(r.cfg.MaxPast, r.cfg.MaxFuture, now),
 		RejectExpired(now),

@@ -213,6 +213,7 @@ func TestRejections(t *testing.T) {
 		{"id does not match", badID, "invalid: id is computed incorrectly"},
 		{"oversized content", k.sign(t, nostr.Event{Kind: 5000, Content: strings.Repeat("x", cfg.MaxEventBytes+1)}), "invalid: content is"},
 		{"oversized event", k.sign(t, nostr.Event{Kind: 5000, Tags: nostr.Tags{{"i", strings.Repeat("y", cfg.MaxEventBytes), "text"}}}), "invalid: event is"},
+		{"huge tag value", k.sign(t, nostr.Event{Kind: 5000, Tags: nostr.Tags{{"i", strings.Repeat("d", MaxIndexedTagValue+1), "text"}}}), `invalid: "i" tag value is 65536 bytes`},
 		{"too many tags", k.sign(t, nostr.Event{Kind: 5000, Tags: tooManyTags}), "invalid: 2001 tags"},
 		{"disallowed kind", k.sign(t, nostr.Event{Kind: 1, Content: "a note"}), "blocked: kind 1 is not accepted"},
 		{"too old", jobRequest(t, k, now.Add(-25*time.Hour)), "invalid: created_at"},

@@ -114,7 +114,7 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string, accept []string) ([]
 		return nil, "", fetchErr("input URL answered %s", resp.Status)
 	}
 	if resp.ContentLength > f.MaxBytes {
-		return nil, "", fetchErr("input is %d bytes, more than the %d allowed", resp.ContentLength, f.MaxBytes)
+		return nil, "", fetchErr("input is %d bytes, more than the %d bytes allowed", resp.ContentLength, f.MaxBytes)
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.MaxBytes+1))
@@ -150,7 +150,7 @@ func (f *Fetcher) fetchData(raw string, accept []string) ([]byte, string, error)
 		return nil, "", fetchErr("data URL is not valid base64")
 	}
 	if int64(len(body)) > f.MaxBytes {
-		return nil, "", fetchErr("input is %d bytes, more than the %d allowed", len(body), f.MaxBytes)
+		return nil, "", fetchErr("input is %d bytes, more than the %d bytes allowed", len(body), f.MaxBytes)
 	}
 	mt, _, _ = mime.ParseMediaType(mt)
 	if mt == "" {

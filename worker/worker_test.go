@@ -56,11 +56,7 @@ func testConfig(t testing.TB, relays ...string) Config {
 // every relay, so it is subscribed.
 func startWorker(t testing.TB, cfg Config) *Worker {
 	t.Helper()
-	level := zerolog.WarnLevel
-	if os.Getenv("SPARECYCLES_TEST_LOG") == "debug" {
-		level = zerolog.DebugLevel
-	}
-	w, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(level).With().Timestamp().Logger())
+	w, err := New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +80,15 @@ func startWorker(t testing.TB, cfg Config) *Worker {
 		wcancel()
 	}
 	return w
+}
+
+// testLogger logs warnings into the test's output; SPARECYCLES_TEST_LOG=debug shows everything.
+func testLogger(t testing.TB) zerolog.Logger {
+	level := zerolog.WarnLevel
+	if os.Getenv("SPARECYCLES_TEST_LOG") == "debug" {
+		level = zerolog.DebugLevel
+	}
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(level).With().Timestamp().Logger()
 }
 
 func dial(t testing.TB, url string) *relayconn.Conn {
