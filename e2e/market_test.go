@@ -17,6 +17,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/internal/testimage"
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/nip89"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/relay"
@@ -69,7 +70,7 @@ func startWorker(t testing.TB, relays ...string) *worker.Worker {
 	go func() { defer close(done); w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; w.Close() })
 	for _, u := range relays { // subscribed once announced
-		c := dial(t, u)
+		c := testrelay.Dial(t, u)
 		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
 		sub, err := c.Subscribe(wctx, nostr.Filter{Kinds: []int{nip89.KindHandlerInfo}, Authors: []string{w.PubKey()}})
 		if err != nil {
@@ -83,18 +84,6 @@ func startWorker(t testing.TB, relays ...string) *worker.Worker {
 		wcancel()
 	}
 	return w
-}
-
-func dial(t testing.TB, url string) *relayconn.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := relayconn.Dial(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 func post(t testing.TB, c *relayconn.Conn, sk string, tags nostr.Tags) nostr.Event {
@@ -150,7 +139,7 @@ func servePNG(t testing.TB, text string) string {
 func TestWorkerLeasesOnOurRelay(t *testing.T) {
 	r, url := startRelay(t)
 	w := startWorker(t, url)
-	c := dial(t, url)
+	c := testrelay.Dial(t, url)
 	job := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", servePNG(t, "leased work"), "url"}})
 	res := results(t, c, job.ID)[job.ID]
 	if strings.ToLower(strings.TrimSpace(res.Content)) != "leased work" || res.PubKey != w.PubKey() {
@@ -169,7 +158,7 @@ func TestWorkerLeasesOnOurRelay(t *testing.T) {
 func TestTwoWorkersRunEachJobOnce(t *testing.T) {
 	r, url := startRelay(t)
 	a, b := startWorker(t, url), startWorker(t, url)
-	c := dial(t, url)
+	c := testrelay.Dial(t, url)
 	img := servePNG(t, "shared market")
 	sk := nostr.GeneratePrivateKey()
 	var ids []string
@@ -181,7 +170,7 @@ func TestTwoWorkersRunEachJobOnce(t *testing.T) {
 		t.Fatalf("workers executed %d + %d jobs, want %d in all", ea, eb, len(ids))
 	}
 	for _, id := range ids {
-		evs := query(t, c, nostr.Filter{Kinds: []int{6000}, Tags: nostr.TagMap{"e": {id}}})
+		evs := testrelay.Query(t, c, nostr.Filter{Kinds: []int{6000}, Tags: nostr.TagMap{"e": {id}}})
 		if len(evs) != 1 {
 			t.Fatalf("job %s has %d results", id, len(evs))
 		}
@@ -192,17 +181,6 @@ func TestTwoWorkersRunEachJobOnce(t *testing.T) {
 	if s := r.Stats().Jobs; s.ByState[relay.JobDone] != len(ids) {
 		t.Fatalf("relay says %v", s.ByState)
 	}
-}
-
-func query(t testing.TB, c *relayconn.Conn, f nostr.Filter) []*nostr.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	evs, err := c.Query(ctx, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
 }
 
 // The relay restarts under a running worker: the worker reconnects and serves a job posted
@@ -231,7 +209,7 @@ func TestWorkerReconnectsAfterRelayRestart(t *testing.T) {
 	w := startWorker(t, url)
 	img := servePNG(t, "after restart")
 
-	c := dial(t, url)
+	c := testrelay.Dial(t, url)
 	first := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", img, "url"}})
 	results(t, c, first.ID)
 	stop()
@@ -242,7 +220,7 @@ func TestWorkerReconnectsAfterRelayRestart(t *testing.T) {
 	}
 	stop = serve(ln)
 	t.Cleanup(stop)
-	c = dial(t, url)
+	c = testrelay.Dial(t, url)
 	second := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", img, "url"}, {"param", "n", "2"}})
 	res := results(t, c, second.ID)[second.ID]
 	if res.PubKey != w.PubKey() || w.Stats().Executed != 2 {

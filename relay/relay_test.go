@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/lease"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 )
@@ -89,14 +90,7 @@ func (tr *testRelay) restart() {
 // connect opens a client connection, closed when the test ends.
 func (tr *testRelay) connect(t testing.TB) *relayconn.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := relayconn.Dial(ctx, tr.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testrelay.Dial(t, tr.url)
 }
 
 // publish sends evt and returns the OK reason: "" for OK true.
@@ -159,17 +153,6 @@ func result(t testing.TB, k key, job nostr.Event, at time.Time) nostr.Event {
 	}, Content: "HELLO WORLD"})
 }
 
-func query(t testing.TB, c *relayconn.Conn, f nostr.Filter) []*nostr.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	evs, err := c.Query(ctx, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
-}
-
 func TestJobRequestStoredAndServed(t *testing.T) {
 	tr := startRelay(t, testConfig(t))
 	c := tr.connect(t)
@@ -178,7 +161,7 @@ func TestJobRequestStoredAndServed(t *testing.T) {
 	if msg := publish(t, c, req); msg != "" {
 		t.Fatalf("job request refused: %s", msg)
 	}
-	got := query(t, tr.connect(t), nostr.Filter{Kinds: []int{5000}, Authors: []string{customer.pk}})
+	got := testrelay.Query(t, tr.connect(t), nostr.Filter{Kinds: []int{5000}, Authors: []string{customer.pk}})
 	if len(got) != 1 || got[0].ID != req.ID || got[0].Sig != req.Sig {
 		t.Fatalf("REQ returned %v, want the request %s", got, req.ID)
 	}
@@ -295,7 +278,7 @@ func TestEventsSurviveRestart(t *testing.T) {
 		ids = append(ids, evt.ID)
 	}
 	tr.restart()
-	got := query(t, tr.connect(t), nostr.Filter{IDs: ids})
+	got := testrelay.Query(t, tr.connect(t), nostr.Filter{IDs: ids})
 	if len(got) != len(ids) {
 		t.Fatalf("after restart REQ returned %d of %d events", len(got), len(ids))
 	}
@@ -362,7 +345,7 @@ func TestShutdownLosesNoAcceptedEvent(t *testing.T) {
 	tr.shutdown()
 	wg.Wait()
 	tr.start()
-	got := query(t, tr.connect(t), nostr.Filter{IDs: accepted})
+	got := testrelay.Query(t, tr.connect(t), nostr.Filter{IDs: accepted})
 	if len(accepted) == 0 || len(got) != len(accepted) {
 		t.Fatalf("%d events were accepted before shutdown, %d are stored after restart", len(accepted), len(got))
 	}
@@ -443,7 +426,7 @@ func TestAuthForWrites(t *testing.T) {
 		t.Fatalf("authenticated stranger: %q, want restricted", msg)
 	}
 	// reading needs no auth
-	if got := query(t, tr.connect(t), nostr.Filter{Kinds: []int{5000}}); len(got) != 1 {
+	if got := testrelay.Query(t, tr.connect(t), nostr.Filter{Kinds: []int{5000}}); len(got) != 1 {
 		t.Fatalf("read %d requests, want 1", len(got))
 	}
 }
@@ -516,7 +499,7 @@ func TestExpiredEventsAreNotServed(t *testing.T) {
 		t.Fatal(msg)
 	}
 	clock.Advance(2 * time.Minute)
-	if got := query(t, c, nostr.Filter{IDs: []string{req.ID}}); len(got) != 0 {
+	if got := testrelay.Query(t, c, nostr.Filter{IDs: []string{req.ID}}); len(got) != 0 {
 		t.Fatalf("expired request still served")
 	}
 	var body struct{ Jobs []JobView }

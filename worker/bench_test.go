@@ -22,7 +22,7 @@ func BenchmarkWorkerOverhead(b *testing.B) {
 	relayURL := testrelay.Start(b)
 	cfg := testConfig(b, relayURL)
 	w := startWorker(b, cfg)
-	conn := dial(b, relayURL)
+	conn := testrelay.Dial(b, relayURL)
 	in := detInput(32, 32) // its JSON must fit a 64 KiB tag value
 	doc := tensorDoc(b, in)
 
@@ -31,7 +31,7 @@ func BenchmarkWorkerOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ref.Close()
-	inputs := []onnx.Tensor{onnx.Tensor(in)}
+	inputs := []onnx.Tensor{in}
 	cust := newCustomer()
 
 	var jobTime, runTime time.Duration
@@ -67,7 +67,7 @@ func BenchmarkOCRJobs(b *testing.B) {
 		b.Fatal(err)
 	}
 	site := serveFiles(b, map[string][2]string{"/line.png": {"image/png", string(png)}})
-	conn := dial(b, relayURL)
+	conn := testrelay.Dial(b, relayURL)
 	cust := newCustomer()
 	n := 0
 	start := time.Now()

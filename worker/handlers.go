@@ -121,23 +121,15 @@ func newTensorModel(m Manifest, rt *onnx.Runtime, fetch *Fetcher) (*model, error
 			if err != nil {
 				return nil, reject("%v", err)
 			}
-			inputs := make([]onnx.Tensor, len(wire))
-			for i, t := range wire {
-				inputs[i] = onnx.Tensor(t)
-			}
 			return func(ctx context.Context) (string, error) {
-				outs, err := s.Run(ctx, inputs)
+				outs, err := s.Run(ctx, wire) // onnx.Tensor is the wire type: no copy
 				if err != nil {
 					if errors.Is(err, onnx.ErrInvalidInput) {
 						return "", reject("%v", err)
 					}
 					return "", err
 				}
-				res := tensor.Outputs{Model: sha, Provider: s.Provider(), Outputs: make([]tensor.Tensor, len(outs))}
-				for i, o := range outs {
-					res.Outputs[i] = tensor.Tensor(o)
-				}
-				b, err := json.Marshal(res)
+				b, err := json.Marshal(tensor.Outputs{Model: sha, Provider: s.Provider(), Outputs: outs})
 				return string(b), err
 			}, nil
 		},

@@ -65,7 +65,7 @@ func startWorker(t testing.TB, cfg Config) *Worker {
 	go func() { defer close(done); w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; w.Close() })
 	for _, u := range cfg.Relays {
-		c := dial(t, u)
+		c := testrelay.Dial(t, u)
 		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
 		sub, err := c.Subscribe(wctx, nostr.Filter{Kinds: []int{nip89.KindHandlerInfo}, Authors: []string{w.PubKey()}})
 		if err != nil {
@@ -89,18 +89,6 @@ func testLogger(t testing.TB) zerolog.Logger {
 		level = zerolog.DebugLevel
 	}
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(level).With().Timestamp().Logger()
-}
-
-func dial(t testing.TB, url string) *relayconn.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := relayconn.Dial(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 type customer struct{ sk, pk string }
@@ -183,7 +171,7 @@ func TestOCRJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	site := serveFiles(t, map[string][2]string{"/page.png": {"image/png", string(png)}})
-	conn := dial(t, relayURL)
+	conn := testrelay.Dial(t, relayURL)
 	cust := newCustomer()
 
 	for _, input := range []struct{ name, url string }{
@@ -234,7 +222,7 @@ func tensorDoc(t testing.TB, ts ...tensor.Tensor) string {
 func TestTensorJobMatchesReference(t *testing.T) {
 	relayURL := testrelay.Start(t)
 	w := startWorker(t, testConfig(t, relayURL))
-	conn := dial(t, relayURL)
+	conn := testrelay.Dial(t, relayURL)
 	in := detInput(32, 32)
 
 	var manifest Manifest
@@ -248,7 +236,7 @@ func TestTensorJobMatchesReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ref.Close()
-	want, err := ref.Run(context.Background(), []onnx.Tensor{onnx.Tensor(in)})
+	want, err := ref.Run(context.Background(), []onnx.Tensor{in})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +277,7 @@ func TestBadInput(t *testing.T) {
 	strict := testConfig(t, relayURL) // refuses private addresses, as in production
 	strict.AllowPrivate = false
 	ws := startWorker(t, strict)
-	conn := dial(t, relayURL)
+	conn := testrelay.Dial(t, relayURL)
 
 	png, _ := testimage.Render(24, "hello")
 	site := serveFiles(t, map[string][2]string{
@@ -354,7 +342,7 @@ func TestQueueFullAnswersBusy(t *testing.T) {
 	cfg := testConfig(t, relayURL)
 	cfg.Parallel, cfg.Queue = 1, 1
 	w := startWorker(t, cfg)
-	conn := dial(t, relayURL)
+	conn := testrelay.Dial(t, relayURL)
 
 	png, _ := testimage.Render(24, "slow")
 	fetched := make(chan struct{}, 4)
@@ -394,7 +382,7 @@ func TestQueueFullAnswersBusy(t *testing.T) {
 func TestSameJobOnTwoRelaysRunsOnce(t *testing.T) {
 	a, b := testrelay.Start(t), testrelay.Start(t)
 	w := startWorker(t, testConfig(t, a, b))
-	ca, cb := dial(t, a), dial(t, b)
+	ca, cb := testrelay.Dial(t, a), testrelay.Dial(t, b)
 	png, _ := testimage.Render(24, "once")
 	site := serveFiles(t, map[string][2]string{"/p.png": {"image/png", string(png)}})
 	job := newCustomer().post(t, 5000, nostr.Tags{{"i", site + "/p.png", "url"}, {"relays", a, b}}, ca, cb)

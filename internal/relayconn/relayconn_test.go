@@ -1,4 +1,4 @@
-package relayconn
+package relayconn_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/internal/testrelay"
 )
 
@@ -20,11 +21,11 @@ func signed(t *testing.T, sk string, content string) nostr.Event {
 	return evt
 }
 
-func dial(t *testing.T, url string) *Conn {
+func dial(t *testing.T, url string) *relayconn.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, url)
+	c, err := relayconn.Dial(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,10 +90,10 @@ func TestPublishWithoutOK(t *testing.T) {
 	c.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if _, err := c.Publish(ctx, signed(t, nostr.GeneratePrivateKey(), "x")); !errors.Is(err, ErrClosed) {
+	if _, err := c.Publish(ctx, signed(t, nostr.GeneratePrivateKey(), "x")); !errors.Is(err, relayconn.ErrClosed) {
 		t.Fatalf("publish on a closed connection: %v, want ErrClosed", err)
 	}
-	if _, err := c.Subscribe(ctx, nostr.Filter{}); !errors.Is(err, ErrClosed) {
+	if _, err := c.Subscribe(ctx, nostr.Filter{}); !errors.Is(err, relayconn.ErrClosed) {
 		t.Fatalf("subscribe on a closed connection: %v, want ErrClosed", err)
 	}
 	select {
@@ -106,7 +107,7 @@ func TestAuthWithoutChallenge(t *testing.T) {
 	c := dial(t, testrelay.Start(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	if _, err := c.Auth(ctx, func(e *nostr.Event) error { return nil }); !errors.Is(err, ErrNoAuth) {
+	if _, err := c.Auth(ctx, func(e *nostr.Event) error { return nil }); !errors.Is(err, relayconn.ErrNoAuth) {
 		t.Fatalf("auth with no challenge: %v", err)
 	}
 }

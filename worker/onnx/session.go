@@ -205,7 +205,7 @@ func (s *Session) Run(ctx context.Context, inputs []Tensor) ([]Tensor, error) {
 	in := make([]ort.Value, len(ordered))
 	defer destroyAll(in)
 	for i, t := range ordered {
-		if in[i], err = t.value(); err != nil {
+		if in[i], err = valueOf(t); err != nil {
 			return nil, fmt.Errorf("onnx: input %q: %w", t.Name, err)
 		}
 	}
@@ -306,7 +306,7 @@ func checkTensor(t *Tensor, want TensorInfo) error {
 		}
 		n *= d
 	}
-	switch have := t.carried(); {
+	switch have := carried(t); {
 	case len(have) == 0:
 		return fmt.Errorf("%w: input %q has DType %s but carries no data", ErrData, t.Name, t.DType)
 	case len(have) > 1 || have[0] != t.DType:

@@ -5,17 +5,19 @@ import (
 	"strings"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/sparecycles/sparecycles/nips/tensor"
 )
 
-// Element types a Tensor can carry, named as in numpy.
+// Element types a Tensor can carry, named as in numpy: those of the wire format.
 const (
-	Float32 = "float32"
-	Float64 = "float64"
-	Int8    = "int8"
-	Uint8   = "uint8"
-	Int32   = "int32"
-	Int64   = "int64"
-	Bool    = "bool"
+	Float32 = tensor.Float32
+	Float64 = tensor.Float64
+	Int8    = tensor.Int8
+	Uint8   = tensor.Uint8
+	Int32   = tensor.Int32
+	Int64   = tensor.Int64
+	Bool    = tensor.Bool
 )
 
 // TensorInfo describes one model input or output as the model declares it. DType is an
@@ -30,47 +32,14 @@ type TensorInfo struct {
 // String returns e.g. `x float32[-1 3 -1 -1]`.
 func (ti TensorInfo) String() string { return fmt.Sprintf("%s %s%v", ti.Name, ti.DType, ti.Shape) }
 
-// Tensor is a named, typed, dense row-major array. Exactly one data slice is set: the one
+// Tensor is a named, typed, dense row-major array: the type of the kind 5800 wire format
+// (nips/tensor), so job inputs run without copying. Exactly one data slice is set: the one
 // DType names, holding the product of Shape elements. Run does not keep or modify the slices
 // of its inputs; its outputs are fresh Go memory.
-type Tensor struct {
-	Name  string
-	DType string
-	Shape []int64
-
-	Float32 []float32
-	Float64 []float64
-	Int8    []int8
-	Uint8   []uint8
-	Int32   []int32
-	Int64   []int64
-	Bool    []bool
-}
-
-// Len returns the number of elements in the slice DType names, or -1 for a DType a Tensor
-// cannot carry.
-func (t *Tensor) Len() int {
-	switch t.DType {
-	case Float32:
-		return len(t.Float32)
-	case Float64:
-		return len(t.Float64)
-	case Int8:
-		return len(t.Int8)
-	case Uint8:
-		return len(t.Uint8)
-	case Int32:
-		return len(t.Int32)
-	case Int64:
-		return len(t.Int64)
-	case Bool:
-		return len(t.Bool)
-	}
-	return -1
-}
+type Tensor = tensor.Tensor
 
 // carried lists the element types whose slices are non-nil.
-func (t *Tensor) carried() []string {
+func carried(t *Tensor) []string {
 	var have []string
 	for _, s := range []struct {
 		dtype string
@@ -87,7 +56,7 @@ func (t *Tensor) carried() []string {
 }
 
 // value wraps t's data, without copying, in an ONNX Runtime tensor that the caller destroys.
-func (t *Tensor) value() (ort.Value, error) {
+func valueOf(t *Tensor) (ort.Value, error) {
 	shape := ort.NewShape(t.Shape...)
 	switch t.DType {
 	case Float32:
