@@ -1,0 +1,207 @@
+package relayconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// Pool publishes to and subscribes on several relays, redialling a relay whose connection
+// died on next use. It satisfies nips/nip47's Transport.
+type Pool struct {
+	urls []string
+
+	mu     sync.Mutex
+	conns  map[string]*Conn
+	closed bool
+}
+
+// ErrNoRelay is returned when no relay of the pool took a publish or a subscription.
+var ErrNoRelay = errors.New("relayconn: no relay available")
+
+// NewPool returns a pool over urls. It dials nothing until used.
+func NewPool(urls []string) *Pool {
+	return &Pool{urls: urls, conns: map[string]*Conn{}}
+}
+
+// URLs returns the pool's relays.
+func (p *Pool) URLs() []string { return p.urls }
+
+// conn returns a live connection to url, dialling one if needed.
+func (p *Pool) conn(ctx context.Context, url string) (*Conn, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c := p.conns[url]; c != nil && c.Err() == nil {
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := Dial(dctx, url)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.Close()
+		return nil, ErrClosed
+	}
+	if old := p.conns[url]; old != nil && old.Err() == nil {
+		c.Close() // another caller dialled first
+		return old, nil
+	}
+	p.conns[url] = c
+	return c, nil
+}
+
+// Publish sends evt to every relay and succeeds when at least one accepted it.
+func (p *Pool) Publish(ctx context.Context, evt nostr.Event) error {
+	type outcome struct {
+		url string
+		ok  OK
+		err error
+	}
+	out := make(chan outcome, len(p.urls))
+	for _, u := range p.urls {
+		go func() {
+			c, err := p.conn(ctx, u)
+			if err != nil {
+				out <- outcome{u, OK{}, err}
+				return
+			}
+			ok, err := c.Publish(ctx, evt)
+			out <- outcome{u, ok, err}
+		}()
+	}
+	var reasons []string
+	accepted := false
+	for range p.urls {
+		o := <-out
+		switch {
+		case o.err != nil:
+			reasons = append(reasons, fmt.Sprintf("%s: %v", o.url, o.err))
+		case !o.ok.Accepted:
+			reasons = append(reasons, fmt.Sprintf("%s: %s", o.url, o.ok.Reason))
+		default:
+			accepted = true
+		}
+	}
+	if accepted {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrNoRelay, strings.Join(reasons, "; "))
+}
+
+// Subscribe subscribes f on every relay and merges what they send, each event once. It
+// returns once at least one relay has answered EOSE (so events published after it returns are
+// seen), and keeps re-subscribing relays whose connections drop until ctx ends; then the
+// channel closes.
+func (p *Pool) Subscribe(ctx context.Context, f nostr.Filter) (<-chan *nostr.Event, error) {
+	out := make(chan *nostr.Event, 64)
+	ready := make(chan error, len(p.urls))
+	var seen sync.Map
+	var wg sync.WaitGroup
+	for _, u := range p.urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.follow(ctx, u, f, out, &seen, ready)
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+	var errs []error
+	for range p.urls {
+		select {
+		case err := <-ready:
+			if err == nil {
+				return out, nil
+			}
+			errs = append(errs, err)
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+	return out, fmt.Errorf("%w: %w", ErrNoRelay, errors.Join(errs...))
+}
+
+// follow keeps one relay's subscription alive, reporting the first attempt on ready.
+func (p *Pool) follow(ctx context.Context, url string, f nostr.Filter, out chan<- *nostr.Event, seen *sync.Map, ready chan<- error) {
+	first := true
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		err := p.followOnce(ctx, url, f, out, seen, func() {
+			if first {
+				first = false
+				ready <- nil
+			}
+			backoff = 500 * time.Millisecond
+		})
+		if first {
+			first = false
+			ready <- fmt.Errorf("%s: %w", url, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (p *Pool) followOnce(ctx context.Context, url string, f nostr.Filter, out chan<- *nostr.Event, seen *sync.Map, established func()) error {
+	c, err := p.conn(ctx, url)
+	if err != nil {
+		return err
+	}
+	sub, err := c.Subscribe(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	eose := sub.EOSE
+	for {
+		select {
+		case <-eose:
+			eose = nil
+			established()
+		case evt := <-sub.Events:
+			if _, dup := seen.LoadOrStore(evt.ID, struct{}{}); dup {
+				continue
+			}
+			select {
+			case out <- evt:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case <-sub.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("subscription ended: %s", sub.Reason())
+		}
+	}
+}
+
+// Close closes every connection; the pool cannot be used again.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	conns := p.conns
+	p.conns = map[string]*Conn{}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
