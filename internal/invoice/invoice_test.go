@@ -1,0 +1,104 @@
+package invoice
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/lightningnetwork/lnd/zpay32"
+)
+
+// mint signs a real BOLT11 invoice.
+func mint(t testing.TB, net *chaincfg.Params, msat int64, desc string, hashDesc bool, created time.Time, expiry time.Duration) string {
+	t.Helper()
+	key, _ := btcec.NewPrivateKey()
+	var hash [32]byte
+	rand.Read(hash[:])
+	opts := []func(*zpay32.Invoice){zpay32.Expiry(expiry)}
+	if msat > 0 {
+		opts = append(opts, zpay32.Amount(lnwire.MilliSatoshi(msat)))
+	}
+	if hashDesc {
+		opts = append(opts, zpay32.DescriptionHash(sha256.Sum256([]byte(desc))))
+	} else {
+		opts = append(opts, zpay32.Description(desc))
+	}
+	inv, err := zpay32.NewInvoice(net, hash, created, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := inv.Encode(zpay32.MessageSigner{SignCompact: func(msg []byte) ([]byte, error) {
+		return ecdsa.SignCompact(key, msg, true), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+const job = "5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee0"
+
+func TestCheck(t *testing.T) {
+	now := time.Now()
+	reg := &chaincfg.RegressionNetParams
+	good := mint(t, reg, 21000, Description(job), false, now, time.Hour)
+	want := Expect{JobID: job, BidMsat: 50000, QuotedMsat: 21000, Network: "regtest", Now: now}
+	tests := []struct {
+		name    string
+		bolt11  string
+		expect  func(Expect) Expect
+		wantErr error
+	}{
+		{"good", good, nil, nil},
+		{"uppercase", strings.ToUpper(good), nil, nil},
+		{"description hash binds", mint(t, reg, 21000, Description(job), true, now, time.Hour), nil, nil},
+		{"no bid given", good, func(e Expect) Expect { e.BidMsat = 0; return e }, nil},
+		{"garbage", "lnbcrt1garbage", nil, ErrMalformed},
+		{"empty", "", nil, ErrMalformed},
+		{"no amount", mint(t, reg, 0, Description(job), false, now, time.Hour), nil, ErrNoAmount},
+		{"over bid", good, func(e Expect) Expect { e.BidMsat = 20999; return e }, ErrOverBid},
+		{"not the quote", good, func(e Expect) Expect { e.QuotedMsat = 20000; return e }, ErrAmountMismatch},
+		{"mainnet invoice, regtest wallet", mint(t, &chaincfg.MainNetParams, 21000, Description(job), false, now, time.Hour), nil, ErrNetwork},
+		{"expired", mint(t, reg, 21000, Description(job), false, now.Add(-2*time.Hour), time.Hour), nil, ErrExpired},
+		{"expires too soon", mint(t, reg, 21000, Description(job), false, now, time.Minute), func(e Expect) Expect { e.MinLife = 2 * time.Minute; return e }, ErrExpired},
+		{"another job", mint(t, reg, 21000, Description(strings.Repeat("ab", 32)), false, now, time.Hour), nil, ErrNotBound},
+		{"another job's hash", mint(t, reg, 21000, Description(strings.Repeat("ab", 32)), true, now, time.Hour), nil, ErrNotBound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := want
+			if tc.expect != nil {
+				e = tc.expect(e)
+			}
+			inv, err := Check(tc.bolt11, e)
+			if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && (inv.MSatoshi != 21000 || len(inv.PaymentHash) != 64) {
+				t.Fatalf("decoded %+v", inv)
+			}
+		})
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	f.Add(mint(f, &chaincfg.RegressionNetParams, 21000, Description(job), false, time.Now(), time.Hour))
+	f.Add("lnbc1")
+	f.Add("lnbcrt10n1")
+	f.Fuzz(func(t *testing.T, s string) {
+		inv, err := Check(s, Expect{JobID: job, BidMsat: 50000, Network: "regtest"})
+		if err != nil {
+			return
+		}
+		if inv.MSatoshi <= 0 || inv.MSatoshi > 50000 || Network(inv.Currency) != "regtest" {
+			t.Fatalf("accepted %+v", inv)
+		}
+	})
+}
