@@ -1,0 +1,457 @@
+package nip47
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// Limits of a Service.
+const (
+	// MaxHandling is how many requests Handle runs at once; more are answered RATE_LIMITED.
+	MaxHandling = 16
+	// maxPending bounds the goroutines of a Serve: requests beyond it are dropped unanswered
+	// (and reported to OnError), since even answering costs a publish.
+	maxPending = 4 * MaxHandling
+	// seenWindow is how long the in-memory Seen remembers a request id, and so how old a
+	// request may be when Seen is nil.
+	seenWindow = 10 * time.Minute
+	// answerGrace lets an answer to a handled request go out after Serve's ctx ended: a
+	// payment that was made should be reported.
+	answerGrace = 5 * time.Second
+	// sinceSlack is how far back Serve's subscription reaches, for requests sent while it
+	// was (re)starting.
+	sinceSlack = 60 * time.Second
+)
+
+// Connection is one NWC client a Service knows.
+type Connection struct {
+	ClientPubKey string
+	Name         string
+}
+
+// Service serves NIP-47 for a wallet key over a Transport. Set the fields, then call Serve.
+type Service struct {
+	WalletKey Secret
+	Transport Transport
+	// Methods are advertised and accepted; requests for others are answered NOT_IMPLEMENTED.
+	Methods []string
+	// Notifications are the notification types advertised and sent by Notify.
+	Notifications []string
+	// Encryptions are advertised and accepted: none means both EncryptionNIP44 and
+	// EncryptionNIP04. A request in another is answered UNSUPPORTED_ENCRYPTION.
+	Encryptions []string
+	// Lookup returns the connection for a client pubkey; ok=false → the request is answered
+	// UNAUTHORIZED.
+	Lookup func(ctx context.Context, clientPubKey string) (c Connection, ok bool, err error)
+	// Handle runs one request. Return *Error for client-visible failures; any other error is
+	// answered INTERNAL (and passed to OnError).
+	Handle func(ctx context.Context, c Connection, method string, params json.RawMessage) (result any, err error)
+	// Seen records a request event id and reports whether it is new; a repeated id is not
+	// handled again (the stored response is not required: answer OTHER "duplicate request").
+	// nil = in-memory only, for 10 minutes, and older requests are dropped.
+	Seen func(ctx context.Context, requestID string) (first bool, err error)
+	// OnError, optional, receives internal errors for the caller's log: Lookup, Seen and
+	// Handle failures, answers that could not be published, requests dropped under load.
+	OnError func(err error)
+
+	now    func() time.Time                      // nil = time.Now; tests move it
+	onDrop func(evt *nostr.Event, reason string) // tests: a request dropped unanswered
+}
+
+func (s *Service) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+func (s *Service) report(err error) {
+	if s.OnError != nil {
+		s.OnError(err)
+	}
+}
+
+func (s *Service) encryptions() []string {
+	if len(s.Encryptions) == 0 {
+		return []string{EncryptionNIP44, EncryptionNIP04}
+	}
+	return s.Encryptions
+}
+
+// walletKey returns the wallet's secret key, checked.
+func (s *Service) walletKey() (string, error) {
+	if why := validKey(s.WalletKey.Hex()); why != "" {
+		return "", fmt.Errorf("nip47: wallet key %s", why)
+	}
+	return s.WalletKey.Hex(), nil
+}
+
+// Info is what the Service advertises.
+func (s *Service) Info() Info {
+	methods := slices.Clone(s.Methods)
+	if len(s.Notifications) > 0 && !slices.Contains(methods, "notifications") {
+		methods = append(methods, "notifications")
+	}
+	return Info{Methods: methods, Encryptions: s.encryptions(), Notifications: slices.Clone(s.Notifications)}
+}
+
+// InfoEvent returns the signed kind 13194 event advertising the Service: the methods as
+// content, ["encryption", "nip44_v2 nip04"] and ["notifications", ...].
+func (s *Service) InfoEvent() (nostr.Event, error) {
+	sk, err := s.walletKey()
+	if err != nil {
+		return nostr.Event{}, err
+	}
+	for _, e := range s.encryptions() {
+		if e != EncryptionNIP44 && e != EncryptionNIP04 {
+			return nostr.Event{}, fmt.Errorf("%w %q in Service.Encryptions", errUnknownEnc, e)
+		}
+	}
+	evt := s.Info().Event()
+	evt.CreatedAt = nostr.Timestamp(s.clock().Unix())
+	if err := sign(&evt, sk); err != nil {
+		return nostr.Event{}, err
+	}
+	return evt, nil
+}
+
+// Serve subscribes to requests for the wallet (kind 23194, #p wallet, since a minute ago),
+// then publishes the info event, and handles each request in its own goroutine, at most
+// MaxHandling at once, answering in the request's encryption. When ctx ends, requests being
+// handled are still answered, within a few seconds' grace. It returns nil when ctx has ended
+// and its goroutines have exited, or an error when the info event cannot be published or the
+// Transport ends the subscription early. Call it once at a time.
+func (s *Service) Serve(ctx context.Context) error {
+	switch {
+	case s.Transport == nil:
+		return errors.New("nip47: Service has no Transport")
+	case s.Lookup == nil:
+		return errors.New("nip47: Service has no Lookup")
+	case s.Handle == nil:
+		return errors.New("nip47: Service has no Handle")
+	}
+	info, err := s.InfoEvent()
+	if err != nil {
+		return err
+	}
+	sv := &server{
+		Service:  s,
+		sk:       s.WalletKey.Hex(),
+		pk:       info.PubKey,
+		pending:  make(chan struct{}, maxPending),
+		handling: make(chan struct{}, MaxHandling),
+		inFlight: map[string]bool{},
+	}
+	if s.Seen == nil {
+		sv.mem = &memorySeen{ids: map[string]nostr.Timestamp{}}
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	since := nostr.Timestamp(s.clock().Add(-sinceSlack).Unix())
+	events, err := s.Transport.Subscribe(sctx, nostr.Filter{
+		Kinds: []int{KindRequest}, Tags: nostr.TagMap{"p": []string{sv.pk}}, Since: &since,
+	})
+	if err != nil {
+		return fmt.Errorf("nip47: subscribe to requests: %w", err)
+	}
+	// advertise only once listening: a client that reads the info event may send at once
+	if err := s.Transport.Publish(ctx, info); err != nil {
+		return fmt.Errorf("nip47: publish info event: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		var evt *nostr.Event
+		select {
+		case e, open := <-events:
+			if !open {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("nip47: request %w", ErrSubscriptionEnded)
+			}
+			evt = e
+		case <-ctx.Done():
+			return nil
+		}
+		if evt == nil {
+			continue
+		}
+		if reason := sv.screen(evt); reason != "" {
+			sv.drop(evt, reason)
+			continue
+		}
+		select {
+		case sv.pending <- struct{}{}:
+		default:
+			sv.finish(evt.ID)
+			s.report(fmt.Errorf("nip47: request %s from %s dropped: %d requests pending", evt.ID, evt.PubKey, maxPending))
+			sv.drop(evt, "overloaded")
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sv.pending }()
+			defer sv.finish(evt.ID)
+			sv.serve(ctx, evt)
+		})
+	}
+}
+
+// server is the state of one Serve call.
+type server struct {
+	*Service
+	sk, pk   string
+	pending  chan struct{} // one per request goroutine
+	handling chan struct{} // one per running Handle
+	mem      *memorySeen   // when Seen is nil
+
+	mu       sync.Mutex
+	inFlight map[string]bool // request ids being served
+}
+
+func (sv *server) drop(evt *nostr.Event, reason string) {
+	if sv.onDrop != nil {
+		sv.onDrop(evt, reason)
+	}
+}
+
+// screen returns why evt is dropped at once, or "" to serve it (then marked in flight). It
+// runs in Serve's loop, so it does no I/O.
+func (sv *server) screen(evt *nostr.Event) string {
+	now := nostr.Timestamp(sv.clock().Unix())
+	switch {
+	case evt.Kind != KindRequest || evt.Tags.FindWithValue("p", sv.pk) == nil:
+		return "not a request to us"
+	case expired(evt, now):
+		return "expired"
+	case sv.mem != nil && evt.CreatedAt < now-nostr.Timestamp(seenWindow/time.Second):
+		return "too old"
+	case !verified(evt):
+		return "bad id or signature"
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.inFlight[evt.ID] {
+		return "in flight" // the same request from another relay: one answer is enough
+	}
+	sv.inFlight[evt.ID] = true
+	return ""
+}
+
+func (sv *server) finish(id string) {
+	sv.mu.Lock()
+	delete(sv.inFlight, id)
+	sv.mu.Unlock()
+}
+
+// serve answers one screened request.
+func (sv *server) serve(ctx context.Context, evt *nostr.Event) {
+	client := evt.PubKey
+	scheme := requestEncryption(evt)
+	if !slices.Contains(sv.encryptions(), scheme) {
+		sv.answer(ctx, evt, EncryptionNIP04, "", nil, Errorf(CodeUnsupportedEncryption,
+			"encryption %q is not supported; this wallet accepts %s", scheme, strings.Join(sv.encryptions(), ", ")))
+		return
+	}
+	content, err := decrypt(scheme, sv.sk, client, evt.Content)
+	if err != nil {
+		sv.drop(evt, "undecryptable")
+		return
+	}
+	req, err := decodeRequest(content)
+	if err != nil {
+		sv.answer(ctx, evt, scheme, "", nil, Errorf(CodeOther, "%s", strings.TrimPrefix(err.Error(), "nip47: ")))
+		return
+	}
+	method := req.Method
+	conn, ok, err := sv.Lookup(ctx, client)
+	if err != nil {
+		sv.internal(ctx, evt, scheme, method, fmt.Errorf("nip47: look up client %s: %w", client, err))
+		return
+	}
+	if !ok {
+		sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeUnauthorized, "no wallet is connected for this key"))
+		return
+	}
+	if !slices.Contains(sv.Methods, method) {
+		sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeNotImplemented, "method %.64q is not supported", method))
+		return
+	}
+	first, err := sv.seen(ctx, evt)
+	if err != nil {
+		sv.internal(ctx, evt, scheme, method, fmt.Errorf("nip47: record request %s: %w", evt.ID, err))
+		return
+	}
+	if !first {
+		sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeOther, "duplicate request"))
+		return
+	}
+	select {
+	case sv.handling <- struct{}{}:
+	default:
+		sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeRateLimited, "too many requests in flight; retry in a few seconds"))
+		return
+	}
+	result, err := sv.Handle(ctx, conn, method, req.Params)
+	<-sv.handling
+	var werr *Error
+	switch {
+	case errors.As(err, &werr) && werr != nil:
+		if werr.Code == "" {
+			werr = &Error{Code: CodeOther, Message: werr.Message}
+		}
+		sv.answer(ctx, evt, scheme, method, nil, werr)
+	case err != nil:
+		sv.internal(ctx, evt, scheme, method, fmt.Errorf("nip47: %s for %s (%s): %w", method, conn.Name, client, err))
+	default:
+		sv.answer(ctx, evt, scheme, method, result, nil)
+	}
+}
+
+// seen reports whether a request is new, through Service.Seen or the in-memory record.
+func (sv *server) seen(ctx context.Context, evt *nostr.Event) (bool, error) {
+	if sv.Seen != nil {
+		return sv.Seen(ctx, evt.ID)
+	}
+	return sv.mem.add(evt.ID, evt.CreatedAt, nostr.Timestamp(sv.clock().Unix())), nil
+}
+
+// internal answers INTERNAL and hands err, which the client doesn't see, to OnError.
+func (sv *server) internal(ctx context.Context, evt *nostr.Event, scheme, method string, err error) {
+	sv.report(err)
+	sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeInternal, "internal error"))
+}
+
+// answer publishes the response to req: result, or e when not nil.
+func (sv *server) answer(ctx context.Context, req *nostr.Event, scheme, method string, result any, e *Error) {
+	resp := Response{ResultType: method, Error: e}
+	if e == nil {
+		raw, err := json.Marshal(result)
+		if err != nil {
+			sv.internal(ctx, req, scheme, method, fmt.Errorf("nip47: encode %s result: %w", method, err))
+			return
+		}
+		resp.Result = raw
+	}
+	content, err := json.Marshal(resp)
+	if err != nil { // only an *Error's strings: cannot fail
+		sv.report(fmt.Errorf("nip47: encode %s response: %w", method, err))
+		return
+	}
+	out, err := sv.seal(KindResponse, scheme, sv.sk, req.PubKey, string(content), nostr.Tag{"e", req.ID})
+	if err != nil {
+		if e == nil { // too large for NIP-44, say: an error fits
+			sv.internal(ctx, req, scheme, method, fmt.Errorf("nip47: seal %s response: %w", method, err))
+		} else {
+			sv.report(fmt.Errorf("nip47: seal %s response: %w", method, err))
+		}
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), answerGrace)
+	defer cancel()
+	if err := sv.Transport.Publish(pctx, out); err != nil {
+		sv.report(fmt.Errorf("nip47: answer %s request %s from %s: %w", method, req.ID, req.PubKey, err))
+	}
+}
+
+// memorySeen is Seen when the Service has none: ids for seenWindow, pruned as it goes.
+type memorySeen struct {
+	mu        sync.Mutex
+	ids       map[string]nostr.Timestamp // id → created_at
+	lastPrune nostr.Timestamp
+}
+
+func (m *memorySeen) add(id string, createdAt, now nostr.Timestamp) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	window := nostr.Timestamp(seenWindow / time.Second)
+	if now-m.lastPrune > window/10 {
+		for k, at := range m.ids {
+			if at < now-window {
+				delete(m.ids, k)
+			}
+		}
+		m.lastPrune = now
+	}
+	if _, ok := m.ids[id]; ok {
+		return false
+	}
+	m.ids[id] = createdAt
+	return true
+}
+
+// Notify publishes n to a client as kind 23197 (NIP-44 v2) and kind 23196 (NIP-04), one per
+// encryption the Service accepts. It succeeds when a relay accepted at least one of them
+// (a client reads one kind; a relay may refuse the other as nobody listens) and fails when
+// none was accepted or n's type is not in Notifications.
+func (s *Service) Notify(ctx context.Context, clientPubKey string, n Notification) error {
+	sk, err := s.walletKey()
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(s.Notifications, n.Type) {
+		return fmt.Errorf("nip47: notification type %q is not advertised", n.Type)
+	}
+	if !nostr.IsValidPublicKey(clientPubKey) {
+		return fmt.Errorf("nip47: notify: bad client pubkey %q", clientPubKey)
+	}
+	content, err := json.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("nip47: encode notification: %w", err)
+	}
+	var errs []error
+	sent := false
+	for _, scheme := range s.encryptions() {
+		kind := KindNotification
+		if scheme == EncryptionNIP04 {
+			kind = KindNotification04
+		}
+		if err := s.publishTo(ctx, sk, clientPubKey, kind, scheme, string(content)); err != nil {
+			errs = append(errs, fmt.Errorf("kind %d: %w", kind, err))
+			continue
+		}
+		sent = true
+	}
+	if !sent {
+		return fmt.Errorf("nip47: notify %s: %w", clientPubKey, errors.Join(errs...))
+	}
+	return nil
+}
+
+// publishTo encrypts content to a client and publishes it as an event of kind.
+func (s *Service) publishTo(ctx context.Context, sk, client string, kind int, scheme, content string) error {
+	evt, err := s.seal(kind, scheme, sk, client, content)
+	if err != nil {
+		return err
+	}
+	return s.Transport.Publish(ctx, evt)
+}
+
+// seal returns a signed event of kind with content encrypted to peer, p-tagged to it, with
+// more tags after that.
+func (s *Service) seal(kind int, scheme, sk, peer, content string, more ...nostr.Tag) (nostr.Event, error) {
+	ct, err := encrypt(scheme, sk, peer, content)
+	if err != nil {
+		return nostr.Event{}, err
+	}
+	evt := nostr.Event{
+		Kind:      kind,
+		CreatedAt: nostr.Timestamp(s.clock().Unix()),
+		Tags:      append(nostr.Tags{{"p", peer}}, more...),
+		Content:   ct,
+	}
+	if err := sign(&evt, sk); err != nil {
+		return nostr.Event{}, err
+	}
+	return evt, nil
+}
