@@ -5,51 +5,62 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/internal/logging"
+	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/worker/onnx"
 )
 
 // Config is everything a worker needs to run.
 type Config struct {
-	Relays       []string // ws:// or wss:// URLs to serve
-	Models       string   // models folder with manifests and .onnx files
-	KeyFile      string   // secret key; generated there on first run when missing
-	Device       onnx.Device
-	Library      string // ONNX Runtime shared library; "" finds it (env, cache)
-	Threads      int    // intra-op threads per model session
-	Parallel     int    // jobs run at once per model
-	Queue        int    // jobs waiting per model before the worker answers busy
-	Lease        time.Duration
-	Lookback     time.Duration // how old a request may be when the worker first subscribes
-	Name         string
-	About        string
-	FetchBytes   int64
-	FetchTime    time.Duration
-	AllowPrivate bool // fetch inputs from private and loopback addresses (tests, LANs)
-	LogLevel     logging.Level
+	Relays        []string // ws:// or wss:// URLs to serve
+	Models        string   // models folder with manifests and .onnx files
+	KeyFile       string   // secret key; generated there on first run when missing
+	Device        onnx.Device
+	Library       string // ONNX Runtime shared library; "" finds it (env, cache)
+	Threads       int    // intra-op threads per model session
+	Parallel      int    // jobs run at once per model
+	Queue         int    // jobs waiting per model before the worker answers busy
+	Lease         time.Duration
+	Lookback      time.Duration // how old a request may be when the worker first subscribes
+	Name          string
+	About         string
+	FetchBytes    int64
+	FetchTime     time.Duration
+	AllowPrivate  bool          // fetch inputs from private and loopback addresses (tests, LANs)
+	NWC           string        // nostr+walletconnect:// URI of the worker's wallet; "" serves free
+	Data          string        // the worker's state: its job store
+	InvoiceExpiry time.Duration // how long a quote's invoice stays payable
+	PaymentPoll   time.Duration // how often open invoices are looked up (notifications are the fast path)
+	MaxUnpaidMsat int64         // post-pay: what one customer may owe for delivered jobs
+	LogLevel      logging.Level
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Models:     "./models",
-		KeyFile:    "./worker.nsec",
-		Device:     onnx.Device{Kind: "auto"},
-		Threads:    1,
-		Parallel:   1,
-		Queue:      8,
-		Lease:      time.Minute,
-		Lookback:   10 * time.Minute,
-		Name:       "sparecycles worker",
-		About:      "Spare cycles for AI jobs: ONNX Runtime inference over NIP-90.",
-		FetchBytes: 8 << 20,
-		FetchTime:  15 * time.Second,
-		LogLevel:   logging.Level{Level: zerolog.InfoLevel},
+		Models:        "./models",
+		KeyFile:       "./worker.nsec",
+		Device:        onnx.Device{Kind: "auto"},
+		Threads:       1,
+		Parallel:      1,
+		Queue:         8,
+		Lease:         time.Minute,
+		Lookback:      10 * time.Minute,
+		Name:          "sparecycles worker",
+		About:         "Spare cycles for AI jobs: ONNX Runtime inference over NIP-90.",
+		FetchBytes:    8 << 20,
+		FetchTime:     15 * time.Second,
+		Data:          "./worker-data",
+		InvoiceExpiry: 10 * time.Minute,
+		PaymentPoll:   5 * time.Second,
+		MaxUnpaidMsat: 100_000,
+		LogLevel:      logging.Level{Level: zerolog.InfoLevel},
 	}
 }
 
@@ -78,6 +89,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.FetchBytes, "max-input-bytes", c.FetchBytes, "largest input fetched from a URL")
 	fs.DurationVar(&c.FetchTime, "fetch-timeout", c.FetchTime, "time limit for fetching an input")
 	fs.BoolVar(&c.AllowPrivate, "allow-private-urls", c.AllowPrivate, "fetch inputs from private, loopback and link-local addresses")
+	fs.StringVar(&c.NWC, "nwc", c.NWC, "nostr+walletconnect:// URI of the wallet paid invoices go to (prefer the env var or --nwc-file: flags show in ps); none serves jobs free")
+	fs.Func("nwc-file", "file holding the nostr+walletconnect:// URI", func(path string) error {
+		b, err := os.ReadFile(path)
+		c.NWC = strings.TrimSpace(string(b))
+		return err
+	})
+	fs.StringVar(&c.Data, "data", c.Data, "state folder: the job store that survives restarts")
+	fs.DurationVar(&c.InvoiceExpiry, "invoice-expiry", c.InvoiceExpiry, "how long a quote's invoice stays payable")
+	fs.DurationVar(&c.PaymentPoll, "payment-poll", c.PaymentPoll, "how often open invoices are looked up besides wallet notifications")
+	fs.Int64Var(&c.MaxUnpaidMsat, "max-unpaid", c.MaxUnpaidMsat, "post-pay models: msats one customer may owe for delivered jobs")
 	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
 }
 
@@ -101,6 +122,15 @@ func (c *Config) Validate() error {
 		return errors.New("worker config: --lease must be at least 5s")
 	case c.FetchBytes < 1 || c.FetchTime <= 0:
 		return errors.New("worker config: --max-input-bytes and --fetch-timeout must be positive")
+	case c.Data == "":
+		return errors.New("worker config: --data is empty")
+	case c.InvoiceExpiry < time.Minute || c.PaymentPoll <= 0:
+		return errors.New("worker config: --invoice-expiry must be at least 1m and --payment-poll positive")
+	}
+	if c.NWC != "" {
+		if _, err := nip47.ParseURI(c.NWC); err != nil {
+			return fmt.Errorf("worker config: --nwc: %w", err)
+		}
 	}
 	return nil
 }

@@ -24,8 +24,9 @@ type model struct {
 	manifest Manifest
 	info     nip89.Model
 	// prepare checks a request and fetches its input; a *nip01.Rejection error's reason goes
-	// to the customer. It returns the run step.
-	prepare func(ctx context.Context, req *nip90.JobRequest) (run func(ctx context.Context) (string, error), err error)
+	// to the customer. It returns the run step and the input's size in the manifest's price
+	// unit.
+	prepare func(ctx context.Context, req *nip90.JobRequest) (run func(ctx context.Context) (string, error), units float64, err error)
 	close   func() error
 }
 
@@ -60,32 +61,33 @@ func newOCRModel(m Manifest, rt *onnx.Runtime, fetch *Fetcher) (*model, error) {
 		manifest: m,
 		info:     announce(m, om.SHA256()),
 		close:    om.Close,
-		prepare: func(ctx context.Context, req *nip90.JobRequest) (func(context.Context) (string, error), error) {
+		prepare: func(ctx context.Context, req *nip90.JobRequest) (func(context.Context) (string, error), float64, error) {
 			if req.Output != "" && req.Output != "text/plain" {
-				return nil, reject("output %q not supported; this worker writes text/plain", req.Output)
+				return nil, 0, reject("output %q not supported; this worker writes text/plain", req.Output)
 			}
 			in, err := onlyInput(req, nip90.InputURL)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			data, _, err := fetch.Fetch(ctx, in.Value, []string{"image/png", "image/jpeg"})
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if int64(len(data)) > maxBytes {
-				return nil, reject("image is %d bytes, more than the %d allowed", len(data), maxBytes)
+				return nil, 0, reject("image is %d bytes, more than the %d allowed", len(data), maxBytes)
 			}
 			img, _, err := ocr.Decode(data, maxPixels)
 			if err != nil {
-				return nil, reject("%v", err)
+				return nil, 0, reject("%v", err)
 			}
+			megapixels := float64(img.Bounds().Dx()*img.Bounds().Dy()) / 1e6
 			return func(ctx context.Context) (string, error) {
 				res, err := om.Recognize(ctx, img)
 				if err != nil {
 					return "", err
 				}
 				return res.Text, nil
-			}, nil
+			}, megapixels, nil
 		},
 	}, nil
 }
@@ -103,23 +105,27 @@ func newTensorModel(m Manifest, rt *onnx.Runtime, fetch *Fetcher) (*model, error
 		manifest: m,
 		info:     announce(m, map[string]string{"model": sha}),
 		close:    s.Close,
-		prepare: func(ctx context.Context, req *nip90.JobRequest) (func(context.Context) (string, error), error) {
+		prepare: func(ctx context.Context, req *nip90.JobRequest) (func(context.Context) (string, error), float64, error) {
 			in, err := onlyInput(req, nip90.InputText, nip90.InputURL)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			doc := []byte(in.Value)
 			if in.Type == nip90.InputURL {
 				if doc, _, err = fetch.Fetch(ctx, in.Value, []string{"application/json", "text/plain"}); err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 			}
 			if int64(len(doc)) > maxBytes {
-				return nil, reject("input document is %d bytes, more than the %d allowed", len(doc), maxBytes)
+				return nil, 0, reject("input document is %d bytes, more than the %d allowed", len(doc), maxBytes)
 			}
 			wire, err := tensor.ParseInputs(doc, lim)
 			if err != nil {
-				return nil, reject("%v", err)
+				return nil, 0, reject("%v", err)
+			}
+			elements := 0
+			for _, t := range wire {
+				elements += t.Len()
 			}
 			return func(ctx context.Context) (string, error) {
 				outs, err := s.Run(ctx, wire) // onnx.Tensor is the wire type: no copy
@@ -131,7 +137,7 @@ func newTensorModel(m Manifest, rt *onnx.Runtime, fetch *Fetcher) (*model, error
 				}
 				b, err := json.Marshal(tensor.Outputs{Model: sha, Provider: s.Provider(), Outputs: outs})
 				return string(b), err
-			}, nil
+			}, float64(elements) / 1e6, nil
 		},
 	}, nil
 }

@@ -21,6 +21,9 @@ type Manifest struct {
 	Files  map[string]string `json:"files"`
 	Price  nip89.Price       `json:"price"`
 	Limits map[string]int64  `json:"limits"`
+	// Payment is "before" (default: quote, then run) or "after" (run, then a result with an
+	// invoice; each customer may owe at most --max-unpaid).
+	Payment string `json:"payment,omitempty"`
 
 	path string
 }
@@ -84,6 +87,8 @@ func (m *Manifest) validate(dir string) error {
 		return bad("kind %d is not a job request kind (5000-5999)", m.Kind)
 	case m.Price.BaseMsat < 0 || m.Price.PerUnitMsat < 0:
 		return bad("negative price")
+	case m.Payment != "" && m.Payment != PayBefore && m.Payment != PayAfter:
+		return bad("payment %q is not %s or %s", m.Payment, PayBefore, PayAfter)
 	case m.Task == TaskTensor && m.Files["model"] == "":
 		return bad(`a tensor model needs files.model`)
 	case m.Task == TaskOCR && (m.Files["det"] == "" || m.Files["rec"] == "" || m.Files["keys"] == ""):

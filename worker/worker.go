@@ -19,7 +19,9 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/rs/zerolog"
 
+	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/nips/nip01"
+	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip89"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/nips/tensor"
@@ -42,6 +44,12 @@ type Worker struct {
 
 	announcement nostr.Event
 
+	wallet   walletAPI // nil: jobs are free
+	closeNWC func()
+	store    *jobStore
+	awaiting awaiting
+	paid     map[*model]chan *job // paid jobs, served before the queue
+
 	executed atomic.Int64
 	busy     atomic.Int64
 	async    sync.WaitGroup // background publishes
@@ -58,6 +66,9 @@ type job struct {
 }
 
 func (j *job) addRelay(l *link) {
+	if l == nil {
+		return
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if !slices.Contains(j.seen, l) {
@@ -95,8 +106,18 @@ func New(cfg Config, log zerolog.Logger) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, log: log.With().Str("pubkey", key.PubKey).Logger(), key: key, rt: rt,
 		fetch:  NewFetcher(cfg.FetchBytes, cfg.FetchTime, cfg.AllowPrivate),
-		byKind: map[int][]*model{}, lanes: map[*model]chan *job{},
-		seen: newSeenSet(100_000), started: time.Now(),
+		byKind: map[int][]*model{}, lanes: map[*model]chan *job{}, paid: map[*model]chan *job{},
+		seen: newSeenSet(100_000), started: time.Now(), awaiting: awaiting{jobs: map[string]*job{}},
+	}
+	if w.store, err = openJobStore(context.Background(), cfg.Data); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if cfg.NWC != "" {
+		if err := w.connectWallet(cfg.NWC); err != nil {
+			w.Close()
+			return nil, err
+		}
 	}
 	for _, m := range manifests {
 		var md *model
@@ -113,6 +134,7 @@ func New(cfg Config, log zerolog.Logger) (*Worker, error) {
 		w.models = append(w.models, md)
 		w.byKind[m.Kind] = append(w.byKind[m.Kind], md)
 		w.lanes[md] = make(chan *job, cfg.Queue)
+		w.paid[md] = make(chan *job, 1024)
 		w.log.Info().Str("model", m.Name).Int("kind", m.Kind).Interface("sha256", md.info.SHA256).Msg("model loaded")
 	}
 	for _, u := range cfg.Relays {
@@ -146,6 +168,12 @@ func (w *Worker) Close() error {
 	for _, m := range w.models {
 		errs = append(errs, m.close())
 	}
+	if w.closeNWC != nil {
+		w.closeNWC()
+	}
+	if w.store != nil {
+		errs = append(errs, w.store.Close())
+	}
 	if w.rt != nil {
 		errs = append(errs, w.rt.Close())
 	}
@@ -165,6 +193,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() { defer wg.Done(); w.serve(ctx, m, lane) }()
 		}
+	}
+	if w.wallet != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.watchPayments(ctx) }()
+	}
+	if err := w.resume(ctx); err != nil {
+		w.log.Error().Err(err).Msg("resume stored jobs")
 	}
 	w.log.Info().Strs("relays", w.cfg.Relays).Str("provider", w.rt.Provider()).Ints("kinds", w.kinds()).Msg("worker serving")
 	wg.Wait()
@@ -186,11 +221,15 @@ func (w *Worker) announce() (nostr.Event, error) {
 	info := nip89.HandlerInfo{
 		Identifier: "sparecycles-worker", Kinds: w.kinds(), CreatedAt: nostr.Now(),
 		Metadata: nip89.Metadata{Name: w.cfg.Name, About: w.cfg.About, Worker: &nip89.Worker{
-			Version: 1, Provider: w.rt.Provider(), Device: w.cfg.Device.String(), Relays: w.cfg.Relays, Payment: "free",
+			Version: 1, Provider: w.rt.Provider(), Device: w.cfg.Device.String(), Relays: w.cfg.Relays, Payment: w.payment(),
 		}},
 	}
 	for _, m := range w.models {
-		info.Metadata.Worker.Models = append(info.Metadata.Worker.Models, m.info)
+		mi := m.info
+		if w.wallet == nil {
+			mi.Price = nip89.Price{Unit: mi.Price.Unit} // no wallet: free
+		}
+		info.Metadata.Worker.Models = append(info.Metadata.Worker.Models, mi)
 	}
 	evt, err := info.Event()
 	if err != nil {
@@ -270,19 +309,75 @@ func (w *Worker) route(req *nip90.JobRequest) (*model, error) {
 
 // serve runs the jobs of one model, one at a time, until ctx ends.
 func (w *Worker) serve(ctx context.Context, m *model, lane chan *job) {
+	paid := w.paid[m]
 	for {
+		select { // paid work first
+		case j := <-paid:
+			w.runPaid(ctx, j)
+			continue
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case j := <-paid:
+			w.runPaid(ctx, j)
 		case j := <-lane:
 			w.handle(ctx, j)
 		}
 	}
 }
 
-// handle claims, prepares, runs and delivers one job.
+// handle takes a new job from the queue: free jobs are claimed, run and delivered at once;
+// priced jobs are quoted (pay first) or run and delivered with an invoice (pay after).
 func (w *Worker) handle(ctx context.Context, j *job) {
 	log := w.log.With().Str("job", j.event.ID).Int("kind", j.event.Kind).Str("model", j.model.manifest.Name).Logger()
+	if _, err := w.store.get(ctx, j.event.ID); err == nil {
+		return // known from before a restart: resume handles it
+	}
+	t0 := time.Now()
+	run, units, err := j.model.prepare(ctx, j.req)
+	if err != nil {
+		w.fail(ctx, j, log, err)
+		return
+	}
+	price := j.model.price(units)
+	if w.wallet == nil || price == 0 {
+		w.claimRunDeliver(ctx, j, log, run, t0, nil)
+		return
+	}
+	if j.req.BidMsat > 0 && j.req.BidMsat < price {
+		w.fail(ctx, j, log, reject("bid %d msat is below the price of %d msat", j.req.BidMsat, price))
+		return
+	}
+	if j.model.manifest.Payment == PayAfter {
+		if err := w.postPayAllowed(ctx, j.event.PubKey, price); err != nil {
+			w.fail(ctx, j, log, err)
+			return
+		}
+		w.claimRunDeliver(ctx, j, log, run, t0, &price)
+		return
+	}
+	if err := w.quote(ctx, j, price, log); err != nil {
+		w.fail(ctx, j, log, err)
+	}
+}
+
+// runPaid runs a job whose invoice has settled; it was recorded paid before it was queued.
+func (w *Worker) runPaid(ctx context.Context, j *job) {
+	log := w.log.With().Str("job", j.event.ID).Int("kind", j.event.Kind).Str("model", j.model.manifest.Name).Logger()
+	t0 := time.Now()
+	run, _, err := j.model.prepare(ctx, j.req)
+	if err != nil {
+		w.fail(ctx, j, log, err) // paid but the input is gone: the customer hears why
+		return
+	}
+	w.claimRunDeliver(ctx, j, log, run, t0, nil)
+}
+
+// claimRunDeliver claims the job, runs it and publishes the result. With postPrice set the
+// result carries an invoice for that amount.
+func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, postPrice *int64) {
 	home, claimed, err := w.claim(ctx, j)
 	if err != nil {
 		log.Info().Err(err).Msg("not running job")
@@ -294,12 +389,7 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 	if claimed {
 		go w.renew(runCtx, j, home)
 	}
-	t0 := time.Now()
-	run, err := j.model.prepare(ctx, j.req)
-	if err != nil {
-		w.fail(ctx, j, log, err)
-		return
-	}
+	w.store.advance(ctx, j.event.ID, StatePaid, StateRunning)
 	w.executed.Add(1)
 	t1 := time.Now()
 	content, err := run(runCtx)
@@ -308,17 +398,38 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 		return
 	}
 	stopRenew()
-	if err := w.deliver(ctx, j, home, content); err != nil {
+	var amount *nip90.Amount
+	if postPrice != nil {
+		tx, err := w.wallet.MakeInvoice(ctx, nip47.MakeInvoiceParams{
+			Amount: *postPrice, Description: invoice.Description(j.event.ID), Expiry: int64(w.cfg.InvoiceExpiry / time.Second),
+		})
+		if err != nil {
+			w.fail(ctx, j, log, fmt.Errorf("make invoice: %w", err))
+			return
+		}
+		if err := w.store.put(ctx, storedJob{ID: j.event.ID, State: StateUnpaid, Customer: j.event.PubKey, AmountMsat: *postPrice,
+			Bolt11: tx.Invoice, PaymentHash: tx.PaymentHash, Request: j.event, Relays: urls(j.relays())}); err != nil {
+			w.fail(ctx, j, log, err)
+			return
+		}
+		amount = &nip90.Amount{Msat: *postPrice, Bolt11: tx.Invoice}
+	}
+	if err := w.deliver(ctx, j, home, content, amount); err != nil {
 		log.Warn().Err(err).Msg("result not delivered")
 		return
 	}
-	log.Info().Dur("fetch", t1.Sub(t0)).Dur("run", since(t1)).Msg("job done")
+	w.store.advance(ctx, j.event.ID, StateRunning, StateDelivered)
+	log.Info().Dur("prepare", t1.Sub(t0)).Dur("run", since(t1)).Msg("job done")
 }
 
 // fail answers error feedback: a rejection's reason, or "internal error" for the rest (logged).
 func (w *Worker) fail(ctx context.Context, j *job, log zerolog.Logger, err error) {
 	reason := nip01.Reason(err)
 	if ctx.Err() != nil {
+		if st, serr := w.store.get(context.WithoutCancel(ctx), j.event.ID); serr == nil && (st.State == StatePaid || st.State == StateRunning) {
+			log.Info().Msg("shutting down: the paid job resumes on restart")
+			return // paid: it is not failed, it waits in the store
+		}
 		reason = "error: worker shutting down, job not run"
 	}
 	if reason == "error: internal" {
@@ -407,13 +518,13 @@ func (w *Worker) delivered(ctx context.Context, j *job) bool {
 }
 
 // deliver publishes the result: to the home relay first (it ends the lease), then the others.
-func (w *Worker) deliver(ctx context.Context, j *job, home *link, content string) error {
+func (w *Worker) deliver(ctx context.Context, j *job, home *link, content string, amount *nip90.Amount) error {
 	// a finished job is delivered even while shutting down, within a bound
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	res := nip90.JobResult{
 		Kind: nip90.ResultKind(j.event.Kind), CreatedAt: nostr.Now(), Request: j.event.String(),
-		JobID: j.event.ID, Customer: j.event.PubKey, Inputs: j.req.Inputs, Content: content,
+		JobID: j.event.ID, Customer: j.event.PubKey, Inputs: j.req.Inputs, Content: content, Amount: amount,
 		Extra: nostr.Tags{{"provider", w.rt.Provider()}},
 	}
 	if home != nil {
@@ -482,7 +593,11 @@ func (w *Worker) processing(j *job, lease bool) nostr.Event {
 
 // feedback publishes status feedback to every relay carrying the job, without waiting.
 func (w *Worker) feedback(ctx context.Context, j *job, status nip90.Status, info string) {
-	fb := nip90.JobFeedback{CreatedAt: nostr.Now(), JobID: j.event.ID, Customer: j.event.PubKey, Status: status, Info: info}
+	w.publishFeedback(ctx, j, nip90.JobFeedback{CreatedAt: nostr.Now(), JobID: j.event.ID, Customer: j.event.PubKey, Status: status, Info: info})
+}
+
+// publishFeedback signs fb and publishes it to every relay carrying the job, without waiting.
+func (w *Worker) publishFeedback(ctx context.Context, j *job, fb nip90.JobFeedback) {
 	evt := fb.Event()
 	if err := w.key.Sign(&evt); err != nil {
 		return

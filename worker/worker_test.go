@@ -46,6 +46,7 @@ func testConfig(t testing.TB, relays ...string) Config {
 	cfg.Relays = relays
 	cfg.Models = modelsDir(t)
 	cfg.KeyFile = filepath.Join(t.TempDir(), "worker.nsec")
+	cfg.Data = t.TempDir()
 	cfg.Device = onnx.Device{Kind: onnx.DeviceCPU}
 	cfg.AllowPrivate = true
 	cfg.FetchTime = 5 * time.Second

@@ -1,46 +1,19 @@
 package invoice
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/btcec/v2"
-	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/btcsuite/btcd/chaincfg"
-	"github.com/lightningnetwork/lnd/lnwire"
-	"github.com/lightningnetwork/lnd/zpay32"
+
+	"github.com/sparecycles/sparecycles/internal/invoice/invoicetest"
 )
 
 // mint signs a real BOLT11 invoice.
 func mint(t testing.TB, net *chaincfg.Params, msat int64, desc string, hashDesc bool, created time.Time, expiry time.Duration) string {
-	t.Helper()
-	key, _ := btcec.NewPrivateKey()
-	var hash [32]byte
-	rand.Read(hash[:])
-	opts := []func(*zpay32.Invoice){zpay32.Expiry(expiry)}
-	if msat > 0 {
-		opts = append(opts, zpay32.Amount(lnwire.MilliSatoshi(msat)))
-	}
-	if hashDesc {
-		opts = append(opts, zpay32.DescriptionHash(sha256.Sum256([]byte(desc))))
-	} else {
-		opts = append(opts, zpay32.Description(desc))
-	}
-	inv, err := zpay32.NewInvoice(net, hash, created, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := inv.Encode(zpay32.MessageSigner{SignCompact: func(msg []byte) ([]byte, error) {
-		return ecdsa.SignCompact(key, msg, true), nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return invoicetest.Mint(t, invoicetest.Spec{Net: net, Msat: msat, Description: desc, HashOnly: hashDesc, Created: created, Expiry: expiry})
 }
 
 const job = "5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee0"

@@ -1,0 +1,169 @@
+package worker
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/internal/sqlitedb"
+)
+
+// Job states in the worker's store. Each is written before the side effect that follows it,
+// so a restart knows what was promised: a paid job is finished, never charged twice.
+const (
+	StateQuoted    = "quoted"    // invoice sent, waiting for payment
+	StatePaid      = "paid"      // invoice settled, not yet delivered
+	StateRunning   = "running"   // leased and running (a restart runs it again: it was paid)
+	StateDelivered = "delivered" // result published
+	StateUnpaid    = "unpaid"    // post-pay: result delivered with an invoice not yet settled
+	StateSettled   = "settled"   // post-pay: invoice settled after delivery
+	StateFailed    = "failed"    // refused or failed before payment
+)
+
+// jobStore is the worker's embedded store: job id → state, invoice, request.
+type jobStore struct{ db *sql.DB }
+
+// storedJob is one row.
+type storedJob struct {
+	ID          string
+	State       string
+	Customer    string
+	AmountMsat  int64
+	Bolt11      string
+	PaymentHash string
+	Request     *nostr.Event
+	Relays      []string
+	UpdatedAt   time.Time
+}
+
+var errNoJob = errors.New("worker: job not in store")
+
+func openJobStore(ctx context.Context, dir string) (*jobStore, error) {
+	db, err := sqlitedb.Open(ctx, filepath.Join(dir, "worker.sqlite"), `CREATE TABLE IF NOT EXISTS jobs (
+		id TEXT PRIMARY KEY,
+		state TEXT NOT NULL,
+		customer TEXT NOT NULL,
+		amount_msat INTEGER NOT NULL DEFAULT 0,
+		bolt11 TEXT NOT NULL DEFAULT '',
+		payment_hash TEXT NOT NULL DEFAULT '',
+		request TEXT NOT NULL,
+		relays TEXT NOT NULL DEFAULT '',
+		updated_at INTEGER NOT NULL
+	)`, `CREATE INDEX IF NOT EXISTS jobs_hash ON jobs (payment_hash)`,
+		`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, customer)`)
+	if err != nil {
+		return nil, err
+	}
+	return &jobStore{db: db}, nil
+}
+
+func (s *jobStore) Close() error { return s.db.Close() }
+
+// put inserts or replaces a job's row.
+func (s *jobStore) put(ctx context.Context, j storedJob) error {
+	relays, _ := jsonMarshal(j.Relays)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO jobs (id, state, customer, amount_msat, bolt11, payment_hash, request, relays, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET state=excluded.state, amount_msat=excluded.amount_msat, bolt11=excluded.bolt11,
+			payment_hash=excluded.payment_hash, relays=excluded.relays, updated_at=excluded.updated_at`,
+		j.ID, j.State, j.Customer, j.AmountMsat, j.Bolt11, j.PaymentHash, j.Request.String(), relays, time.Now().Unix())
+	if err != nil {
+		return fmt.Errorf("store job %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// advance moves a job from one state to the next; it reports false when the job was not in
+// state from (another path got there first).
+func (s *jobStore) advance(ctx context.Context, id, from, to string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state = ?`, to, time.Now().Unix(), id, from)
+	if err != nil {
+		return false, fmt.Errorf("job %s %s → %s: %w", id, from, to, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (s *jobStore) get(ctx context.Context, id string) (storedJob, error) {
+	rows, err := s.query(ctx, `WHERE id = ?`, id)
+	if err != nil {
+		return storedJob{}, err
+	}
+	if len(rows) == 0 {
+		return storedJob{}, errNoJob
+	}
+	return rows[0], nil
+}
+
+func (s *jobStore) byHash(ctx context.Context, hash string) (storedJob, error) {
+	rows, err := s.query(ctx, `WHERE payment_hash = ?`, hash)
+	if err != nil {
+		return storedJob{}, err
+	}
+	if len(rows) == 0 {
+		return storedJob{}, errNoJob
+	}
+	return rows[0], nil
+}
+
+func (s *jobStore) inState(ctx context.Context, states ...string) ([]storedJob, error) {
+	var out []storedJob
+	for _, st := range states {
+		rows, err := s.query(ctx, `WHERE state = ? ORDER BY updated_at`, st)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// unpaid sums what a customer owes for delivered post-pay jobs.
+func (s *jobStore) unpaid(ctx context.Context, customer string) (int64, error) {
+	var sum sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT SUM(amount_msat) FROM jobs WHERE state = ? AND customer = ?`, StateUnpaid, customer).Scan(&sum)
+	return sum.Int64, err
+}
+
+func (s *jobStore) query(ctx context.Context, where string, args ...any) ([]storedJob, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, state, customer, amount_msat, bolt11, payment_hash, request, relays, updated_at FROM jobs `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []storedJob
+	for rows.Next() {
+		var j storedJob
+		var req, relays string
+		var at int64
+		if err := rows.Scan(&j.ID, &j.State, &j.Customer, &j.AmountMsat, &j.Bolt11, &j.PaymentHash, &req, &relays, &at); err != nil {
+			return nil, err
+		}
+		j.Request = &nostr.Event{}
+		if err := j.Request.UnmarshalJSON([]byte(req)); err != nil {
+			return nil, fmt.Errorf("job %s: stored request: %w", j.ID, err)
+		}
+		_ = jsonUnmarshal(relays, &j.Relays)
+		j.UpdatedAt = time.Unix(at, 0)
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+func jsonMarshal(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+func jsonUnmarshal(s string, v any) error {
+	if s == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(s), v)
+}
