@@ -52,6 +52,12 @@ func startRelay(t testing.TB) (*relay.Relay, string) {
 
 func startWorker(t testing.TB, relays ...string) *worker.Worker {
 	t.Helper()
+	return startWorkerWith(t, nil, relays...)
+}
+
+// startWorkerWith starts a worker on relays, letting mut adjust its config.
+func startWorkerWith(t testing.TB, mut func(*worker.Config), relays ...string) *worker.Worker {
+	t.Helper()
 	cfg := worker.DefaultConfig()
 	cfg.Relays = relays
 	cfg.Models = os.Getenv("SPARECYCLES_MODELS")
@@ -59,8 +65,12 @@ func startWorker(t testing.TB, relays ...string) *worker.Worker {
 		cfg.Models = filepath.Join("..", "models")
 	}
 	cfg.KeyFile = filepath.Join(t.TempDir(), "worker.nsec")
+	cfg.Data = t.TempDir()
 	cfg.Device = onnx.Device{Kind: onnx.DeviceCPU}
 	cfg.AllowPrivate = true
+	if mut != nil {
+		mut(&cfg)
+	}
 	w, err := worker.New(cfg, testLog(t))
 	if err != nil {
 		t.Fatalf("%v (fetch the library and models with scripts/fetch-onnxruntime and scripts/fetch-models)", err)
