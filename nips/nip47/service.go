@@ -61,6 +61,9 @@ type Service struct {
 	// OnError, optional, receives internal errors for the caller's log: Lookup, Seen and
 	// Handle failures, answers that could not be published, requests dropped under load.
 	OnError func(err error)
+	// OnReady, optional, is called once the service listens for requests and has published its
+	// info event: requests sent after it are answered.
+	OnReady func()
 
 	now    func() time.Time                      // nil = time.Now; tests move it
 	onDrop func(evt *nostr.Event, reason string) // tests: a request dropped unanswered
@@ -166,6 +169,9 @@ func (s *Service) Serve(ctx context.Context) error {
 	// advertise only once listening: a client that reads the info event may send at once
 	if err := s.Transport.Publish(ctx, info); err != nil {
 		return fmt.Errorf("nip47: publish info event: %w", err)
+	}
+	if s.OnReady != nil {
+		s.OnReady()
 	}
 
 	var wg sync.WaitGroup

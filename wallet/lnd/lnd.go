@@ -450,3 +450,13 @@ func (b *Backend) Balance(ctx context.Context, account string) (int64, error) {
 	}
 	return int64(r.LocalBalance.Msat), nil
 }
+
+// Open opens the lnd backend a wallet.Config names (--lnd-rest, --lnd-macaroon,
+// --lnd-tlscert): the value of wallet.Config.OpenLND.
+func Open(ctx context.Context, cfg wallet.Config) (wallet.Backend, error) {
+	b, err := New(ctx, Config{RESTURL: cfg.LNDRest, MacaroonPath: cfg.LNDMacaroon, TLSCertPath: cfg.LNDTLSCert})
+	if err != nil {
+		return nil, err // not b: a nil *Backend is a non-nil wallet.Backend
+	}
+	return b, nil
+}

@@ -1,0 +1,272 @@
+package wallet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	decodepay "github.com/nbd-wtf/ln-decodepay"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/nips/nip47"
+)
+
+// Methods are the NIP-47 methods the wallet serves, to every connection.
+var methods = []string{
+	nip47.MethodPayInvoice, nip47.MethodMakeInvoice, nip47.MethodLookupInvoice,
+	nip47.MethodGetBalance, nip47.MethodGetInfo, nip47.MethodListTransactions,
+}
+
+// notifications are the NIP-47 notification types the wallet sends.
+var notifications = []string{nip47.NotificationPaymentReceived, nip47.NotificationPaymentSent}
+
+// Sentinel errors.
+var (
+	ErrNameTaken       = errors.New("wallet: connection name taken")
+	ErrFundNeedsLedger = errors.New("wallet: --fund credits play money and works only with the ledger backend; fund an lnd node on chain")
+	ErrEventsEnded     = errors.New("wallet: backend stopped reporting payments")
+)
+
+// Serve runs the wallet service until ctx ends: it opens the state in cfg.Data and the
+// backend, settles payments a previous run left in flight, answers NIP-47 requests on
+// cfg.Relays and sends each connection notifications of its payments. It returns nil once
+// ctx has ended and everything is closed, or the first error that stops it.
+func Serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	err := run(ctx, cfg, log)
+	if ctx.Err() != nil {
+		return nil // asked to stop: whatever failed on the way out was the stopping
+	}
+	return err
+}
+
+func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	st, err := openStore(ctx, cfg.Data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	key, err := st.walletKey(ctx)
+	if err != nil {
+		return err
+	}
+	backend, err := openBackend(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	info, err := backend.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("backend info: %w", err)
+	}
+	log = log.With().Str("wallet", key.PubKey()).Str("backend", cfg.Backend).Logger()
+	if cfg.Backend == BackendLedger {
+		log.Warn().Str("alias", info.Alias).Msg("ledger backend: play money for demos and tests")
+	}
+
+	h := &handler{st: st, backend: backend, log: log}
+	h.settleInFlight(ctx)
+
+	events, err := backend.Subscribe(ctx)
+	if err != nil {
+		return fmt.Errorf("subscribe to backend: %w", err)
+	}
+	pool := relayconn.NewPool(cfg.Relays)
+	defer pool.Close()
+	svc := &nip47.Service{
+		WalletKey:     key,
+		Transport:     pool,
+		Methods:       methods,
+		Notifications: notifications,
+		Lookup:        st.connection,
+		Handle:        h.handle,
+		Seen:          st.seen,
+		OnError:       func(err error) { log.Error().Err(err).Msg("nwc") },
+		OnReady:       cfg.OnReady,
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Serve(gctx) })
+	g.Go(func() error { return h.forward(gctx, events, svc) })
+	log.Info().Strs("relays", cfg.Relays).Str("network", info.Network).Msg("serving")
+	return g.Wait()
+}
+
+// handler answers the requests of a Service from the store and the backend.
+type handler struct {
+	st      *store
+	backend Backend
+	log     zerolog.Logger
+}
+
+// handle is nip47.Service's Handle.
+func (h *handler) handle(ctx context.Context, c nip47.Connection, method string, params json.RawMessage) (any, error) {
+	start := time.Now()
+	log := h.log.With().Str("pubkey", c.ClientPubKey).Str("connection", c.Name).Str("method", method).Logger()
+	var res any
+	var err error
+	switch method {
+	case nip47.MethodPayInvoice:
+		res, err = call(params, func(p nip47.PayInvoiceParams) (any, error) { return h.payInvoice(ctx, c, p, log) })
+	case nip47.MethodMakeInvoice:
+		res, err = call(params, func(p nip47.MakeInvoiceParams) (any, error) { return h.backend.MakeInvoice(ctx, c.Name, p) })
+	case nip47.MethodLookupInvoice:
+		res, err = call(params, func(p nip47.LookupInvoiceParams) (any, error) { return h.backend.LookupInvoice(ctx, c.Name, p) })
+	case nip47.MethodGetBalance:
+		var b int64
+		b, err = h.backend.Balance(ctx, c.Name)
+		res = nip47.GetBalanceResult{Balance: b}
+	case nip47.MethodGetInfo:
+		var info nip47.GetInfoResult
+		info, err = h.backend.Info(ctx)
+		info.Methods, info.Notifications = methods, notifications
+		res = info
+	case nip47.MethodListTransactions:
+		res, err = call(params, func(p nip47.ListTransactionsParams) (any, error) {
+			txs, err := h.backend.ListTransactions(ctx, c.Name, p)
+			if txs == nil {
+				txs = []nip47.Transaction{} // "transactions": [], not null
+			}
+			return nip47.ListTransactionsResult{Transactions: txs}, err
+		})
+	default:
+		err = nip47.Errorf(nip47.CodeNotImplemented, "method %.64q is not supported", method)
+	}
+	var werr *nip47.Error
+	switch {
+	case errors.As(err, &werr):
+		log.Info().Str("code", werr.Code).Dur("took", time.Since(start)).Msg("refused")
+	case err == nil:
+		log.Debug().Dur("took", time.Since(start)).Msg("answered")
+	} // other errors are answered INTERNAL and logged by the Service's OnError
+	return res, err
+}
+
+// call decodes a request's params and runs fn with them.
+func call[P any](params json.RawMessage, fn func(P) (any, error)) (any, error) {
+	var p P
+	if err := json.Unmarshal(params, &p); err != nil {
+		return nil, nip47.Errorf(nip47.CodeOther, "invalid params: %v", err)
+	}
+	return fn(p)
+}
+
+// payInvoice pays at most once per payment hash: the hash is recorded (and the budget
+// charged) before the backend is asked, so a repeated request, a second relay's copy or a
+// restart finds it.
+func (h *handler) payInvoice(ctx context.Context, c nip47.Connection, p nip47.PayInvoiceParams, log zerolog.Logger) (nip47.PayInvoiceResult, error) {
+	inv, err := decodepay.Decodepay(p.Invoice)
+	if err != nil {
+		return nip47.PayInvoiceResult{}, nip47.Errorf(nip47.CodePaymentFailed, "invalid invoice: %v", err)
+	}
+	amount := inv.MSatoshi
+	switch {
+	case p.Amount < 0:
+		return nip47.PayInvoiceResult{}, nip47.Errorf(nip47.CodeOther, "amount must not be negative")
+	case amount == 0 && p.Amount == 0:
+		return nip47.PayInvoiceResult{}, nip47.Errorf(nip47.CodePaymentFailed, "invoice has no amount and the request gives none")
+	case amount == 0:
+		amount = p.Amount
+	}
+	hash := inv.PaymentHash
+	log = log.With().Str("payment_hash", hash).Int64("msat", amount).Logger()
+	preimage, err := h.st.beginPayment(ctx, c.ClientPubKey, hash, amount)
+	if err != nil {
+		return nip47.PayInvoiceResult{}, err
+	}
+	if preimage != "" {
+		log.Info().Msg("already paid")
+		return nip47.PayInvoiceResult{Preimage: preimage}, nil
+	}
+	res, err := h.backend.PayInvoice(ctx, c.Name, p)
+	// record the outcome even when shutdown cancelled ctx meanwhile: it is what a restart reads
+	rctx := context.WithoutCancel(ctx)
+	var werr *nip47.Error
+	switch {
+	case errors.As(err, &werr): // the backend says it did not pay: free the budget, allow a retry
+		if ferr := h.st.failPayment(rctx, hash); ferr != nil {
+			return nip47.PayInvoiceResult{}, ferr
+		}
+		return nip47.PayInvoiceResult{}, err
+	case err != nil: // outcome unknown: stays in flight until a restart asks the backend
+		return nip47.PayInvoiceResult{}, fmt.Errorf("pay %s: %w", hash, err)
+	}
+	if err := h.st.finishPayment(rctx, hash, res.Preimage, res.FeesPaid); err != nil {
+		// paid, so the client gets its preimage; the hash stays in flight, never paid again
+		log.Error().Err(err).Msg("paid but not recorded")
+	}
+	log.Info().Int64("fees_msat", res.FeesPaid).Msg("paid")
+	return res, nil
+}
+
+// settleInFlight resolves payments a previous run recorded in flight but never finished:
+// the backend says whether each was paid. Those it cannot tell stay in flight (answered
+// "payment in progress") for the next start.
+func (h *handler) settleInFlight(ctx context.Context) {
+	pending, err := h.st.paymentsInFlight(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.log.Error().Err(err).Msg("payments in flight")
+		}
+		return
+	}
+	for _, p := range pending {
+		log := h.log.With().Str("payment_hash", p.hash).Str("pubkey", p.client).Logger()
+		tx, err := h.backend.LookupInvoice(ctx, p.name, nip47.LookupInvoiceParams{PaymentHash: p.hash})
+		switch {
+		case errors.Is(err, nip47.ErrNotFound):
+			err = h.st.failPayment(ctx, p.hash)
+		case err != nil:
+		case tx.Type != nip47.TypeOutgoing:
+			err = errors.New("backend reports no outgoing payment")
+		case tx.State == nip47.StateSettled && tx.Preimage != "":
+			err = h.st.finishPayment(ctx, p.hash, tx.Preimage, tx.FeesPaid)
+		case tx.State == nip47.StateFailed:
+			err = h.st.failPayment(ctx, p.hash)
+		default:
+			log.Warn().Str("state", tx.State).Msg("payment still in flight")
+			continue
+		}
+		if err != nil {
+			log.Warn().Err(err).Msg("payment left in flight")
+			continue
+		}
+		log.Info().Msg("payment in flight settled")
+	}
+}
+
+// forward sends each backend event to its connection as a NIP-47 notification.
+func (h *handler) forward(ctx context.Context, events <-chan BackendEvent, svc *nip47.Service) error {
+	for {
+		var ev BackendEvent
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-events:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return ErrEventsEnded
+			}
+			ev = e
+		}
+		log := h.log.With().Str("connection", ev.Account).Str("notification", ev.Notification.Type).
+			Str("payment_hash", ev.Notification.Transaction.PaymentHash).Logger()
+		client, ok, err := h.st.clientOf(ctx, ev.Account)
+		if err != nil || !ok {
+			log.Debug().Err(err).Msg("no connection to notify")
+			continue
+		}
+		if err := svc.Notify(ctx, client, ev.Notification); err != nil {
+			log.Info().Err(err).Msg("notification not delivered") // often: no client listening
+			continue
+		}
+		log.Debug().Msg("notified")
+	}
+}
