@@ -40,6 +40,7 @@ type Config struct {
 	Data        string        // state folder: the payment store
 	SecretKey   string        // hex; the customer's key
 	QuoteWindow time.Duration // how long to collect quotes before choosing
+	FirstQuote  bool          // take the first acceptable quote at once instead of waiting the window
 	Timeout     time.Duration // overall limit for a job
 }
 
@@ -197,6 +198,9 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 				return out, fmt.Errorf("job %s: %w", job.ID, ErrTimeout)
 			}
 			res, errInfo := w.see(evt)
+			if c.cfg.FirstQuote && chosen == nil && len(w.quotes) > 0 && window.Stop() {
+				window.Reset(0) // choose now
+			}
 			if res != nil && (chosen == nil || res.PubKey == chosen.Worker) {
 				if chosen == nil {
 					if r, err := nip90.ParseJobResult(res); err == nil && r.Amount != nil && r.Amount.Msat > 0 {

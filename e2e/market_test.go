@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,15 +56,20 @@ func startWorker(t testing.TB, relays ...string) *worker.Worker {
 	return startWorkerWith(t, nil, relays...)
 }
 
-// startWorkerWith starts a worker on relays, letting mut adjust its config.
+// startWorkerWith starts a worker on relays, letting mut adjust its config; it stops when the
+// test ends.
 func startWorkerWith(t testing.TB, mut func(*worker.Config), relays ...string) *worker.Worker {
+	t.Helper()
+	w, _ := runWorker(t, mut, relays...)
+	return w
+}
+
+// runWorker starts a worker and returns it with a stop function (also called at cleanup).
+func runWorker(t testing.TB, mut func(*worker.Config), relays ...string) (*worker.Worker, func()) {
 	t.Helper()
 	cfg := worker.DefaultConfig()
 	cfg.Relays = relays
-	cfg.Models = os.Getenv("SPARECYCLES_MODELS")
-	if cfg.Models == "" {
-		cfg.Models = filepath.Join("..", "models")
-	}
+	cfg.Models = modelsDir()
 	cfg.KeyFile = filepath.Join(t.TempDir(), "worker.nsec")
 	cfg.Data = t.TempDir()
 	cfg.Device = onnx.Device{Kind: onnx.DeviceCPU}
@@ -78,7 +84,9 @@ func startWorkerWith(t testing.TB, mut func(*worker.Config), relays ...string) *
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; w.Close() })
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done; w.Close() }) }
+	t.Cleanup(stop)
 	for _, u := range relays { // subscribed once announced
 		c := testrelay.Dial(t, u)
 		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -93,7 +101,7 @@ func startWorkerWith(t testing.TB, mut func(*worker.Config), relays ...string) *
 		}
 		wcancel()
 	}
-	return w
+	return w, stop
 }
 
 func post(t testing.TB, c *relayconn.Conn, sk string, tags nostr.Tags) nostr.Event {
@@ -236,4 +244,12 @@ func TestWorkerReconnectsAfterRelayRestart(t *testing.T) {
 	if res.PubKey != w.PubKey() || w.Stats().Executed != 2 {
 		t.Fatalf("after restart: result from %s, %d executions", res.PubKey, w.Stats().Executed)
 	}
+}
+
+// modelsDir is the fetched models folder: $SPARECYCLES_MODELS, else the repo's models/.
+func modelsDir() string {
+	if dir := os.Getenv("SPARECYCLES_MODELS"); dir != "" {
+		return dir
+	}
+	return filepath.Join("..", "models")
 }

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sparecycles/sparecycles/client"
+	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/internal/testimage"
+	"github.com/sparecycles/sparecycles/nips/nip47"
+	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/worker/ocr"
+	"github.com/sparecycles/sparecycles/worker/onnx"
+)
+
+// BenchmarkNWC times one NWC round trip per method: client → relay → wallet service (ledger
+// backend) → relay → client, over our relay on 127.0.0.1.
+func BenchmarkNWC(b *testing.B) {
+	_, url := startRelay(b)
+	data := startLedgerWallet(b, url)
+	payee := connect(b, data, url, "payee", 0, 0)
+	payer := connect(b, data, url, "payer", 1_000_000, 0)
+	pool := relayconn.NewPool([]string{url})
+	defer pool.Close()
+	payeeW, payerW := nip47.NewClient(payee, pool), nip47.NewClient(payer, pool)
+	ctx := context.Background()
+	tx, err := payeeW.MakeInvoice(ctx, nip47.MakeInvoiceParams{Amount: 1000, Description: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	methods := []struct {
+		name string
+		call func(i int) error
+		prep func(n int) []string
+	}{
+		{"get_info", func(int) error { _, err := payerW.GetInfo(ctx); return err }, nil},
+		{"get_balance", func(int) error { _, err := payerW.GetBalance(ctx); return err }, nil},
+		{"make_invoice", func(int) error {
+			_, err := payeeW.MakeInvoice(ctx, nip47.MakeInvoiceParams{Amount: 1000, Description: "bench"})
+			return err
+		}, nil},
+		{"lookup_invoice", func(int) error {
+			_, err := payeeW.LookupInvoice(ctx, nip47.LookupInvoiceParams{PaymentHash: tx.PaymentHash})
+			return err
+		}, nil},
+		{"list_transactions", func(int) error {
+			_, err := payeeW.ListTransactions(ctx, nip47.ListTransactionsParams{Limit: 10})
+			return err
+		}, nil},
+	}
+	for _, m := range methods {
+		b.Run(m.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				if err := m.call(i); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(i)/1000, "ms/call")
+		})
+	}
+	b.Run("pay_invoice", func(b *testing.B) {
+		var invoices []string
+		for i := 0; i < 200; i++ {
+			tx, err := payeeW.MakeInvoice(ctx, nip47.MakeInvoiceParams{Amount: 1000, Description: fmt.Sprint("bench ", i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			invoices = append(invoices, tx.Invoice)
+		}
+		i := 0
+		for b.Loop() {
+			if i == len(invoices) {
+				b.Fatal("out of invoices: run with -benchtime at most 200x")
+			}
+			if _, err := payerW.PayInvoice(ctx, invoices[i], 0); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(i)/1000, "ms/call")
+	})
+}
+
+// BenchmarkPaidJob runs paid OCR jobs end to end (post, quote, pay through the ledger wallet,
+// lease, run, result) and reports the request→result time, the OCR time of the same image
+// measured directly, and their difference: what the market adds to a job.
+func BenchmarkPaidJob(b *testing.B) {
+	_, url := startRelay(b)
+	data := startLedgerWallet(b, url)
+	workerURI := connect(b, data, url, "worker", 0, 0)
+	clientURI := connect(b, data, url, "client", 1_000_000, 0)
+	startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+	c, err := client.Open(context.Background(), client.Config{
+		Relays: []string{url}, NWC: clientURI.Encode(), Data: b.TempDir(), SecretKey: strings.Repeat("1", 64),
+		QuoteWindow: time.Second, FirstQuote: true, Timeout: time.Minute,
+	}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	line := "Pack my box with five dozen liquor jugs and sixty pens"
+	img := servePNG(b, line)
+	inference := directOCR(b, line)
+
+	var total time.Duration
+	n := 0
+	for b.Loop() {
+		t0 := time.Now()
+		req := ocrJob(img, 5000)
+		req.Params = append(req.Params, nip90Param("n", fmt.Sprint(n)))
+		out, err := c.Do(context.Background(), req, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out.AmountMsat != 1000 {
+			b.Fatalf("paid %d", out.AmountMsat)
+		}
+		total += time.Since(t0)
+		n++
+	}
+	job := float64(total.Microseconds()) / float64(n) / 1000
+	inf := float64(inference.Microseconds()) / 1000
+	b.ReportMetric(job, "job-ms")
+	b.ReportMetric(inf, "inference-ms")
+	b.ReportMetric(job-inf, "overhead-ms")
+}
+
+// directOCR times Recognize on the same rendered line (median of 5), as the worker's model runs it.
+func directOCR(b *testing.B, line string) time.Duration {
+	png, err := testimage.Render(28, line)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := onnx.NewRuntime(onnx.RuntimeConfig{Device: onnx.Device{Kind: onnx.DeviceCPU}, Threads: 1}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	m, err := ocr.Load(rt, modelsDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	var times []time.Duration
+	for i := 0; i < 5; i++ {
+		t0 := time.Now()
+		var im image.Image
+		if im, _, err = ocr.Decode(png, 1<<24); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Recognize(context.Background(), im); err != nil {
+			b.Fatal(err)
+		}
+		times = append(times, time.Since(t0))
+	}
+	return median(times)
+}
+
+func nip90Param(name, value string) nip90.Param {
+	return nip90.Param{Name: name, Values: []string{value}}
+}
+
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
