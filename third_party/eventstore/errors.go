@@ -1,0 +1,5 @@
+package eventstore
+
+import "errors"
+
+var ErrDupEvent = errors.New("duplicate: event already exists")
