@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -346,5 +347,74 @@ func TestPaidJobSurvivesWorkerRestart(t *testing.T) {
 	evs := testrelay.Query(t, testrelay.Dial(t, url), nostr.Filter{Kinds: []int{6000}, Tags: nostr.TagMap{"e": {r.out.Job}}})
 	if len(evs) != 1 {
 		t.Fatalf("%d results for the job, want 1", len(evs))
+	}
+}
+
+// Post-pay: the result comes first with an invoice, the client pays it after reading; a
+// customer who does not pay is refused once it owes more than the worker's limit.
+func TestPostPay(t *testing.T) {
+	_, url := startRelay(t)
+	data := startLedgerWallet(t, url)
+	workerURI := connect(t, data, url, "worker", 0, 0)
+	clientURI := connect(t, data, url, "client", 100, 0)
+	w := startWorkerWith(t, func(cfg *worker.Config) {
+		cfg.NWC, cfg.Models, cfg.PaymentPoll, cfg.MaxUnpaidMsat = workerURI.Encode(), pricedModels(t, 3000, 0, worker.PayAfter), time.Second, 5000
+	}, url)
+	img := servePNG(t, "pay later")
+
+	c := newClient(t, url, clientURI)
+	out, err := c.Do(context.Background(), ocrJob(img, 10_000), nil)
+	if err != nil || strings.ToLower(strings.TrimSpace(out.Result)) != "pay later" || out.AmountMsat != 3000 {
+		t.Fatalf("post-pay job: %+v %v", out, err)
+	}
+	if b := balance(t, clientURI); b != 100_000-3000 {
+		t.Fatalf("client balance %d, want one payment of 3000", b)
+	}
+
+	// a customer that never pays: the first job is delivered with an invoice, the second would
+	// put it over the limit
+	conn := testrelay.Dial(t, url)
+	sk := nostr.GeneratePrivateKey()
+	for i := 0; i < 2; i++ {
+		job := post(t, conn, sk, nostr.Tags{{"i", img, "url"}, {"bid", "10000"}, {"param", "n", fmt.Sprint(i)}})
+		res, info := jobOutcome(t, conn, job)
+		if i == 0 {
+			r, err := nip90.ParseJobResult(res)
+			if err != nil || r.Amount == nil || r.Amount.Msat != 3000 || r.Amount.Bolt11 == "" {
+				t.Fatalf("first unpaid job: result %+v %v (feedback %q)", r, err, info)
+			}
+			continue
+		}
+		if res != nil || !strings.Contains(info, "owe 3000 msat") {
+			t.Fatalf("second unpaid job: result %v, feedback %q; want refused for owing", res, info)
+		}
+	}
+	if w.Stats().Executed != 2 {
+		t.Fatalf("worker executed %d jobs, want 2 (the refused one never ran)", w.Stats().Executed)
+	}
+}
+
+// jobOutcome waits for a job's result or error feedback.
+func jobOutcome(t testing.TB, conn *relayconn.Conn, job nostr.Event) (*nostr.Event, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub, err := conn.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.ResultKind(job.Kind), nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for {
+		select {
+		case evt := <-sub.Events:
+			if nip90.IsResultKind(evt.Kind) {
+				return evt, ""
+			}
+			if fb, err := nip90.ParseJobFeedback(evt); err == nil && fb.Status == nip90.StatusError {
+				return nil, fb.Info
+			}
+		case <-ctx.Done():
+			t.Fatalf("no outcome for job %s", job.ID)
+		}
 	}
 }
