@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/internal/invoice"
+	"github.com/sparecycles/sparecycles/internal/keyfile"
 	"github.com/sparecycles/sparecycles/nips/nip01"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip89"
@@ -32,7 +33,7 @@ import (
 type Worker struct {
 	cfg     Config
 	log     zerolog.Logger
-	key     Key
+	key     keyfile.Key
 	rt      *onnx.Runtime
 	fetch   *Fetcher
 	models  []*model
@@ -88,7 +89,7 @@ func New(cfg Config, log zerolog.Logger) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	key, created, err := LoadOrCreateKey(cfg.KeyFile)
+	key, created, err := keyfile.LoadOrCreate(cfg.KeyFile)
 	if err != nil {
 		return nil, err
 	}

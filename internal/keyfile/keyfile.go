@@ -1,4 +1,6 @@
-package worker
+// Package keyfile keeps a Nostr secret key in a file readable by its owner only: created on
+// first use, read as an nsec or hex after that. Its Key never prints the secret.
+package keyfile
 
 import (
 	"errors"
@@ -12,7 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip19"
 )
 
-// Key is the worker's Nostr identity. Its String redacts the secret so it cannot reach a log.
+// Key is a Nostr identity. Its String redacts the secret so it cannot reach a log.
 type Key struct {
 	secret string // hex
 	PubKey string // hex
@@ -24,10 +26,19 @@ func (k Key) String() string { return "npub:" + k.PubKey }
 // Sign signs evt with the key.
 func (k Key) Sign(evt *nostr.Event) error { return evt.Sign(k.secret) }
 
-// LoadOrCreateKey reads the secret key in path (an nsec or 64 hex characters). When the file
+// Secret returns the hex secret, for libraries that sign themselves. Never log it.
+func (k Key) Secret() string { return k.secret }
+
+// Npub is the public key in NIP-19 form.
+func (k Key) Npub() string {
+	npub, _ := nip19.EncodePublicKey(k.PubKey)
+	return npub
+}
+
+// LoadOrCreate reads the secret key in path (an nsec or 64 hex characters). When the file
 // does not exist it generates a key and saves it as an nsec, readable by the owner only.
 // It reports whether the key is new.
-func LoadOrCreateKey(path string) (Key, bool, error) {
+func LoadOrCreate(path string) (Key, bool, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		sk := nostr.GeneratePrivateKey()
