@@ -88,7 +88,12 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Handle:        h.handle,
 		Seen:          st.seen,
 		OnError:       func(err error) { log.Error().Err(err).Msg("nwc") },
-		OnReady:       cfg.OnReady,
+		OnReady: func() {
+			log.Info().Strs("relays", cfg.Relays).Str("network", info.Network).Msg("serving")
+			if cfg.OnReady != nil {
+				cfg.OnReady()
+			}
+		},
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Serve(gctx) })
