@@ -110,13 +110,13 @@ func (p *Pool) Publish(ctx context.Context, evt nostr.Event) error {
 func (p *Pool) Subscribe(ctx context.Context, f nostr.Filter) (<-chan *nostr.Event, error) {
 	out := make(chan *nostr.Event, 64)
 	ready := make(chan error, len(p.urls))
-	var seen sync.Map
+	seen := newRecent(10_000)
 	var wg sync.WaitGroup
 	for _, u := range p.urls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.follow(ctx, u, f, out, &seen, ready)
+			p.follow(ctx, u, f, out, seen, ready)
 		}()
 	}
 	go func() { wg.Wait(); close(out) }()
@@ -136,7 +136,7 @@ func (p *Pool) Subscribe(ctx context.Context, f nostr.Filter) (<-chan *nostr.Eve
 }
 
 // follow keeps one relay's subscription alive, reporting the first attempt on ready.
-func (p *Pool) follow(ctx context.Context, url string, f nostr.Filter, out chan<- *nostr.Event, seen *sync.Map, ready chan<- error) {
+func (p *Pool) follow(ctx context.Context, url string, f nostr.Filter, out chan<- *nostr.Event, seen *recent, ready chan<- error) {
 	first := true
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
@@ -160,7 +160,7 @@ func (p *Pool) follow(ctx context.Context, url string, f nostr.Filter, out chan<
 	}
 }
 
-func (p *Pool) followOnce(ctx context.Context, url string, f nostr.Filter, out chan<- *nostr.Event, seen *sync.Map, established func()) error {
+func (p *Pool) followOnce(ctx context.Context, url string, f nostr.Filter, out chan<- *nostr.Event, seen *recent, established func()) error {
 	c, err := p.conn(ctx, url)
 	if err != nil {
 		return err
@@ -177,7 +177,7 @@ func (p *Pool) followOnce(ctx context.Context, url string, f nostr.Filter, out c
 			eose = nil
 			established()
 		case evt := <-sub.Events:
-			if _, dup := seen.LoadOrStore(evt.ID, struct{}{}); dup {
+			if !seen.add(evt.ID) {
 				continue
 			}
 			select {
@@ -204,4 +204,30 @@ func (p *Pool) Close() {
 	for _, c := range conns {
 		c.Close()
 	}
+}
+
+// recent remembers the last n event ids, so a long subscription's memory stays bounded.
+type recent struct {
+	mu    sync.Mutex
+	ids   map[string]struct{}
+	order []string
+	next  int
+}
+
+func newRecent(n int) *recent { return &recent{ids: make(map[string]struct{}, n), order: make([]string, n)} }
+
+// add reports whether id is new, remembering it.
+func (r *recent) add(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.ids[id]; ok {
+		return false
+	}
+	if old := r.order[r.next]; old != "" {
+		delete(r.ids, old)
+	}
+	r.order[r.next] = id
+	r.next = (r.next + 1) % len(r.order)
+	r.ids[id] = struct{}{}
+	return true
 }
