@@ -73,8 +73,9 @@ type JobTable struct {
 	skew     time.Duration
 	now      func() time.Time
 
-	mu   sync.Mutex
-	jobs map[string]*Job
+	mu      sync.Mutex
+	jobs    map[string]*Job
+	inserts int
 
 	leasesGranted, leasesRefused, resultsRefused int64
 }
@@ -217,6 +218,9 @@ func (t *JobTable) apply(evt *nostr.Event) {
 			job.Providers = tagValues(evt.Tags, "p")
 		}
 		t.jobs[evt.ID] = job
+		if t.inserts++; t.inserts%pruneEvery == 0 {
+			t.prune()
+		}
 	case evt.Kind == nip90.KindFeedback:
 		job := t.jobs[nip90.JobID(evt)]
 		if job == nil {
@@ -250,6 +254,24 @@ func (t *JobTable) apply(evt *nostr.Event) {
 		}
 		job.ResultBy, job.ResultID = evt.PubKey, evt.ID
 		job.Holder, job.LeaseUntil, job.LeaseEvent = "", 0, ""
+	}
+}
+
+// Finished jobs (done or expired) older than finishedRetention leave the table, checked every
+// pruneEvery new jobs, so its memory is bounded by the job rate, not the relay's age. Their
+// events stay in the store; a late event for one is treated like one for a job held elsewhere.
+const (
+	finishedRetention = 24 * time.Hour
+	pruneEvery        = 1024
+)
+
+func (t *JobTable) prune() {
+	now := nostr.Timestamp(t.now().Unix())
+	cutoff := now - nostr.Timestamp(finishedRetention/time.Second)
+	for id, j := range t.jobs {
+		if st := j.State(now); (st == JobDone || st == JobExpired) && j.CreatedAt < cutoff {
+			delete(t.jobs, id)
+		}
 	}
 }
 
