@@ -5,8 +5,10 @@ package testrelay
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,13 +27,22 @@ func Start(t testing.TB) (url string) {
 	if err := db.Init(); err != nil {
 		t.Fatal(err)
 	}
+	// khatru handles each message on its own goroutine, which nothing waits for: count the
+	// store calls in flight so the store closes only after the last one.
+	var g storeGate
 	r := khatru.NewRelay()
-	r.StoreEvent = append(r.StoreEvent, db.SaveEvent)
-	r.QueryEvents = append(r.QueryEvents, db.QueryEvents)
-	r.DeleteEvent = append(r.DeleteEvent, db.DeleteEvent)
-	r.ReplaceEvent = append(r.ReplaceEvent, db.ReplaceEvent)
+	r.StoreEvent = append(r.StoreEvent, gated(&g, db.SaveEvent))
+	r.QueryEvents = append(r.QueryEvents, func(ctx context.Context, f nostr.Filter) (chan *nostr.Event, error) {
+		if !g.enter() {
+			return nil, errClosed
+		}
+		defer g.leave()
+		return db.QueryEvents(ctx, f) // the patched store's Close waits for the query itself
+	})
+	r.DeleteEvent = append(r.DeleteEvent, gated(&g, db.DeleteEvent))
+	r.ReplaceEvent = append(r.ReplaceEvent, gated(&g, db.ReplaceEvent))
 	srv := httptest.NewServer(r)
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); db.Close() })
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); g.close(); db.Close() })
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
@@ -58,4 +69,41 @@ func Query(t testing.TB, c *relayconn.Conn, f nostr.Filter) []*nostr.Event {
 		t.Fatal(err)
 	}
 	return evs
+}
+
+var errClosed = errors.New("error: test relay closed")
+
+type storeGate struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (g *storeGate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *storeGate) leave() { g.wg.Done() }
+
+func (g *storeGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+func gated(g *storeGate, fn func(context.Context, *nostr.Event) error) func(context.Context, *nostr.Event) error {
+	return func(ctx context.Context, evt *nostr.Event) error {
+		if !g.enter() {
+			return errClosed
+		}
+		defer g.leave()
+		return fn(ctx, evt)
+	}
 }
