@@ -1,0 +1,22 @@
+# The two commands the README starts with, and a few more.
+.PHONY: demo demo-lightning test bench build
+
+# The local market in one command: relay, ledger wallet, worker and client, one paid OCR job.
+demo:
+	go run ./demo/cmd/demo
+
+# The same over real Lightning: btcd and two lnd nodes on regtest (built once, cached).
+demo-lightning:
+	SPARECYCLES_REGTEST_BIN=$$(scripts/regtest-build | tail -n 1) SPARECYCLES_REGTEST=1 \
+		go test -count=1 -run '^TestRegtestDemo$$' -v ./demo/
+
+# Everything CI runs.
+test:
+	scripts/test
+
+bench:
+	scripts/bench
+
+build:
+	mkdir -p bin
+	for c in relay worker wallet client; do go build -o bin/$$c ./$$c/cmd/$$c || exit 1; done

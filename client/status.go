@@ -1,0 +1,183 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/nips/nip90"
+)
+
+// ErrUnknownJob means no relay has the job's request, feedback or results, and no payment
+// for it is recorded here.
+var ErrUnknownJob = errors.New("client: job not found")
+
+// JobState is where a job stands, as far as the relays and the payment store tell.
+type JobState string
+
+// States of a job, from the relays' events.
+const (
+	JobPosted     JobState = "posted"     // the request is there; no worker answered yet
+	JobQuoted     JobState = "quoted"     // workers asked to be paid; nobody processes it yet
+	JobProcessing JobState = "processing" // a worker said it is running the job
+	JobDone       JobState = "done"       // a result was published
+	JobError      JobState = "error"      // the worker we paid, or the only ones that answered, reported an error
+)
+
+// JobStatus is what the relays and the local payment store know of a job.
+type JobStatus struct {
+	Job      string
+	Request  *nip90.JobRequest // nil when no relay has the request (expired or deleted)
+	State    JobState
+	Worker   string           // who is processing, finished or failed the job
+	Info     string           // the worker's error info, when State is JobError
+	Quotes   []Quote          // each worker's latest payment-required feedback, by arrival
+	Result   *nip90.JobResult // when done: the newest result of a worker we paid, else the newest
+	Payments []Payment        // recorded here: empty on another machine than the one that paid
+}
+
+// Status looks a job up by its request id: it queries the relays for the request, its
+// feedback (kind 7000) and its results (6000-6999), and reads the payment store, so a job
+// can be followed after a crash or from another machine. Errors: ErrUnknownJob, and those of
+// Query.
+func (c *Client) Status(ctx context.Context, jobID string) (JobStatus, error) {
+	evs, err := Query(ctx, c.cfg.Relays, c.log,
+		nostr.Filter{IDs: []string{jobID}},
+		nostr.Filter{Tags: nostr.TagMap{"e": {jobID}}, Limit: 500})
+	if err != nil {
+		return JobStatus{Job: jobID}, fmt.Errorf("status of job %s: %w", jobID, err)
+	}
+	ps, err := c.Payments(ctx, jobID)
+	if err != nil {
+		return JobStatus{Job: jobID}, fmt.Errorf("status of job %s: payments: %w", jobID, err)
+	}
+	return summarize(jobID, evs, ps)
+}
+
+// summarize reads a job's state from its events, oldest first, and its recorded payments.
+func summarize(jobID string, evs []*nostr.Event, payments []Payment) (JobStatus, error) {
+	st := JobStatus{Job: jobID, Payments: payments}
+	var workers []string                      // in order of first feedback
+	latest := map[string]*nip90.JobFeedback{} // worker → newest feedback
+	quoted := map[string]*nip90.JobFeedback{} // worker → newest payment-required
+	var results []*nip90.JobResult
+	for _, evt := range evs {
+		switch {
+		case evt.ID == jobID && nip90.IsRequestKind(evt.Kind):
+			if r, err := nip90.ParseJobRequest(evt); err == nil {
+				st.Request = r
+			}
+		case evt.Kind == nip90.KindFeedback && nip90.JobID(evt) == jobID:
+			fb, err := nip90.ParseJobFeedback(evt)
+			if err != nil {
+				continue
+			}
+			if latest[fb.PubKey] == nil {
+				workers = append(workers, fb.PubKey)
+			}
+			if later(fb, latest[fb.PubKey]) {
+				latest[fb.PubKey] = fb
+			}
+			if fb.Status == nip90.StatusPaymentRequired && fb.Amount != nil && later(fb, quoted[fb.PubKey]) {
+				quoted[fb.PubKey] = fb
+			}
+		case nip90.IsResultKind(evt.Kind) && nip90.JobID(evt) == jobID:
+			if r, err := nip90.ParseJobResult(evt); err == nil {
+				results = append(results, r)
+			}
+		}
+	}
+	if st.Request != nil { // drop results of another kind than the request's
+		kept := results[:0]
+		for _, r := range results {
+			if r.Kind == nip90.ResultKind(st.Request.Kind) {
+				kept = append(kept, r)
+			}
+		}
+		results = kept
+	}
+	if st.Request == nil && len(workers) == 0 && len(results) == 0 && len(payments) == 0 {
+		return st, fmt.Errorf("job %s: %w", jobID, ErrUnknownJob)
+	}
+	var bid int64
+	if st.Request != nil {
+		bid = st.Request.BidMsat
+	}
+	for _, w := range workers {
+		if fb := quoted[w]; fb != nil {
+			st.Quotes = append(st.Quotes, Quote{JobID: jobID, Worker: w, AmountMsat: fb.Amount.Msat, Bolt11: fb.Amount.Bolt11, BidMsat: bid})
+		}
+	}
+	// the worker we paid (or are paying) speaks for the job
+	var ours []string
+	for _, p := range payments {
+		if p.State != PayFailed {
+			ours = append(ours, p.Worker)
+		}
+	}
+	for _, r := range results { // oldest first: a newer one replaces, but not ours by another's
+		if st.Result == nil || !slices.Contains(ours, st.Result.PubKey) || slices.Contains(ours, r.PubKey) {
+			st.Result = r
+		}
+	}
+	if st.Result != nil {
+		st.State, st.Worker = JobDone, st.Result.PubKey
+		return st, nil
+	}
+	for _, w := range ours {
+		switch fb := latest[w]; {
+		case fb == nil:
+		case fb.Status == nip90.StatusError:
+			st.State, st.Worker, st.Info = JobError, w, fb.Info
+			return st, nil
+		case fb.Status == nip90.StatusProcessing || fb.Status == nip90.StatusPartial:
+			st.State, st.Worker = JobProcessing, w
+			return st, nil
+		}
+	}
+	var failed *nip90.JobFeedback
+	for _, w := range workers {
+		switch fb := latest[w]; fb.Status {
+		case nip90.StatusProcessing, nip90.StatusPartial:
+			st.State, st.Worker = JobProcessing, w
+			return st, nil
+		case nip90.StatusError:
+			if failed == nil {
+				failed = fb
+			}
+		}
+	}
+	switch {
+	case len(st.Quotes) > 0:
+		st.State = JobQuoted
+	case failed != nil:
+		st.State, st.Worker, st.Info = JobError, failed.PubKey, failed.Info
+	default:
+		st.State = JobPosted
+	}
+	return st, nil
+}
+
+// later reports whether fb comes after than. Timestamps are in seconds, so a fast worker's
+// quote and its error often share one: then the order of a job's steps decides.
+func later(fb, than *nip90.JobFeedback) bool {
+	if than == nil || fb.CreatedAt != than.CreatedAt {
+		return than == nil || fb.CreatedAt > than.CreatedAt
+	}
+	return step(fb.Status) >= step(than.Status)
+}
+
+func step(s nip90.Status) int {
+	switch s {
+	case nip90.StatusPaymentRequired:
+		return 0
+	case nip90.StatusProcessing:
+		return 1
+	case nip90.StatusPartial:
+		return 2
+	}
+	return 3 // success, error: the end
+}

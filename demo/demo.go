@@ -1,0 +1,370 @@
+// Package demo runs the whole market on one machine with the real binaries: it fetches the
+// ONNX Runtime library and the OCR models, builds relay, wallet, worker and client, starts a
+// relay (LMDB in a temporary folder), a wallet service with funded connections for a worker and
+// a customer, and a worker with the OCR model; renders a sample page, posts it with
+// `client post`, and reports the quote, the payment, the extracted text and both balances
+// before and after. Then it stops everything it started. `make demo` runs it over the ledger
+// wallet; `make demo-lightning` over two lnd nodes on regtest.
+package demo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sparecycles/sparecycles/internal/testimage"
+)
+
+// Page is the sample page the demo reads.
+var Page = []string{
+	"Spare cycles sell compute to strangers.",
+	"Jobs are Nostr events; payment is Lightning.",
+}
+
+// LND names one lnd node for the Lightning demo.
+type LND struct{ REST, Macaroon, TLSCert string }
+
+// Options configure a run.
+type Options struct {
+	Repo    string    // repository root (scripts/, models/, the Go packages)
+	Workdir string    // where binaries, data and logs go; "" makes a temporary folder
+	Out     io.Writer // the story, for a person
+	// Customer and Worker set the Lightning demo: each side's wallet service runs on its own
+	// lnd node. Both nil: one ledger wallet with funded connections.
+	Customer, Worker *LND
+}
+
+// Report is what the demo found.
+type Report struct {
+	Job           string
+	Worker        string
+	AmountMsat    int64
+	FeeMsat       int64
+	Text          string
+	Before, After Balances
+}
+
+// Balances are the two wallets' balances, in msats.
+type Balances struct{ Customer, Worker int64 }
+
+// Run runs the demo.
+func Run(ctx context.Context, o Options) (rep Report, err error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Workdir == "" {
+		dir, err := os.MkdirTemp("", "sparecycles-demo-")
+		if err != nil {
+			return rep, err
+		}
+		defer os.RemoveAll(dir)
+		o.Workdir = dir
+	}
+	d := &run{o: o, bin: filepath.Join(o.Workdir, "bin")}
+	defer d.stopAll()
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(o.Out, "\ndemo failed: %v\nlogs: %s\n", err, filepath.Join(o.Workdir, "logs"))
+			d.keepLogs = true
+		}
+	}()
+	return d.run(ctx)
+}
+
+type run struct {
+	o        Options
+	bin      string
+	mu       sync.Mutex
+	procs    []*proc
+	keepLogs bool
+}
+
+func (d *run) say(format string, args ...any) { fmt.Fprintf(d.o.Out, format+"\n", args...) }
+
+func (d *run) run(ctx context.Context) (Report, error) {
+	var rep Report
+	d.say("==> fetching ONNX Runtime and the OCR models (cached)")
+	lib, err := d.script(ctx, "fetch-onnxruntime")
+	if err != nil {
+		return rep, err
+	}
+	if _, err := d.script(ctx, "fetch-models"); err != nil {
+		return rep, err
+	}
+	d.say("==> building relay, wallet, worker, client")
+	for _, name := range []string{"relay", "wallet", "worker", "client"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(d.bin, name), "./"+name+"/cmd/"+name)
+		cmd.Dir = d.o.Repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return rep, fmt.Errorf("build %s: %v\n%s", name, err, out)
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return rep, err
+	}
+	relayURL := fmt.Sprintf("ws://127.0.0.1:%d", port)
+	data := func(name string) string { return filepath.Join(d.o.Workdir, name) }
+
+	d.say("==> relay on %s (LMDB in %s)", relayURL, data("relay"))
+	if _, err := d.start(ctx, "relay", "relay serving", nil, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data", data("relay")); err != nil {
+		return rep, err
+	}
+
+	var customerURI, workerURI string
+	if d.o.Customer == nil {
+		d.say("==> ledger wallet (demo money) with a funded customer and a worker")
+		if workerURI, err = d.output(ctx, "wallet", "connect", "--data", data("wallet"), "--relay", relayURL, "--name", "worker"); err != nil {
+			return rep, err
+		}
+		if customerURI, err = d.output(ctx, "wallet", "connect", "--data", data("wallet"), "--relay", relayURL, "--name", "customer", "--fund", "100", "--budget", "50"); err != nil {
+			return rep, err
+		}
+		if _, err := d.start(ctx, "wallet", `"message":"serving"`, nil, "serve", "--relay", relayURL, "--data", data("wallet"), "--backend", "ledger"); err != nil {
+			return rep, err
+		}
+	} else {
+		d.say("==> two NWC wallet services, each on its own regtest lnd node")
+		for _, side := range []struct {
+			name string
+			lnd  *LND
+			uri  *string
+		}{{"customer", d.o.Customer, &customerURI}, {"worker", d.o.Worker, &workerURI}} {
+			dir := data("wallet-" + side.name)
+			if *side.uri, err = d.output(ctx, "wallet", "connect", "--data", dir, "--relay", relayURL, "--name", side.name, "--backend", "lnd"); err != nil {
+				return rep, err
+			}
+			if _, err := d.start(ctx, "wallet-"+side.name, `"message":"serving"`, nil, "serve", "--relay", relayURL, "--data", dir, "--backend", "lnd",
+				"--lnd-rest", side.lnd.REST, "--lnd-macaroon", side.lnd.Macaroon, "--lnd-tlscert", side.lnd.TLSCert); err != nil {
+				return rep, err
+			}
+		}
+	}
+	for name, uri := range map[string]string{"customer.nwc": customerURI, "worker.nwc": workerURI} {
+		if err := os.WriteFile(data(name), []byte(uri+"\n"), 0o600); err != nil {
+			return rep, err
+		}
+	}
+
+	d.say("==> worker with the OCR model (ONNX Runtime: %s)", lib)
+	if _, err := d.start(ctx, "worker", `"message":"relay connected"`, []string{"SPARECYCLES_ONNXRUNTIME_LIB=" + lib},
+		"--relay", relayURL, "--models", filepath.Join(d.o.Repo, "models"), "--key-file", data("worker.nsec"),
+		"--data", data("worker-data"), "--nwc-file", data("worker.nwc"), "--payment-poll", "1s", "--device", "auto"); err != nil {
+		return rep, err
+	}
+
+	page := data("page.png")
+	png, err := testimage.Render(28, Page...)
+	if err != nil {
+		return rep, err
+	}
+	if err := os.WriteFile(page, png, 0o644); err != nil {
+		return rep, err
+	}
+	d.say("==> rendered a sample page: %s (%d bytes)", page, len(png))
+	if rep.Before, err = d.balances(ctx); err != nil {
+		return rep, err
+	}
+	d.say("    balances before: customer %s, worker %s", sats(rep.Before.Customer), sats(rep.Before.Worker))
+
+	d.say("==> client post --kind 5000 --input %s --bid 20sat", filepath.Base(page))
+	out, err := d.output(ctx, "client", "post", "--kind", "5000", "--input", page, "--bid", "20sat", "--json",
+		"--relay", relayURL, "--nwc-file", data("customer.nwc"), "--key-file", data("customer.nsec"), "--data", data("client-data"))
+	if err != nil {
+		return rep, err
+	}
+	var res struct {
+		Job        string `json:"job"`
+		Worker     string `json:"worker"`
+		AmountMsat int64  `json:"amount_msat"`
+		FeeMsat    int64  `json:"fee_msat"`
+		Status     string `json:"status"`
+		Result     string `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return rep, fmt.Errorf("client output %q: %w", out, err)
+	}
+	rep.Job, rep.Worker, rep.AmountMsat, rep.FeeMsat, rep.Text = res.Job, res.Worker, res.AmountMsat, res.FeeMsat, res.Result
+	d.say("    job      %s", res.Job)
+	d.say("    quote    %s from worker %s…", sats(res.AmountMsat), short(res.Worker))
+	d.say("    payment  %s + %s routing fee", sats(res.AmountMsat), sats(res.FeeMsat))
+	d.say("    text:\n%s", indent(res.Result))
+	if rep.After, err = d.balances(ctx); err != nil {
+		return rep, err
+	}
+	d.say("    balances after:  customer %s, worker %s", sats(rep.After.Customer), sats(rep.After.Worker))
+	d.say("==> stopping everything")
+	return rep, nil
+}
+
+// balances asks both wallets through the client binary.
+func (d *run) balances(ctx context.Context) (Balances, error) {
+	var b Balances
+	for _, side := range []struct {
+		file string
+		into *int64
+	}{{"customer.nwc", &b.Customer}, {"worker.nwc", &b.Worker}} {
+		out, err := d.output(ctx, "client", "balance", "--json", "--nwc-file", filepath.Join(d.o.Workdir, side.file))
+		if err != nil {
+			return b, err
+		}
+		var v struct {
+			Msat int64 `json:"balance_msat"`
+		}
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			return b, fmt.Errorf("client balance output %q: %w", out, err)
+		}
+		*side.into = v.Msat
+	}
+	return b, nil
+}
+
+// script runs scripts/NAME and returns its last stdout line; its progress goes to Out.
+func (d *run) script(ctx context.Context, name string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(d.o.Repo, "scripts", name))
+	cmd.Dir = d.o.Repo
+	cmd.Stderr = d.o.Out
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/%s: %w", name, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
+}
+
+// output runs a binary to completion and returns its trimmed stdout.
+func (d *run) output(ctx context.Context, name string, args ...string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, filepath.Join(d.bin, name), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return strings.TrimSpace(string(out)), fmt.Errorf("%s %s: %v\n%s%s", name, args[0], err, out, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// start launches a long-running binary and waits until its log shows ready.
+func (d *run) start(ctx context.Context, name, ready string, env []string, args ...string) (*proc, error) {
+	logs := filepath.Join(d.o.Workdir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(logs, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	bin := name
+	if strings.HasPrefix(name, "wallet") {
+		bin = "wallet"
+	}
+	cmd := exec.Command(filepath.Join(d.bin, bin), args...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	d.mu.Lock()
+	d.procs = append(d.procs, p)
+	d.mu.Unlock()
+	seen := make(chan struct{})
+	go func() {
+		defer logFile.Close()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logFile, line)
+			if strings.Contains(line, ready) {
+				once.Do(func() { close(seen) })
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(p.done) }()
+	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	select {
+	case <-seen:
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("%s exited before it was ready (see %s)", name, logFile.Name())
+	case <-wait.Done():
+		return nil, fmt.Errorf("%s not ready: %w (see %s)", name, wait.Err(), logFile.Name())
+	}
+}
+
+// stopAll sends SIGTERM to everything started, newest first, and waits for each.
+func (d *run) stopAll() {
+	d.mu.Lock()
+	procs := d.procs
+	d.procs = nil
+	d.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func sats(msat int64) string {
+	if msat%1000 == 0 {
+		return strconv.FormatInt(msat/1000, 10) + " sat"
+	}
+	return strconv.FormatFloat(float64(msat)/1000, 'f', 3, 64) + " sat"
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i, l := range lines {
+		lines[i] = "      | " + l
+	}
+	return strings.Join(lines, "\n")
+}
+
