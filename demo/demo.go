@@ -367,4 +367,3 @@ func indent(s string) string {
 	}
 	return strings.Join(lines, "\n")
 }
-

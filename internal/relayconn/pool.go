@@ -214,7 +214,9 @@ type recent struct {
 	next  int
 }
 
-func newRecent(n int) *recent { return &recent{ids: make(map[string]struct{}, n), order: make([]string, n)} }
+func newRecent(n int) *recent {
+	return &recent{ids: make(map[string]struct{}, n), order: make([]string, n)}
+}
 
 // add reports whether id is new, remembering it.
 func (r *recent) add(id string) bool {
