@@ -21,6 +21,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/internal/keyfile"
+	"github.com/sparecycles/sparecycles/nips/lease"
 	"github.com/sparecycles/sparecycles/nips/nip01"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip89"
@@ -62,8 +63,9 @@ type job struct {
 	event *nostr.Event
 	model *model
 
-	mu   sync.Mutex
-	seen []*link // where it was seen, in arrival order
+	mu      sync.Mutex
+	seen    []*link // where it was seen, in arrival order
+	retries int     // claims retried after another worker's lease
 }
 
 func (j *job) addRelay(l *link) {
@@ -382,6 +384,10 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 	home, claimed, err := w.claim(ctx, j)
 	if err != nil {
 		log.Info().Err(err).Msg("not running job")
+		var held *leaseHeld
+		if errors.As(err, &held) {
+			w.retryAfterLease(ctx, j, held.Until)
+		}
 		return
 	}
 	// from here on the job is ours: it ends in a result or in error feedback
@@ -463,6 +469,9 @@ func (w *Worker) claim(ctx context.Context, j *job) (*link, bool, error) {
 	case err != nil:
 		return nil, false, fmt.Errorf("claim on %s: %w", home.url, err)
 	case !ok.Accepted:
+		if h, err := lease.ParseRefusal(ok.Reason); err == nil {
+			return nil, false, &leaseHeld{Held: h, relay: home.url}
+		}
 		return nil, false, fmt.Errorf("claim refused by %s: %s", home.url, ok.Reason)
 	}
 	for _, l := range j.relays() { // tell the other relays too, as plain NIP-90
@@ -471,6 +480,50 @@ func (w *Worker) claim(ctx context.Context, j *job) (*link, bool, error) {
 		}
 	}
 	return home, true, nil
+}
+
+// leaseHeld is a claim refused because another worker holds the job's lease.
+type leaseHeld struct {
+	lease.Held
+	relay string
+}
+
+func (e *leaseHeld) Error() string {
+	return fmt.Sprintf("claim refused by %s: leased by %s until %d", e.relay, e.Holder, e.Until)
+}
+
+// maxLeaseRetries bounds how often a worker comes back for a job another worker leased.
+const maxLeaseRetries = 3
+
+// retryAfterLease looks at a job again when another worker's lease on it ends: if that worker
+// died, the lease lapses without a result and this worker takes the job. Paid jobs are not
+// retried this way: they are ours already.
+func (w *Worker) retryAfterLease(ctx context.Context, j *job, until nostr.Timestamp) {
+	j.mu.Lock()
+	j.retries++
+	n := j.retries
+	j.mu.Unlock()
+	if n > maxLeaseRetries {
+		return
+	}
+	wait := time.Until(time.Unix(int64(until)+1, 0))
+	w.async.Add(1)
+	go func() {
+		defer w.async.Done()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(max(wait, 0)):
+		}
+		if w.delivered(ctx, j) {
+			return
+		}
+		select {
+		case w.lanes[j.model] <- j:
+			w.log.Info().Str("job", j.event.ID).Msg("lease lapsed without a result: trying again")
+		default: // busy: another worker will take it
+		}
+	}()
 }
 
 // home is the job's home relay: the first relay that coordinates leases, in the order of the
