@@ -274,10 +274,7 @@ func (d *run) start(ctx context.Context, name, ready string, env []string, args 
 	if err != nil {
 		return nil, err
 	}
-	bin := name
-	if strings.HasPrefix(name, "wallet") {
-		bin = "wallet"
-	}
+	bin, _, _ := strings.Cut(name, "-") // "wallet-customer" runs the wallet binary
 	cmd := exec.Command(filepath.Join(d.bin, bin), args...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
