@@ -46,28 +46,7 @@ func TestLeaseHolderDies(t *testing.T) {
 // The relay is killed and restarted in the middle of a job: nothing accepted is lost, the
 // worker and the client reconnect, and the job completes.
 func TestRelayRestartMidJob(t *testing.T) {
-	cfg := relay.DefaultConfig()
-	cfg.Data = t.TempDir()
-	cfg.IPRate, cfg.PubkeyRate = 0, 0
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	url := "ws://" + addr
-	serve := func(ln net.Listener) func() {
-		r, err := relay.New(cfg, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); r.Serve(ctx, ln) }()
-		var once sync.Once
-		return func() { once.Do(func() { cancel(); <-done; r.Close() }) }
-	}
-	stop := serve(ln)
-	defer func() { stop() }()
+	url, restart := restartableRelay(t)
 	w := startWorker(t, url)
 
 	png, err := testimage.Render(28, "survives a restart")
@@ -99,11 +78,7 @@ func TestRelayRestartMidJob(t *testing.T) {
 		done <- result{out, err}
 	}()
 	<-fetched
-	stop()
-	if ln, err = net.Listen("tcp", addr); err != nil {
-		t.Fatal(err)
-	}
-	stop = serve(ln)
+	restart(nil)
 	close(release)
 	r := <-done
 	if r.err != nil || strings.ToLower(strings.TrimSpace(r.out.Result)) != "survives a restart" || r.out.Worker != w.PubKey() {

@@ -204,40 +204,14 @@ func TestTwoWorkersRunEachJobOnce(t *testing.T) {
 // The relay restarts under a running worker: the worker reconnects and serves a job posted
 // after the restart, and the lease state survives.
 func TestWorkerReconnectsAfterRelayRestart(t *testing.T) {
-	cfg := relay.DefaultConfig()
-	cfg.Data = t.TempDir()
-	cfg.IPRate, cfg.PubkeyRate = 0, 0
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	serve := func(ln net.Listener) (stop func()) {
-		r, err := relay.New(cfg, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); r.Serve(ctx, ln) }()
-		return func() { cancel(); <-done; r.Close() }
-	}
-	stop := serve(ln)
-	url := "ws://" + addr
+	url, restart := restartableRelay(t)
 	w := startWorker(t, url)
 	img := servePNG(t, "after restart")
 
 	c := testrelay.Dial(t, url)
 	first := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", img, "url"}})
 	results(t, c, first.ID)
-	stop()
-
-	ln, err = net.Listen("tcp", addr) // same address: the worker redials it
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop = serve(ln)
-	t.Cleanup(stop)
+	restart(nil)
 	c = testrelay.Dial(t, url)
 	second := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", img, "url"}, {"param", "n", "2"}})
 	res := results(t, c, second.ID)[second.ID]
@@ -252,4 +226,43 @@ func modelsDir() string {
 		return dir
 	}
 	return filepath.Join("..", "models")
+}
+
+// restartableRelay serves our relay on a fixed loopback address and returns a restart that
+// stops it, runs between (if not nil) while it is down, and starts it again on the same address
+// and data folder, as a crashed-and-restarted relay would be.
+func restartableRelay(t testing.TB) (url string, restart func(between func())) {
+	t.Helper()
+	cfg := relay.DefaultConfig()
+	cfg.Data = t.TempDir()
+	cfg.IPRate, cfg.PubkeyRate = 0, 0
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) func() {
+		r, err := relay.New(cfg, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Serve(ctx, ln) }()
+		var once sync.Once
+		return func() { once.Do(func() { cancel(); <-done; r.Close() }) }
+	}
+	stop := serve(ln)
+	t.Cleanup(func() { stop() })
+	return "ws://" + addr, func(between func()) {
+		stop()
+		if between != nil {
+			between()
+		}
+		ln, err := net.Listen("tcp", addr) // same address: clients redial it
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop = serve(ln)
+	}
 }
