@@ -19,6 +19,10 @@ type Config struct {
 	Listen string // host:port for the websocket, NIP-11 and the HTTP API
 	Data   string // folder of the LMDB store
 
+	// GroupCommit lets events that arrive together share one transaction and one disk sync;
+	// each OK still goes out only after the event's commit.
+	GroupCommit bool
+
 	Name        string
 	Description string
 	Pubkey      string // operator's hex pubkey, for NIP-11
@@ -60,6 +64,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:        "127.0.0.1:7447",
 		Data:          "./data",
+		GroupCommit:   true,
 		Name:          "sparecycles relay",
 		Description:   "A community market for AI compute: NIP-90 jobs with relay-coordinated leases, paid over Lightning.",
 		MaxEventBytes: 256 << 10,
@@ -103,6 +108,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.IntVar(&c.JobPoW, "job-pow", c.JobPoW, "NIP-13 proof-of-work difficulty required on job requests (0: none)")
+	fs.BoolVar(&c.GroupCommit, "group-commit", c.GroupCommit, "write events that arrive together in one transaction with one disk sync (OK true still means stored)")
 	fs.BoolVar(&c.StrictJobs, "strict-jobs", c.StrictJobs, "refuse malformed NIP-90 requests, results and feedback with the parser's reason")
 	fs.DurationVar(&c.MaxLease, "max-lease", c.MaxLease, "longest job lease a worker may claim")
 	fs.DurationVar(&c.LeaseSkew, "lease-skew", c.LeaseSkew, "how far a lease claim's created_at may be from the relay clock")

@@ -42,6 +42,18 @@ type LMDBBackend struct {
 	// sparecycles patch: QueryEvents reads in a goroutine whose read transaction ends after the
 	// caller has drained the channel; Close waits for those goroutines before closing the env.
 	queries sync.WaitGroup
+
+	// sparecycles patch: NoWriteMap opens the env without MDB_WRITEMAP, so commits write dirty
+	// pages and fdatasync instead of msync-ing the whole (by default 256 GiB) map; the file
+	// format is the same either way. Set it before Init.
+	NoWriteMap bool
+
+	// sparecycles patch: group commit (see groupcommit.go). Set GroupCommit before Init.
+	GroupCommit   bool
+	saves         chan *pendingSave
+	savesMu       sync.RWMutex // guards sending on saves against Close closing it
+	savesClosed   bool
+	committerDone chan struct{}
 }
 
 func (b *LMDBBackend) Init() error {
@@ -59,11 +71,18 @@ func (b *LMDBBackend) Init() error {
 		return err
 	}
 
-	return b.initialize()
+	if err := b.initialize(); err != nil {
+		return err
+	}
+	if b.GroupCommit { // sparecycles patch: see groupcommit.go
+		b.startCommitter()
+	}
+	return nil
 }
 
 func (b *LMDBBackend) Close() {
-	b.queries.Wait() // sparecycles patch: see the queries field
+	b.queries.Wait()  // sparecycles patch: see the queries field
+	b.stopCommitter() // sparecycles patch: queued saves are written before the env closes
 	b.lmdbEnv.Close()
 }
 
@@ -113,7 +132,11 @@ func (b *LMDBBackend) initialize() error {
 		env.SetMapSize(b.MapSize)
 	}
 
-	if err := env.Open(b.Path, lmdb.NoTLS|lmdb.WriteMap|b.extraFlags, 0644); err != nil {
+	flags := lmdb.NoTLS | lmdb.WriteMap | b.extraFlags
+	if b.NoWriteMap { // sparecycles patch: see the NoWriteMap field
+		flags &^= lmdb.WriteMap
+	}
+	if err := env.Open(b.Path, flags, 0644); err != nil {
 		return err
 	}
 	b.lmdbEnv = env

@@ -8,7 +8,6 @@ import (
 
 	"github.com/PowerDNS/lmdb-go/lmdb"
 	"github.com/fiatjaf/eventstore"
-	bin "github.com/fiatjaf/eventstore/internal/binary"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -16,6 +15,9 @@ func (b *LMDBBackend) SaveEvent(ctx context.Context, evt *nostr.Event) error {
 	// sanity checking
 	if evt.CreatedAt > math.MaxUint32 || evt.Kind > math.MaxUint16 {
 		return fmt.Errorf("event with values out of expected boundaries")
+	}
+	if b.GroupCommit { // sparecycles patch: see groupcommit.go
+		return b.QueueSave(evt)()
 	}
 
 	return b.lmdbEnv.Update(func(txn *lmdb.Txn) error {
@@ -48,7 +50,7 @@ func (b *LMDBBackend) SaveEvent(ctx context.Context, evt *nostr.Event) error {
 
 func (b *LMDBBackend) save(txn *lmdb.Txn, evt *nostr.Event) error {
 	// encode to binary form so we'll save it
-	bin, err := bin.Marshal(evt)
+	bin, err := marshal(evt) // sparecycles patch: see marshal.go
 	if err != nil {
 		return err
 	}
