@@ -2,8 +2,10 @@ package khatru
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -144,6 +146,7 @@ func (rl *Relay) notifyListeners(event *nostr.Event) int {
 	rl.clientsMutex.Unlock()
 
 	count := 0
+	var eventJSON, prefix []byte // for EncodeOnce
 listenersloop:
 	for _, listener := range listeners {
 		if listener.filter.Matches(event) {
@@ -152,9 +155,44 @@ listenersloop:
 					continue listenersloop
 				}
 			}
-			listener.ws.WriteJSON(nostr.EventEnvelope{SubscriptionID: &listener.id, Event: *event})
+			if rl.EncodeOnce {
+				// sparecycles patch: encode the event once per broadcast, not once per listener
+				if eventJSON == nil {
+					eventJSON, _ = event.MarshalJSON()
+				}
+				prefix = appendEventPrefix(prefix[:0], listener.id)
+				listener.ws.writeText(prefix, eventJSON, []byte{']'})
+			} else {
+				listener.ws.WriteJSON(nostr.EventEnvelope{SubscriptionID: &listener.id, Event: *event})
+			}
 			count++
 		}
 	}
 	return count
+}
+
+// appendEventPrefix appends `["EVENT",<subID as a JSON string>,` to dst. sparecycles patch: for
+// EncodeOnce. Upstream writes the id unquoted, so an id that needs escaping makes its envelope
+// invalid JSON, which encoding/json refuses to send; here it is escaped instead.
+func appendEventPrefix(dst []byte, subID string) []byte {
+	dst = append(dst, `["EVENT",`...)
+	if plainJSONString(subID) {
+		dst = append(dst, '"')
+		dst = append(dst, subID...)
+		dst = append(dst, '"')
+	} else {
+		q, _ := json.Marshal(subID) // a string always marshals
+		dst = append(dst, q...)
+	}
+	return append(dst, ',')
+}
+
+// plainJSONString reports whether s can sit between quotes in JSON as it is.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

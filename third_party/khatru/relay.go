@@ -103,6 +103,11 @@ type Relay struct {
 	// set this to true to support negentropy
 	Negentropy bool
 
+	// EncodeOnce makes a broadcast encode each event's JSON once and write it to every matching
+	// listener with only the subscription id around it, instead of encoding the whole EVENT
+	// envelope once per listener as upstream does. Set it before serving. sparecycles patch.
+	EncodeOnce bool
+
 	// in case you call Server.Start
 	Addr       string
 	serveMux   *http.ServeMux

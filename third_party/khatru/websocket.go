@@ -44,3 +44,21 @@ func (ws *WebSocket) WriteMessage(t int, b []byte) error {
 	ws.mutex.Unlock()
 	return err
 }
+
+// writeText writes parts as one text message without copying them together. sparecycles
+// patch: lets a broadcast send the event JSON it encoded once (Relay.EncodeOnce).
+func (ws *WebSocket) writeText(parts ...[]byte) error {
+	ws.mutex.Lock()
+	defer ws.mutex.Unlock()
+	w, err := ws.conn.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if _, err := w.Write(p); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
