@@ -377,7 +377,7 @@ func TestPostPay(t *testing.T) {
 	sk := nostr.GeneratePrivateKey()
 	for i := 0; i < 2; i++ {
 		job := post(t, conn, sk, nostr.Tags{{"i", img, "url"}, {"bid", "10000"}, {"param", "n", fmt.Sprint(i)}})
-		res, info := jobOutcome(t, conn, job)
+		res, info := testrelay.JobOutcome(t, conn, job)
 		if i == 0 {
 			r, err := nip90.ParseJobResult(res)
 			if err != nil || r.Amount == nil || r.Amount.Msat != 3000 || r.Amount.Bolt11 == "" {
@@ -391,30 +391,5 @@ func TestPostPay(t *testing.T) {
 	}
 	if w.Stats().Executed != 2 {
 		t.Fatalf("worker executed %d jobs, want 2 (the refused one never ran)", w.Stats().Executed)
-	}
-}
-
-// jobOutcome waits for a job's result or error feedback.
-func jobOutcome(t testing.TB, conn *relayconn.Conn, job nostr.Event) (*nostr.Event, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	sub, err := conn.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.ResultKind(job.Kind), nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	for {
-		select {
-		case evt := <-sub.Events:
-			if nip90.IsResultKind(evt.Kind) {
-				return evt, ""
-			}
-			if fb, err := nip90.ParseJobFeedback(evt); err == nil && fb.Status == nip90.StatusError {
-				return nil, fb.Info
-			}
-		case <-ctx.Done():
-			t.Fatalf("no outcome for job %s", job.ID)
-		}
 	}
 }

@@ -240,3 +240,6 @@ func isHex32(s string) bool {
 	}
 	return true
 }
+
+// Level is the configured log level.
+func (c *Config) Level() zerolog.Level { return c.LogLevel.Level }

@@ -39,7 +39,7 @@ func BenchmarkWorkerOverhead(b *testing.B) {
 	for b.Loop() {
 		t0 := time.Now()
 		job := cust.post(b, tensor.KindRequest, nostr.Tags{{"i", doc, "text"}, {"param", "model", "ppocrv4-det"}, {"param", "n", fmt.Sprint(n)}}, conn)
-		if res, info := outcome(b, conn, job); res == nil {
+		if res, info := testrelay.JobOutcome(b, conn, job); res == nil {
 			b.Fatalf("job failed: %s", info)
 		}
 		jobTime += time.Since(t0)
@@ -73,7 +73,7 @@ func BenchmarkOCRJobs(b *testing.B) {
 	start := time.Now()
 	for b.Loop() {
 		job := cust.post(b, 5000, nostr.Tags{{"i", site + "/line.png", "url"}, {"param", "n", fmt.Sprint(n)}}, conn)
-		if res, info := outcome(b, conn, job); res == nil {
+		if res, info := testrelay.JobOutcome(b, conn, job); res == nil {
 			b.Fatalf("job failed: %s", info)
 		}
 		n++

@@ -134,3 +134,6 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// Level is the configured log level.
+func (c *Config) Level() zerolog.Level { return c.LogLevel.Level }

@@ -99,7 +99,7 @@ func BenchmarkWorkerOCROverhead(b *testing.B) {
 	job := func(n int) (workerMs, e2eMs float64) {
 		t0 := time.Now()
 		evt := cust.post(b, 5000, nostr.Tags{{"i", site + "/line.png", "url"}, {"param", "n", fmt.Sprint(n)}}, conn)
-		if res, info := outcome(b, conn, evt); res == nil {
+		if res, info := testrelay.JobOutcome(b, conn, evt); res == nil {
 			b.Fatalf("job failed: %s", info)
 		}
 		e2e := float64(time.Since(t0).Microseconds()) / 1000

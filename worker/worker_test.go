@@ -118,35 +118,6 @@ func (c customer) post(t testing.TB, kind int, tags nostr.Tags, conns ...*relayc
 	return evt
 }
 
-// outcome waits for the job's result or its error feedback on conn.
-func outcome(t testing.TB, conn *relayconn.Conn, job nostr.Event) (result *nostr.Event, errorInfo string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	sub, err := conn.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.ResultKind(job.Kind), nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	for {
-		select {
-		case evt := <-sub.Events:
-			if nip90.IsResultKind(evt.Kind) {
-				return evt, ""
-			}
-			fb, err := nip90.ParseJobFeedback(evt)
-			if err != nil {
-				t.Fatalf("malformed feedback from the worker: %v", err)
-			}
-			if fb.Status == nip90.StatusError {
-				return nil, fb.Info
-			}
-		case <-ctx.Done():
-			t.Fatalf("no result or error for job %s", job.ID)
-		}
-	}
-}
-
 func normalize(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
 
 // serveFiles serves path → (content type, body) on 127.0.0.1.
@@ -181,7 +152,7 @@ func TestOCRJob(t *testing.T) {
 	} {
 		t.Run(input.name, func(t *testing.T) {
 			job := cust.post(t, 5000, nostr.Tags{{"i", input.url, "url"}, {"output", "text/plain"}}, conn)
-			res, errInfo := outcome(t, conn, job)
+			res, errInfo := testrelay.JobOutcome(t, conn, job)
 			if res == nil {
 				t.Fatalf("job failed: %s", errInfo)
 			}
@@ -244,7 +215,7 @@ func TestTensorJobMatchesReference(t *testing.T) {
 
 	for _, name := range []string{manifest.Name, ref.SHA256()} {
 		job := newCustomer().post(t, tensor.KindRequest, nostr.Tags{{"i", tensorDoc(t, in), "text"}, {"param", "model", name}}, conn)
-		res, errInfo := outcome(t, conn, job)
+		res, errInfo := testrelay.JobOutcome(t, conn, job)
 		if res == nil {
 			t.Fatalf("model %s: job failed: %s", name, errInfo)
 		}
@@ -321,7 +292,7 @@ func TestBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tags := append(nostr.Tags{{"p", tc.worker.PubKey()}}, tc.tags...)
 			job := cust.post(t, tc.kind, tags, conn)
-			res, info := outcome(t, conn, job)
+			res, info := testrelay.JobOutcome(t, conn, job)
 			if res != nil {
 				t.Fatalf("job succeeded with %q", res.Content)
 			}
@@ -332,7 +303,7 @@ func TestBadInput(t *testing.T) {
 	}
 	// and the worker still serves
 	job := cust.post(t, 5000, nostr.Tags{{"i", site + "/page.png", "url"}, {"p", w.PubKey()}}, conn)
-	if res, info := outcome(t, conn, job); res == nil || normalize(res.Content) != "hello" {
+	if res, info := testrelay.JobOutcome(t, conn, job); res == nil || normalize(res.Content) != "hello" {
 		t.Fatalf("after bad input the worker answered %v %q", res, info)
 	}
 }
@@ -365,12 +336,12 @@ func TestQueueFullAnswersBusy(t *testing.T) {
 	queued := cust.post(t, 5000, nostr.Tags{{"i", srv.URL + "/a.png", "url"}, {"param", "n", "2"}}, conn)
 	refused := cust.post(t, 5000, nostr.Tags{{"i", srv.URL + "/b.png", "url"}, {"param", "n", "3"}}, conn)
 
-	if res, info := outcome(t, conn, refused); res != nil || !strings.HasPrefix(info, "busy") {
+	if res, info := testrelay.JobOutcome(t, conn, refused); res != nil || !strings.HasPrefix(info, "busy") {
 		t.Fatalf("third job: result %v, feedback %q; want busy", res, info)
 	}
 	release <- struct{}{}
 	for _, job := range []nostr.Event{running, queued} {
-		if res, info := outcome(t, conn, job); res == nil {
+		if res, info := testrelay.JobOutcome(t, conn, job); res == nil {
 			t.Fatalf("job %s failed: %s", job.ID, info)
 		}
 	}
@@ -388,7 +359,7 @@ func TestSameJobOnTwoRelaysRunsOnce(t *testing.T) {
 	site := serveFiles(t, map[string][2]string{"/p.png": {"image/png", string(png)}})
 	job := newCustomer().post(t, 5000, nostr.Tags{{"i", site + "/p.png", "url"}, {"relays", a, b}}, ca, cb)
 	for _, c := range []*relayconn.Conn{ca, cb} {
-		if res, info := outcome(t, c, job); res == nil {
+		if res, info := testrelay.JobOutcome(t, c, job); res == nil {
 			t.Fatalf("no result on %s: %s", c.URL, info)
 		}
 	}

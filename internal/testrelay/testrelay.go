@@ -17,6 +17,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/nips/nip90"
 )
 
 // Start serves a vanilla khatru relay backed by LMDB in a temporary folder and returns its
@@ -105,5 +106,35 @@ func gated(g *storeGate, fn func(context.Context, *nostr.Event) error) func(cont
 		}
 		defer g.leave()
 		return fn(ctx, evt)
+	}
+}
+
+// JobOutcome waits (up to a minute) for a job's result or error feedback on c: it returns the
+// result event, or nil and the error feedback's text.
+func JobOutcome(t testing.TB, c *relayconn.Conn, job nostr.Event) (result *nostr.Event, errorInfo string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub, err := c.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.ResultKind(job.Kind), nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for {
+		select {
+		case evt := <-sub.Events:
+			if nip90.IsResultKind(evt.Kind) {
+				return evt, ""
+			}
+			fb, err := nip90.ParseJobFeedback(evt)
+			if err != nil {
+				t.Fatalf("malformed feedback: %v", err)
+			}
+			if fb.Status == nip90.StatusError {
+				return nil, fb.Info
+			}
+		case <-ctx.Done():
+			t.Fatalf("no result or error for job %s", job.ID)
+		}
 	}
 }
