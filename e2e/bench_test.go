@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/client"
+	"github.com/sparecycles/sparecycles/internal/regtest"
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/internal/testimage"
 	"github.com/sparecycles/sparecycles/nips/nip47"
@@ -172,4 +173,62 @@ func nip90Param(name, value string) nip90.Param {
 func median(ds []time.Duration) time.Duration {
 	slices.Sort(ds)
 	return ds[len(ds)/2]
+}
+
+// BenchmarkJobOverhead reports what the market adds to an OCR job, request→result minus the
+// same image's inference time measured directly, as p50 and p99 over the jobs: (a) unpaid,
+// (b) paid through the ledger wallet, (c) paid over regtest lnd (with SPARECYCLES_REGTEST=1).
+func BenchmarkJobOverhead(b *testing.B) {
+	line := "Pack my box with five dozen liquor jugs and sixty pens"
+	inference := directOCR(b, line)
+	run := func(b *testing.B, url string, clientURI *nip47.URI) {
+		img := servePNG(b, line)
+		cfg := client.Config{Relays: []string{url}, Data: b.TempDir(), SecretKey: strings.Repeat("2", 64),
+			QuoteWindow: time.Second, FirstQuote: true, Timeout: time.Minute}
+		if clientURI != nil {
+			cfg.NWC = clientURI.Encode()
+		}
+		c, err := client.Open(context.Background(), cfg, zerolog.Nop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		var over []time.Duration
+		n := 0
+		for b.Loop() {
+			req := ocrJob(img, 5000)
+			req.Params = append(req.Params, nip90Param("n", fmt.Sprint(n)))
+			t0 := time.Now()
+			if _, err := c.Do(context.Background(), req, nil); err != nil {
+				b.Fatal(err)
+			}
+			over = append(over, time.Since(t0)-inference)
+			n++
+		}
+		slices.Sort(over)
+		b.ReportMetric(float64(over[len(over)/2].Microseconds())/1000, "p50-overhead-ms")
+		b.ReportMetric(float64(over[len(over)*99/100].Microseconds())/1000, "p99-overhead-ms")
+		b.ReportMetric(float64(inference.Microseconds())/1000, "inference-ms")
+	}
+	b.Run("unpaid", func(b *testing.B) {
+		_, url := startRelay(b)
+		startWorker(b, url)
+		run(b, url, nil)
+	})
+	b.Run("ledger", func(b *testing.B) {
+		_, url := startRelay(b)
+		data := startLedgerWallet(b, url)
+		workerURI := connect(b, data, url, "worker", 0, 0)
+		clientURI := connect(b, data, url, "client", 1_000_000, 0)
+		startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+		run(b, url, &clientURI)
+	})
+	b.Run("lnd", func(b *testing.B) {
+		net := regtest.Start(b) // skips unless SPARECYCLES_REGTEST=1
+		_, url := startRelay(b)
+		clientURI := lndConnect(b, startLNDWallet(b, url, net.Alice), url, "customer")
+		workerURI := lndConnect(b, startLNDWallet(b, url, net.Bob), url, "worker")
+		startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+		run(b, url, &clientURI)
+	})
 }
