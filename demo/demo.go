@@ -65,11 +65,15 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		o.Out = io.Discard
 	}
 	if o.Workdir == "" {
-		dir, err := os.MkdirTemp("", "sparecycles-demo-")
-		if err != nil {
-			return rep, err
+		dir, mkErr := os.MkdirTemp("", "sparecycles-demo-")
+		if mkErr != nil {
+			return rep, mkErr
 		}
-		defer os.RemoveAll(dir)
+		defer func() {
+			if err == nil { // the named result: on failure the logs stay for reading
+				os.RemoveAll(dir)
+			}
+		}()
 		o.Workdir = dir
 	}
 	d := &run{o: o, bin: filepath.Join(o.Workdir, "bin")}
@@ -77,18 +81,16 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	defer func() {
 		if err != nil {
 			fmt.Fprintf(o.Out, "\ndemo failed: %v\nlogs: %s\n", err, filepath.Join(o.Workdir, "logs"))
-			d.keepLogs = true
 		}
 	}()
 	return d.run(ctx)
 }
 
 type run struct {
-	o        Options
-	bin      string
-	mu       sync.Mutex
-	procs    []*proc
-	keepLogs bool
+	o     Options
+	bin   string
+	mu    sync.Mutex
+	procs []*proc
 }
 
 func (d *run) say(format string, args ...any) { fmt.Fprintf(d.o.Out, format+"\n", args...) }
