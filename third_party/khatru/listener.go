@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -137,6 +139,12 @@ func (rl *Relay) removeClientAndListeners(ws *WebSocket) {
 }
 
 // returns how many listeners were notified
+// Fan-out writers: one extra goroutine per fanoutPerWriter listeners, at most maxFanoutWriters.
+const (
+	fanoutPerWriter  = 16
+	maxFanoutWriters = 8
+)
+
 func (rl *Relay) notifyListeners(event *nostr.Event) int {
 	// sparecycles patch: read the listeners under clientsMutex. Upstream ranges over
 	// rl.listeners unlocked while addListener/removeListenerId swap-delete it under the lock: a
@@ -146,7 +154,7 @@ func (rl *Relay) notifyListeners(event *nostr.Event) int {
 	rl.clientsMutex.Unlock()
 
 	count := 0
-	var eventJSON, prefix []byte // for EncodeOnce
+	var matched []listener // for EncodeOnce: written after the loop
 listenersloop:
 	for _, listener := range listeners {
 		if listener.filter.Matches(event) {
@@ -156,17 +164,41 @@ listenersloop:
 				}
 			}
 			if rl.EncodeOnce {
-				// sparecycles patch: encode the event once per broadcast, not once per listener
-				if eventJSON == nil {
-					eventJSON, _ = event.MarshalJSON()
-				}
-				prefix = appendEventPrefix(prefix[:0], listener.id)
-				listener.ws.writeText(prefix, eventJSON, []byte{']'})
+				matched = append(matched, listener)
 			} else {
 				listener.ws.WriteJSON(nostr.EventEnvelope{SubscriptionID: &listener.id, Event: *event})
 			}
 			count++
 		}
+	}
+	if len(matched) > 0 {
+		// sparecycles patch: encode the event once per broadcast, not once per listener, and
+		// write to many listeners from a few goroutines (each connection has its own lock),
+		// so the last listener does not wait for every write before it
+		eventJSON, _ := event.MarshalJSON()
+		write := func(next func() (listener, bool)) {
+			var prefix []byte
+			for l, ok := next(); ok; l, ok = next() {
+				prefix = appendEventPrefix(prefix[:0], l.id)
+				l.ws.writeText(prefix, eventJSON, []byte{']'})
+			}
+		}
+		var i atomic.Int64
+		next := func() (listener, bool) {
+			n := int(i.Add(1)) - 1
+			if n >= len(matched) {
+				return listener{}, false
+			}
+			return matched[n], true
+		}
+		writers := min(len(matched)/fanoutPerWriter, maxFanoutWriters)
+		var wg sync.WaitGroup
+		for range writers {
+			wg.Add(1)
+			go func() { defer wg.Done(); write(next) }()
+		}
+		write(next)
+		wg.Wait()
 	}
 	return count
 }
