@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -93,23 +92,10 @@ func TestRelayRestartMidJob(t *testing.T) {
 // A flood of invalid and rate-limited events from one client does not keep an honest
 // client's jobs from completing, and the relay's memory stays bounded.
 func TestFloodDoesNotStarveHonestClients(t *testing.T) {
-	cfg := relay.DefaultConfig()
-	cfg.Data = t.TempDir()
-	cfg.IPRate = 0 // every test client shares 127.0.0.1; the per-pubkey limit does the work
-	cfg.PubkeyRate, cfg.PubkeyBurst = 5, 20
-	r, err := relay.New(cfg, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { defer close(served); r.Serve(ctx, ln) }()
-	defer func() { cancel(); <-served; r.Close() }()
-	url := "ws://" + ln.Addr().String()
+	r, url := startRelayWith(t, func(cfg *relay.Config) {
+		// every test client shares 127.0.0.1; the per-pubkey limit does the work
+		cfg.PubkeyRate, cfg.PubkeyBurst = 5, 20
+	})
 	startWorker(t, url)
 
 	var before runtime.MemStats

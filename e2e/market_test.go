@@ -33,9 +33,18 @@ func testLog(t testing.TB) zerolog.Logger {
 // startRelay serves our relay on 127.0.0.1 with its store in a temporary folder.
 func startRelay(t testing.TB) (*relay.Relay, string) {
 	t.Helper()
+	return startRelayWith(t, nil)
+}
+
+// startRelayWith is startRelay with mut adjusting the config (rate limits off by default).
+func startRelayWith(t testing.TB, mut func(*relay.Config)) (*relay.Relay, string) {
+	t.Helper()
 	cfg := relay.DefaultConfig()
 	cfg.Data = t.TempDir()
 	cfg.IPRate, cfg.PubkeyRate = 0, 0
+	if mut != nil {
+		mut(&cfg)
+	}
 	r, err := relay.New(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)

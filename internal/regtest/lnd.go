@@ -3,10 +3,8 @@ package regtest
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/sparecycles/sparecycles/internal/lndrest"
 )
 
 // Node is one lnd node of the network, with what a REST client needs to reach it.
@@ -30,30 +30,11 @@ type Node struct {
 	mac  string       // admin macaroon, hex
 }
 
-// pinnedClient is an HTTPS client that trusts exactly the certificate in certPath, whatever
-// name or address it is reached by (btcd and lnd sign their own).
+// pinnedClient is an HTTPS client that trusts exactly the certificate in certPath.
 func pinnedClient(certPath string) (*http.Client, error) {
-	raw, err := os.ReadFile(certPath)
+	tr, err := lndrest.PinnedTransport(certPath)
 	if err != nil {
 		return nil, err
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: no PEM certificate", certPath)
-	}
-	want := block.Bytes
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil // loopback only
-	tr.TLSClientConfig = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Chain and name checks are replaced by VerifyConnection's exact match below.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, want) {
-				return fmt.Errorf("server certificate is not the one in %s", certPath)
-			}
-			return nil
-		},
 	}
 	return &http.Client{Transport: tr, Timeout: rpcTimeout}, nil
 }

@@ -3,10 +3,8 @@ package lnd
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sparecycles/sparecycles/internal/lndrest"
 )
 
 // requestTimeout bounds each unary REST call; streams are bounded by their callers.
@@ -26,7 +26,7 @@ const maxBody = 32 << 20
 // Sentinel errors of New and of every call; match them with errors.Is.
 var (
 	// ErrCertMismatch means the server did not present the certificate in Config.TLSCertPath.
-	ErrCertMismatch = errors.New("lnd: server certificate does not match the pinned tls.cert")
+	ErrCertMismatch = lndrest.ErrCertMismatch
 	// ErrUnauthorized means lnd rejected the macaroon, or it lacks a permission the call needs.
 	ErrUnauthorized = errors.New("lnd: macaroon rejected")
 	// ErrClosed is returned by Subscribe after Close.
@@ -118,23 +118,9 @@ func newClient(cfg Config) (*client, error) {
 	if !strings.HasPrefix(cfg.RESTURL, "https://") {
 		return nil, fmt.Errorf("lnd: REST URL %q: want https://host:port", cfg.RESTURL)
 	}
-	certPEM, err := os.ReadFile(cfg.TLSCertPath)
+	tr, err := lndrest.PinnedTransport(cfg.TLSCertPath)
 	if err != nil {
-		return nil, fmt.Errorf("lnd: read tls cert: %w", err)
-	}
-	var pinned [][]byte
-	for rest := certPEM; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type == "CERTIFICATE" {
-			pinned = append(pinned, block.Bytes)
-		}
-	}
-	if len(pinned) == 0 {
-		return nil, fmt.Errorf("lnd: tls cert %s: no PEM certificate", cfg.TLSCertPath)
+		return nil, err
 	}
 	mac, err := os.ReadFile(cfg.MacaroonPath)
 	if err != nil {
@@ -144,45 +130,13 @@ func newClient(cfg Config) (*client, error) {
 		return nil, fmt.Errorf("lnd: macaroon %s is empty", cfg.MacaroonPath)
 	}
 
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// lnd is reached directly; a proxy from the environment would see the macaroon.
-	tr.Proxy = nil
-	tr.TLSClientConfig = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// lnd signs its own certificate, often for names other than the one we dial, so the
-		// usual chain and name checks give way to VerifyConnection: the leaf must be one of
-		// the pinned certificates, byte for byte. No system roots are consulted.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) > 0 {
-				for _, der := range pinned {
-					if bytes.Equal(cs.PeerCertificates[0].Raw, der) {
-						return nil
-					}
-				}
-			}
-			return ErrCertMismatch
-		},
-	}
 	return &client{
 		base: strings.TrimRight(cfg.RESTURL, "/"),
-		http: &http.Client{Transport: &macaroonTransport{base: tr, mac: hex.EncodeToString(mac)}},
+		http: &http.Client{Transport: &lndrest.MacaroonTransport{Base: tr, Macaroon: hex.EncodeToString(mac)}},
 	}, nil
 }
 
-// macaroonTransport adds the macaroon header to each request.
-type macaroonTransport struct {
-	base *http.Transport
-	mac  string // hex
-}
-
-func (t *macaroonTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.Header.Set("Grpc-Metadata-macaroon", t.mac)
-	return t.base.RoundTrip(req)
-}
-
-func (c *client) close() { c.http.Transport.(*macaroonTransport).base.CloseIdleConnections() }
+func (c *client) close() { c.http.Transport.(*lndrest.MacaroonTransport).Base.CloseIdleConnections() }
 
 // do sends a request and returns the response if lnd answered 200; otherwise it reads the
 // error reply into an *apiError.
