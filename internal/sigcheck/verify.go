@@ -1,0 +1,61 @@
+//go:build !libsecp256k1
+
+package sigcheck
+
+import (
+	"fmt"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// Verify returns nil when evt's signature is valid for its id and pubkey, an error wrapping
+// ErrBadSignature when it is not, and another error when the pubkey or signature is malformed.
+// The caller must have checked evt's id.
+func (v *Verifier) Verify(evt *nostr.Event) error {
+	msg, pk, rb, sb, err := parse(evt)
+	if err != nil {
+		return err
+	}
+	P, err := v.pubKey(pk)
+	if err != nil {
+		return err
+	}
+	return verify(P, pk, rb, sb, msg)
+}
+
+// verify is BIP-340's verification of the signature (r, s) of msg by the key P, whose x-only
+// encoding is pk, with btcec's arithmetic, step for step as btcec's schnorrVerify.
+func verify(P *btcec.PublicKey, pk, rb, sb, msg [32]byte) error {
+	var r btcec.FieldVal
+	if r.SetBytes(&rb) != 0 { // r >= p
+		return fmt.Errorf("%w: r is not below the field prime", ErrBadSignature)
+	}
+	var s btcec.ModNScalar
+	if s.SetBytes(&sb) != 0 { // s >= n
+		return fmt.Errorf("%w: s is not below the group order", ErrBadSignature)
+	}
+	// e = int(tagged_hash("BIP0340/challenge", bytes(r) || bytes(P) || m)) mod n, negated so
+	// that R = s*G + (-e)*P
+	commitment := chainhash.TaggedHash(chainhash.TagBIP0340Challenge, rb[:], pk[:], msg[:])
+	var e btcec.ModNScalar
+	e.SetBytes((*[32]byte)(commitment))
+	e.Negate()
+	var jP, R, sG, eP btcec.JacobianPoint
+	P.AsJacobian(&jP)
+	btcec.ScalarBaseMultNonConst(&s, &sG)
+	btcec.ScalarMultNonConst(&e, &jP, &eP)
+	btcec.AddNonConst(&sG, &eP, &R)
+	if (R.X.IsZero() && R.Y.IsZero()) || R.Z.IsZero() {
+		return fmt.Errorf("%w: R is the point at infinity", ErrBadSignature)
+	}
+	R.ToAffine()
+	if R.Y.IsOdd() {
+		return fmt.Errorf("%w: R has an odd y", ErrBadSignature)
+	}
+	if !r.Equals(&R.X) {
+		return fmt.Errorf("%w: R's x is not r", ErrBadSignature)
+	}
+	return nil
+}
