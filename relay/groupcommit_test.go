@@ -2,39 +2,54 @@ package relay
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/fiatjaf/eventstore/lmdb"
+	"github.com/nbd-wtf/go-nostr"
 	"github.com/rs/zerolog"
 )
 
-// With group commit, a job event whose save fails leaves the job table as it was: the lease
-// reserved for a claim is released and a request that was never stored leaves no job.
+// With group commit, a job event whose commit fails after it was queued (and broadcast)
+// leaves the job table as it was: the lease reserved for a claim is released and a request
+// that was never stored leaves no job. A store that refuses the save at once reserves nothing.
 func TestGroupCommitFailedSaveUndoesReservation(t *testing.T) {
 	cfg := testConfig(t)
 	r, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.Close()
 	customer, worker := newKey(t), newKey(t)
 	req := jobRequest(t, customer, time.Now())
 	if err := r.storeEvent(context.Background(), &req); err != nil {
 		t.Fatal(err)
 	}
-	r.db.Close() // from now on every save fails
+	diskFull := errors.New("mdb_txn_commit: MDB_MAP_FULL")
+	r.enqueue = func(*nostr.Event) (func() error, error) { return func() error { return diskFull }, nil }
 	c := claim(t, worker, req, time.Now(), time.Minute)
-	if err := r.storeJobEvent(&c); err == nil {
-		t.Fatal("claim stored in a closed store")
+	if err := r.storeEvent(context.Background(), &c); !errors.Is(err, diskFull) {
+		t.Fatalf("claim whose commit fails: %v, want %v", err, diskFull)
 	}
 	if job, _ := r.jobs.Lookup(req.ID); job.Holder != "" || job.LeaseEvent != "" {
 		t.Fatalf("failed claim left a lease: %+v", job)
 	}
 	req2 := jobRequest(t, customer, time.Now().Add(time.Second))
-	if err := r.storeJobEvent(&req2); err == nil {
-		t.Fatal("request stored in a closed store")
+	if err := r.storeEvent(context.Background(), &req2); !errors.Is(err, diskFull) {
+		t.Fatalf("request whose commit fails: %v, want %v", err, diskFull)
 	}
 	if _, ok := r.jobs.Lookup(req2.ID); ok {
 		t.Fatal("failed request left a job")
+	}
+
+	r.enqueue = func(*nostr.Event) (func() error, error) { return nil, lmdb.ErrClosed }
+	if err := r.storeEvent(context.Background(), &c); !errors.Is(err, lmdb.ErrClosed) {
+		t.Fatalf("claim refused by the store: %v, want %v", err, lmdb.ErrClosed)
+	}
+	if job, _ := r.jobs.Lookup(req.ID); job.Holder != "" || job.LeaseEvent != "" {
+		t.Fatalf("refused claim left a lease: %+v", job)
 	}
 }
 
@@ -75,5 +90,57 @@ func TestWithoutGroupCommit(t *testing.T) {
 	}
 	if msg := publish(t, c, claim(t, b, req, time.Now(), time.Minute)); msg == "" {
 		t.Fatal("second claim granted")
+	}
+}
+
+// A live subscription gets each accepted event once, whether it is a job event (through the job
+// table) or not, and sending an event again does not broadcast it again; refused events are
+// never broadcast. Both with and without group commit.
+func TestBroadcastOncePerAcceptedEvent(t *testing.T) {
+	for _, group := range []bool{true, false} {
+		t.Run(map[bool]string{true: "group-commit", false: "no-group-commit"}[group], func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.GroupCommit = group
+			kinds, err := ParseKindSet(DefaultKinds + ",1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Kinds = kinds
+			tr := startRelay(t, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			sub, err := tr.connect(t).Subscribe(ctx, nostr.Filter{Kinds: []int{1, 5000, 7000}, Limit: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-sub.EOSE
+			c := tr.connect(t)
+			customer, a, b := newKey(t), newKey(t), newKey(t)
+			req := jobRequest(t, customer, time.Now())
+			note := customer.sign(t, nostr.Event{Kind: 1, CreatedAt: nostr.Now(), Content: "hello"})
+			claimA := claim(t, a, req, time.Now(), time.Minute)
+			claimB := claim(t, b, req, time.Now(), time.Minute) // refused: a holds the lease
+			for i, evt := range []nostr.Event{req, req, note, note, claimA, claimB, claimA} {
+				if msg := publish(t, c, evt); (msg == "") != (evt.ID != claimB.ID) {
+					t.Fatalf("publish #%d (kind %d): %q", i, evt.Kind, msg)
+				}
+			}
+			want := []string{req.ID, note.ID, claimA.ID}
+			var got []string
+			deadline := time.After(500 * time.Millisecond) // the events are all delivered well before
+			for len(got) <= len(want) {
+				select {
+				case evt := <-sub.Events:
+					got = append(got, evt.ID)
+					continue
+				case <-deadline:
+				case <-ctx.Done():
+				}
+				break
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("subscription got %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip40"
 	"github.com/rs/zerolog"
 
+	"github.com/sparecycles/sparecycles/internal/sigcheck"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 )
 
@@ -34,14 +35,20 @@ const Version = "0.1.0"
 
 // Relay is one running relay: the khatru relay, its store and its job table.
 type Relay struct {
-	cfg   Config
-	log   zerolog.Logger
-	kr    *khatru.Relay
-	db    *lmdb.LMDBBackend
-	jobs  *JobTable
-	gate  gate
-	stats stats
-	start time.Time
+	cfg Config
+	log zerolog.Logger
+	kr  *khatru.Relay
+	db  *lmdb.LMDBBackend
+	// enqueue queues an event for the store's group commit: db.Enqueue, replaced in tests to
+	// make a commit fail.
+	enqueue func(*nostr.Event) (wait func() error, err error)
+	jobs    *JobTable
+	// deleters are the authors of stored deletions (NIP-09): only their events can have been
+	// deleted, so only theirs need the store's deletion lookup.
+	deleters deleters
+	gate     gate
+	stats    stats
+	start    time.Time
 }
 
 type stats struct {
@@ -83,14 +90,19 @@ func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Data, err)
 	}
 	r := &Relay{
-		cfg:   cfg,
-		log:   logger,
-		db:    db,
-		jobs:  NewJobTable(cfg.MaxLease, cfg.LeaseSkew, cfg.now),
-		start: cfg.now(),
+		cfg:     cfg,
+		log:     logger,
+		db:      db,
+		enqueue: db.Enqueue,
+		jobs:    NewJobTable(cfg.MaxLease, cfg.LeaseSkew, cfg.now),
+		start:   cfg.now(),
 	}
 	r.stats.refused = map[string]int64{}
 	if err := r.rebuildJobs(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := r.loadDeleters(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -100,7 +112,10 @@ func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
 
 func (r *Relay) khatru() *khatru.Relay {
 	kr := khatru.NewRelay()
-	kr.EncodeOnce = true // encode each broadcast event once, not once per listener
+	kr.EncodeOnce = true      // encode each broadcast event once, not once per listener
+	kr.StoreBroadcasts = true // storeEvent broadcasts once the event is queued (see there)
+	// verify over the checked id, with lifted pubkeys cached (see internal/sigcheck)
+	kr.CheckSignature = sigcheck.NewVerifier(0).CheckSignature
 	kr.Log = log.New(r.log.With().Str("from", "khatru").Logger(), "", 0)
 	// A message may carry an event of MaxEventBytes plus its envelope; anything larger is
 	// refused by the policy with a clear OK rather than by the socket closing.
@@ -164,6 +179,12 @@ func (r *Relay) counted(p policy) policy {
 
 // storeEvent saves a regular event; job events go through the job table so that lease
 // decisions and storing are one step.
+//
+// storeEvent also broadcasts evt to live subscriptions (khatru's StoreBroadcasts): with group
+// commit, as soon as evt has passed every check and is queued for the commit, so subscribers
+// get it while the disk syncs; the publisher's OK still waits for the sync, so OK true means
+// stored. If that commit fails (the disk is full, say), the publisher gets OK false for an event
+// subscribers have already seen, and may send it again. A duplicate is never broadcast again.
 func (r *Relay) storeEvent(ctx context.Context, evt *nostr.Event) error {
 	if !r.gate.enter() {
 		return errShuttingDown
@@ -172,51 +193,61 @@ func (r *Relay) storeEvent(ctx context.Context, evt *nostr.Event) error {
 	if r.deleted(ctx, evt) {
 		return errDeleted
 	}
-	if !Concerns(evt) {
-		return r.db.SaveEvent(ctx, evt)
+	var (
+		wait func() error
+		err  error
+	)
+	if evt.Kind == nostr.KindDeletion {
+		// before the deletion is stored, so that from then on its author's events are checked
+		r.deleters.add(evt.PubKey)
 	}
-	var err error
-	if r.cfg.GroupCommit {
-		err = r.storeJobEvent(evt)
+	if Concerns(evt) {
+		wait, err = r.queueJobEvent(evt)
 	} else {
-		err = r.jobs.Store(evt, func() error { return r.db.SaveEvent(ctx, evt) })
+		wait, err = r.enqueue(evt)
 	}
-	if err != nil && !errors.Is(err, eventstore.ErrDupEvent) {
+	if err == nil {
+		r.kr.BroadcastEvent(evt)
+		err = wait()
+	}
+	if err != nil && !errors.Is(err, eventstore.ErrDupEvent) && Concerns(evt) {
 		r.stats.refuse(err.Error())
-		if _, safe := err.(interface{ Error() string }); safe {
-			r.log.Debug().Str("event", evt.ID).Int("kind", evt.Kind).Err(err).Msg("job event refused")
-		}
+		r.log.Debug().Str("event", evt.ID).Int("kind", evt.Kind).Err(err).Msg("job event refused")
 	}
 	return err
 }
 
-// storeJobEvent stores a job event with group commit without holding the job table's lock
-// across the disk sync. Under the lock the table checks evt, the save is queued (so saves are
+// queueJobEvent queues a job event for the group commit without holding the job table's lock
+// across the disk sync (without group commit it saves evt under the lock, and wait has nothing
+// left to wait for). Under the lock the table checks evt, the save is queued (so saves are
 // committed in the order the table decided them) and evt is folded in: that reserves the
-// decision, so of two competing claims exactly one is granted. The lock is then released and
-// the caller waits for the commit; if the save fails, or evt turns out to be stored already,
-// the reservation is undone.
-func (r *Relay) storeJobEvent(evt *nostr.Event) error {
+// decision, so of two competing claims exactly one is granted. The returned wait waits for the
+// commit; if the save fails, the reservation is undone. A duplicate is refused before anything
+// is folded in.
+func (r *Relay) queueJobEvent(evt *nostr.Event) (wait func() error, err error) {
 	key := jobKey(evt)
 	var before *Job // the job as it was before evt, nil when the table had none
-	var wait func() error
-	err := r.jobs.Store(evt, func() error { // runs with r.jobs.mu held
+	var commit func() error
+	err = r.jobs.Store(evt, func() error { // runs with r.jobs.mu held
 		if j := r.jobs.jobs[key]; j != nil {
 			c := *j
 			c.Quotes = slices.Clone(j.Quotes)
 			before = &c
 		}
-		wait = r.db.QueueSave(evt)
-		return nil
+		var err error
+		commit, err = r.enqueue(evt)
+		return err
 	})
 	if err != nil {
-		return err // refused by the lease rules: nothing was queued
+		return nil, err // refused by the lease rules or a duplicate: nothing was queued
 	}
-	if err := wait(); err != nil {
-		r.unreserve(evt, key, before)
-		return err
-	}
-	return nil
+	return func() error {
+		if err := commit(); err != nil {
+			r.unreserve(evt, key, before)
+			return err
+		}
+		return nil
+	}, nil
 }
 
 // jobKey is the job table key evt concerns: its own id for a request, else the job it names.
@@ -269,8 +300,11 @@ func (r *Relay) unreserve(evt *nostr.Event, key string, before *Job) {
 
 // deleted reports whether the author has already deleted evt (NIP-09), so a deleted event,
 // such as a cancelled job, cannot be published again. (khatru's own check filters on "#e" and
-// never matches.)
+// never matches.) Authors who never stored a deletion are answered without a lookup.
 func (r *Relay) deleted(ctx context.Context, evt *nostr.Event) bool {
+	if !r.deleters.has(evt.PubKey) {
+		return false
+	}
 	ch, err := r.db.QueryEvents(ctx, nostr.Filter{Kinds: []int{nostr.KindDeletion}, Authors: []string{evt.PubKey}, Tags: nostr.TagMap{"e": {evt.ID}}, Limit: 1})
 	if err != nil {
 		return false
@@ -280,6 +314,41 @@ func (r *Relay) deleted(ctx context.Context, evt *nostr.Event) bool {
 		found = true
 	}
 	return found
+}
+
+// deleters is a set of pubkeys, safe for concurrent use.
+type deleters struct {
+	mu   sync.RWMutex
+	keys map[string]struct{}
+}
+
+func (d *deleters) add(pk string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.keys == nil {
+		d.keys = map[string]struct{}{}
+	}
+	d.keys[pk] = struct{}{}
+}
+
+func (d *deleters) has(pk string) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	_, ok := d.keys[pk]
+	return ok
+}
+
+// loadDeleters collects the authors of the stored deletions.
+func (r *Relay) loadDeleters() error {
+	ctx := eventstore.SetNegentropy(context.Background()) // no per-query limit
+	ch, err := r.db.QueryEvents(ctx, nostr.Filter{Kinds: []int{nostr.KindDeletion}})
+	if err != nil {
+		return fmt.Errorf("load deletions: %w", err)
+	}
+	for evt := range ch {
+		r.deleters.add(evt.PubKey)
+	}
+	return nil
 }
 
 func (r *Relay) replaceEvent(ctx context.Context, evt *nostr.Event) error {

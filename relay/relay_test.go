@@ -371,6 +371,15 @@ func TestDeletedJobLeavesTable(t *testing.T) {
 	if msg := publish(t, c, req); !strings.HasPrefix(msg, "blocked: ") {
 		t.Fatalf("re-publishing a deleted request: %q, want blocked", msg)
 	}
+	// the deletion is remembered across a restart, and other authors are not affected
+	tr.restart()
+	c = tr.connect(t)
+	if msg := publish(t, c, req); !strings.HasPrefix(msg, "blocked: ") {
+		t.Fatalf("re-publishing a deleted request after a restart: %q, want blocked", msg)
+	}
+	if msg := publish(t, c, jobRequest(t, worker, time.Now())); msg != "" {
+		t.Fatalf("another author's request: %q", msg)
+	}
 }
 
 func TestJobPoW(t *testing.T) {

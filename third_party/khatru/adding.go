@@ -153,5 +153,9 @@ func (rl *Relay) handleNormal(ctx context.Context, evt *nostr.Event) (skipBroadc
 	// track event expiration if applicable
 	rl.expirationManager.trackEvent(evt)
 
+	// sparecycles patch: see StoreBroadcasts
+	if rl.StoreBroadcasts && nostr.IsRegularKind(evt.Kind) {
+		return true, nil
+	}
 	return false, nil
 }

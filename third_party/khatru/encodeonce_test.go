@@ -50,3 +50,30 @@ func TestEncodeOnceEnvelope(t *testing.T) {
 		})
 	}
 }
+
+// sparecycles patch: with EncodeOnce, an OK envelope for a well-formed id is written as its own
+// MarshalJSON returns it; that must be valid JSON that parses back to the same envelope, and
+// ids that OKEnvelope.MarshalJSON would write unescaped must keep the validating path.
+func TestDirectOKEnvelope(t *testing.T) {
+	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, reason := range []string{"", "blocked: <b>&\"quoted\"</b>", "invalid: ü\n\\", "rate-limited: \u2028"} {
+		for _, accepted := range []bool{true, false} {
+			b, err := nostr.OKEnvelope{EventID: id, OK: accepted, Reason: reason}.MarshalJSON()
+			if err != nil || !json.Valid(b) {
+				t.Fatalf("MarshalJSON: %s %v", b, err)
+			}
+			env, ok := nostr.ParseMessage(string(b)).(*nostr.OKEnvelope)
+			if !ok || env.EventID != id || env.OK != accepted || env.Reason != reason {
+				t.Fatalf("parsed %+v from %s", env, b)
+			}
+		}
+	}
+	for _, bad := range []string{"", id[:63], id + "0", `0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde"`, "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"} {
+		if isHexID(bad) {
+			t.Errorf("isHexID(%q) = true", bad)
+		}
+	}
+	if !isHexID(id) {
+		t.Errorf("isHexID(%q) = false", id)
+	}
+}

@@ -77,6 +77,7 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 		Request:            r,
 		Challenge:          hex.EncodeToString(challenge),
 		negentropySessions: xsync.NewMapOf[string, *NegentropySession](),
+		directJSON:         rl.EncodeOnce, // sparecycles patch
 	}
 	ws.Context, ws.cancel = context.WithCancel(context.Background())
 
@@ -169,7 +170,14 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 					}
 
 					// check signature
-					if ok, err := env.Event.CheckSignature(); err != nil {
+					var sigOK bool
+					var sigErr error
+					if rl.CheckSignature != nil { // sparecycles patch: see Relay.CheckSignature
+						sigOK, sigErr = rl.CheckSignature(&env.Event)
+					} else {
+						sigOK, sigErr = env.Event.CheckSignature()
+					}
+					if ok, err := sigOK, sigErr; err != nil {
 						ws.WriteJSON(nostr.OKEnvelope{EventID: env.Event.ID, OK: false, Reason: "error: failed to verify signature"})
 						return
 					} else if !ok {

@@ -108,6 +108,17 @@ type Relay struct {
 	// envelope once per listener as upstream does. Set it before serving. sparecycles patch.
 	EncodeOnce bool
 
+	// sparecycles patch: StoreBroadcasts means the StoreEvent hooks broadcast the regular events
+	// they accept themselves (with BroadcastEvent), so that live subscribers can get an event
+	// while its write is still syncing; khatru then does not broadcast a stored regular event
+	// again. Replaceable, addressable and ephemeral events are broadcast by khatru as usual.
+	StoreBroadcasts bool
+
+	// sparecycles patch: CheckSignature, when set, verifies the signature of each incoming
+	// event in place of nostr.Event.CheckSignature, with the same results. khatru calls it only
+	// after the event's id has been checked.
+	CheckSignature func(*nostr.Event) (bool, error)
+
 	// in case you call Server.Start
 	Addr       string
 	serveMux   *http.ServeMux

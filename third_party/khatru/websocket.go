@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/fasthttp/websocket"
+	"github.com/nbd-wtf/go-nostr"
 	"github.com/puzpuzpuz/xsync/v3"
 )
 
@@ -29,9 +30,22 @@ type WebSocket struct {
 	negentropySessions *xsync.MapOf[string, *NegentropySession]
 
 	authLock sync.Mutex
+
+	// sparecycles patch: with Relay.EncodeOnce, WriteJSON writes an OK envelope for a
+	// well-formed event id as its own MarshalJSON returns it, instead of passing it through
+	// encoding/json, which validates and compacts that output again. (OKEnvelope.MarshalJSON
+	// writes the id unescaped, so other ids keep the validating path.)
+	directJSON bool
 }
 
 func (ws *WebSocket) WriteJSON(any any) error {
+	if ok, isOK := any.(nostr.OKEnvelope); isOK && ws.directJSON && isHexID(ok.EventID) { // sparecycles patch: see directJSON
+		b, err := ok.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		return ws.WriteMessage(websocket.TextMessage, b)
+	}
 	ws.mutex.Lock()
 	err := ws.conn.WriteJSON(any)
 	ws.mutex.Unlock()
@@ -61,4 +75,17 @@ func (ws *WebSocket) writeText(parts ...[]byte) error {
 		}
 	}
 	return w.Close()
+}
+
+// isHexID reports whether id is 64 lowercase hex digits. sparecycles patch: see directJSON.
+func isHexID(id string) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -25,12 +25,14 @@ const maxBatch = 1024
 
 type pendingSave struct {
 	evt  *nostr.Event
+	id   [32]byte
 	done chan error // buffered(1): the committer never blocks on a caller
 }
 
 // startCommitter starts the group-commit goroutine; Close stops it.
 func (b *LMDBBackend) startCommitter() {
 	b.saves = make(chan *pendingSave, maxBatch)
+	b.pending = make(map[[32]byte]struct{})
 	b.committerDone = make(chan struct{})
 	go b.commitLoop()
 }
@@ -40,22 +42,82 @@ func (b *LMDBBackend) startCommitter() {
 // a caller decide something under its own lock, queue the save, release the lock and then wait,
 // so its lock is not held across the disk sync. Without GroupCommit it saves evt at once.
 func (b *LMDBBackend) QueueSave(evt *nostr.Event) (wait func() error) {
-	if !b.GroupCommit {
-		err := b.saveOne(evt)
+	wait, err := b.Enqueue(evt)
+	if err != nil {
 		return func() error { return err }
 	}
+	return wait
+}
+
+// Enqueue is QueueSave that tells at once what it can: eventstore.ErrDupEvent when an event
+// with evt's id is stored or already queued, ErrClosed after Close, or a bounds error. Only
+// when err is nil was evt queued, and wait then waits for its commit. A caller that acts on an
+// event as soon as it is queued (a relay that broadcasts it while the disk syncs) learns here,
+// before acting, that the event is not new. Without GroupCommit it saves evt at once and wait
+// returns nil.
+func (b *LMDBBackend) Enqueue(evt *nostr.Event) (wait func() error, err error) {
 	if err := checkBounds(evt); err != nil {
-		return func() error { return err }
+		return nil, err
 	}
-	p := &pendingSave{evt: evt, done: make(chan error, 1)}
+	if !b.GroupCommit {
+		if err := b.saveOne(evt); err != nil {
+			return nil, err
+		}
+		return func() error { return nil }, nil
+	}
+	id, err := parseID(evt.ID)
+	if err != nil {
+		return nil, err
+	}
+	// Holding savesMu keeps Close from closing the env under the lookup below and the queue
+	// under the send.
 	b.savesMu.RLock()
+	defer b.savesMu.RUnlock()
 	if b.savesClosed {
-		b.savesMu.RUnlock()
-		return func() error { return ErrClosed }
+		return nil, ErrClosed
 	}
+	b.pendingMu.Lock()
+	if _, queued := b.pending[id]; queued {
+		b.pendingMu.Unlock()
+		return nil, eventstore.ErrDupEvent
+	}
+	b.pending[id] = struct{}{}
+	b.pendingMu.Unlock()
+	// An event leaves pending only after its commit, so an id that is neither pending (checked
+	// above) nor found here was not stored when this looked.
+	var stored bool
+	err = b.lmdbEnv.View(func(txn *lmdb.Txn) error {
+		txn.RawRead = true
+		var err error
+		stored, err = b.storedInTxn(txn, id[:])
+		return err
+	})
+	if err != nil || stored {
+		b.unpend(id)
+		if err == nil {
+			err = eventstore.ErrDupEvent
+		}
+		return nil, err
+	}
+	p := &pendingSave{evt: evt, id: id, done: make(chan error, 1)}
 	b.saves <- p
-	b.savesMu.RUnlock()
-	return func() error { return <-p.done }
+	return func() error { return <-p.done }, nil
+}
+
+func (b *LMDBBackend) unpend(id [32]byte) {
+	b.pendingMu.Lock()
+	delete(b.pending, id)
+	b.pendingMu.Unlock()
+}
+
+func parseID(s string) (id [32]byte, err error) {
+	if len(s) != 64 {
+		return id, fmt.Errorf("event id %q is not 32 bytes of hex", s)
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("event id %q is not 32 bytes of hex", s)
+	}
+	return id, nil
 }
 
 func (b *LMDBBackend) commitLoop() {
@@ -102,17 +164,20 @@ func (b *LMDBBackend) commitBatch(batch []*pendingSave) {
 		return nil
 	})
 	if err != nil && len(batch) > 1 {
-		for _, p := range batch {
-			p.done <- b.saveOne(p.evt)
+		for i, p := range batch {
+			results[i] = b.saveOne(p.evt)
 		}
-		return
+	} else if err != nil {
+		results[0] = err
 	}
+	// Leave pending only now: from here on the store itself knows the committed events.
+	b.pendingMu.Lock()
+	for _, p := range batch {
+		delete(b.pending, p.id)
+	}
+	b.pendingMu.Unlock()
 	for i, p := range batch {
-		if err != nil {
-			p.done <- err
-		} else {
-			p.done <- results[i]
-		}
+		p.done <- results[i]
 	}
 }
 
@@ -140,21 +205,33 @@ func (b *LMDBBackend) saveInTxn(txn *lmdb.Txn, evt *nostr.Event) error {
 			}
 		}
 	}
-	id, err := hex.DecodeString(evt.ID)
-	if err != nil || len(id) != 32 {
-		return fmt.Errorf("event id %q is not 32 bytes of hex", evt.ID)
-	}
-	idx, err := txn.Get(b.indexId, id[:8])
-	switch {
-	case err == nil:
-		raw, err := txn.Get(b.rawEventStore, idx)
-		if err == nil && len(raw) >= 32 && bytes.Equal(raw[:32], id) {
-			return eventstore.ErrDupEvent
-		}
-	case !lmdb.IsNotFound(err):
+	id, err := parseID(evt.ID)
+	if err != nil {
 		return err
 	}
+	switch stored, err := b.storedInTxn(txn, id[:]); {
+	case err != nil:
+		return err
+	case stored:
+		return eventstore.ErrDupEvent
+	}
 	return b.save(txn, evt)
+}
+
+// storedInTxn reports whether the event with this 32-byte id is stored.
+func (b *LMDBBackend) storedInTxn(txn *lmdb.Txn, id []byte) (bool, error) {
+	idx, err := txn.Get(b.indexId, id[:8])
+	switch {
+	case lmdb.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	raw, err := txn.Get(b.rawEventStore, idx)
+	if lmdb.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil && len(raw) >= 32 && bytes.Equal(raw[:32], id), err
 }
 
 func checkBounds(evt *nostr.Event) error {

@@ -156,3 +156,72 @@ func TestMarshalMatchesBinaryMarshal(t *testing.T) {
 		}
 	}
 }
+
+// Enqueue tells a duplicate before queueing: while the first copy is queued, and after it is
+// committed (also after reopening); only the first copy's wait sees a commit.
+func TestEnqueueRefusesDuplicatesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	db := openGroupCommit(t, dir)
+	evt := signedEvents(t, 1)[0]
+	wait, err := db.Enqueue(evt)
+	if err != nil {
+		t.Fatalf("first Enqueue: %v", err)
+	}
+	if _, err := db.Enqueue(evt); !errors.Is(err, eventstore.ErrDupEvent) {
+		t.Fatalf("second Enqueue while the first is queued: %v, want ErrDupEvent", err)
+	}
+	if err := wait(); err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if _, err := db.Enqueue(evt); !errors.Is(err, eventstore.ErrDupEvent) {
+		t.Fatalf("Enqueue after commit: %v, want ErrDupEvent", err)
+	}
+	db.Close()
+	if _, err := db.Enqueue(evt); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Enqueue after Close: %v, want ErrClosed", err)
+	}
+	db = openGroupCommit(t, dir)
+	defer db.Close()
+	if _, err := db.Enqueue(evt); !errors.Is(err, eventstore.ErrDupEvent) {
+		t.Fatalf("Enqueue after reopening: %v, want ErrDupEvent", err)
+	}
+	if _, err := db.Enqueue(&nostr.Event{ID: "zz", Kind: 1}); err == nil || errors.Is(err, eventstore.ErrDupEvent) {
+		t.Fatalf("Enqueue of a malformed id: %v, want an error", err)
+	}
+}
+
+// Of many goroutines enqueueing the same events at once, exactly one per event is queued.
+func TestEnqueueOneWinnerPerEvent(t *testing.T) {
+	db := openGroupCommit(t, t.TempDir())
+	defer db.Close()
+	events := signedEvents(t, 50)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	queued := map[string]int{}
+	for range 4 {
+		for _, evt := range events {
+			wg.Go(func() {
+				wait, err := db.Enqueue(evt)
+				if errors.Is(err, eventstore.ErrDupEvent) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := wait(); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				queued[evt.ID]++
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	for _, evt := range events {
+		if queued[evt.ID] != 1 {
+			t.Errorf("event %s queued %d times, want 1", evt.ID, queued[evt.ID])
+		}
+	}
+}

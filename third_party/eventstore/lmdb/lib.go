@@ -53,6 +53,8 @@ type LMDBBackend struct {
 	saves         chan *pendingSave
 	savesMu       sync.RWMutex // guards sending on saves against Close closing it
 	savesClosed   bool
+	pendingMu     sync.Mutex
+	pending       map[[32]byte]struct{} // ids queued and not yet committed (see Enqueue)
 	committerDone chan struct{}
 }
 
