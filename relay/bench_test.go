@@ -1,8 +1,14 @@
 package relay
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +22,8 @@ import (
 // BenchmarkIngest publishes the same signed job requests to our relay and to a vanilla khatru
 // relay with the same LMDB store, in one run, over 8 connections with up to 16 events in
 // flight on each, and reports events/s for both and their ratio. Each op is one event
-// published to each relay. Run it with scripts/bench.
+// published to each relay. The load generator is a child process (see ingest). Run it with
+// scripts/bench.
 func BenchmarkIngest(b *testing.B) {
 	const conns, window = 8, 16
 	events := signedJobRequests(b, b.N)
@@ -46,56 +53,115 @@ func signedJobRequests(b *testing.B, n int) []nostr.Event {
 	return events
 }
 
-// ingest publishes events to url and returns the accepted events per second. Every event must
-// be accepted.
+// ingest publishes events to url from a load generator in a child process (this test binary
+// running TestIngestLoad), so that the load generator's CPU is not counted as the relay's,
+// and returns the accepted events per second it measured. Every event must be accepted.
 func ingest(b *testing.B, url string, events []nostr.Event, conns, window int) float64 {
 	b.Helper()
+	f, err := os.CreateTemp(b.TempDir(), "events-*.jsonl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for _, evt := range events {
+		m, err := json.Marshal([]any{"EVENT", evt})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w.Write(m)
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIngestLoad$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", loadEnv, url, f.Name(), conns, window))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("load generator: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if rate, ok := strings.CutPrefix(strings.TrimSpace(line), "events/s: "); ok {
+			r, err := strconv.ParseFloat(rate, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return r
+		}
+	}
+	b.Fatalf("load generator printed no rate:\n%s", out)
+	return 0
+}
+
+// loadEnv, set to "url file conns window", makes TestIngestLoad the load generator of ingest.
+const loadEnv = "SPARECYCLES_INGEST_LOAD"
+
+// TestIngestLoad is the load generator of the ingest benchmarks, run by them in a child
+// process; it is skipped otherwise. It publishes the EVENT messages of file (one per line) to
+// url over conns websockets, each with at most window events awaiting their OK, and prints the
+// accepted events per second, counted from when every connection is open.
+func TestIngestLoad(t *testing.T) {
+	spec := os.Getenv(loadEnv)
+	if spec == "" {
+		t.Skip("run by BenchmarkIngest and BenchmarkIngestCPU")
+	}
+	var url, file string
+	var conns, window int
+	if _, err := fmt.Sscanf(spec, "%s %s %d %d", &url, &file, &conns, &window); err != nil {
+		t.Fatalf("%s=%q: %v", loadEnv, spec, err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	messages := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+	sockets := make([]*websocket.Conn, conns)
+	for c := range sockets {
+		if sockets[c], _, err = websocket.DefaultDialer.Dial(url, nil); err != nil {
+			t.Fatal(err)
+		}
+		defer sockets[c].Close()
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
-	for c := 0; c < conns; c++ {
-		var mine []nostr.Event
-		for i := c; i < len(events); i += conns {
-			mine = append(mine, events[i])
+	for c := range sockets {
+		var mine [][]byte
+		for i := c; i < len(messages); i += conns {
+			mine = append(mine, messages[i])
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := publishPipelined(url, mine, window); err != nil {
+		wg.Go(func() {
+			if err := publishPipelined(sockets[c], mine, window); err != nil {
 				errs <- err
 			}
-		}()
+		})
 	}
 	wg.Wait()
+	elapsed := time.Since(start)
 	close(errs)
 	for err := range errs {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	return float64(len(events)) / time.Since(start).Seconds()
+	fmt.Printf("events/s: %f\n", float64(len(messages))/elapsed.Seconds())
 }
 
-// publishPipelined sends events on one websocket with at most window awaiting their OK.
-func publishPipelined(url string, events []nostr.Event, window int) error {
-	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+// publishPipelined sends EVENT messages on one websocket with at most window awaiting their OK.
+func publishPipelined(conn *websocket.Conn, messages [][]byte, window int) error {
 	slots := make(chan struct{}, window)
 	readErr := make(chan error, 1)
 	go func() {
-		for range events {
+		for range messages {
 			_, msg, err := conn.ReadMessage()
 			if err != nil {
 				readErr <- err
 				return
 			}
-			var ok []json.RawMessage
-			if err := json.Unmarshal(msg, &ok); err != nil || len(ok) < 3 || string(ok[0]) != `"OK"` {
+			if !bytes.HasPrefix(msg, []byte(`["OK",`)) || len(msg) < len(`["OK",`)+66+len(`,true`) {
 				readErr <- fmt.Errorf("unexpected message %s", msg)
 				return
 			}
-			if string(ok[2]) != "true" {
+			if !bytes.HasPrefix(msg[len(`["OK",`)+66:], []byte(`,true`)) { // after the quoted id
 				readErr <- fmt.Errorf("event refused: %s", msg)
 				return
 			}
@@ -103,13 +169,13 @@ func publishPipelined(url string, events []nostr.Event, window int) error {
 		}
 		readErr <- nil
 	}()
-	for _, evt := range events {
+	for _, m := range messages {
 		select {
 		case slots <- struct{}{}:
 		case err := <-readErr:
 			return err
 		}
-		if err := conn.WriteJSON([]any{"EVENT", evt}); err != nil {
+		if err := conn.WriteMessage(websocket.TextMessage, m); err != nil {
 			return err
 		}
 	}

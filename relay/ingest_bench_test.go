@@ -16,8 +16,9 @@ import (
 // LMDB, 8 connections, 16 events in flight on each) and the CPU time per accepted event: the
 // process's CPU time (getrusage) across our ingest, divided by the events, against the
 // signature-check floor, which is parsing the same EVENT messages with khatru's parser and
-// checking each id and Schnorr signature on one goroutine. The ingest figure includes the load
-// generator, which runs in the same process. Build with -tags libsecp256k1 to have go-nostr
+// checking each id and Schnorr signature on one goroutine (go-nostr's CheckID and
+// CheckSignature). The load generator runs in a child process (see ingest), so the process CPU
+// time is the relays': ours ingesting, vanilla idle. Build with -tags libsecp256k1 to have go-nostr
 // (and so khatru) verify with libsecp256k1 instead of btcec. Run it with scripts/bench.
 func BenchmarkIngestCPU(b *testing.B) {
 	const conns, window = 8, 16
