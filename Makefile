@@ -14,6 +14,7 @@ demo-lightning:
 test:
 	scripts/test
 
+# Every benchmark against its baseline from the same run; one table of ratios on stdout.
 bench:
 	scripts/bench
 

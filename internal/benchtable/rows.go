@@ -1,0 +1,101 @@
+package benchtable
+
+// Rows is the table scripts/bench prints, in order. To add a row, or follow a benchmark whose
+// metrics changed, edit this slice: Bench is the benchmark name as go test prints it without the
+// "-N" suffix, Ours and Base.Metric are units passed to b.ReportMetric.
+var Rows = []Row{
+	// relay ingest
+	{What: "relay ingest, signed job requests, 8 connections", Bench: "BenchmarkIngest",
+		Ours: "ours-events/s", Base: Ref{Metric: "vanilla-events/s"}, BaseName: "vanilla khatru + LMDB", Unit: "ev/s",
+		Ratio: "ratio", Target: AtLeast(3)},
+	{What: "relay ingest (CPU section, btcec verifier)", Bench: "BenchmarkIngestCPU",
+		Ours: "ours-events/s", Base: Ref{Metric: "vanilla-events/s"}, BaseName: "vanilla", Unit: "ev/s",
+		Ratio: "ratio", Target: AtLeast(3)},
+	{What: "relay ingest, -tags libsecp256k1", Bench: "BenchmarkIngestCPU", Tag: "libsecp256k1",
+		Ours: "ours-events/s", Base: Ref{Metric: "vanilla-events/s"}, BaseName: "vanilla", Unit: "ev/s",
+		Ratio: "ratio", Target: AtLeast(3)},
+	{What: "relay CPU per accepted event, btcec verifier", Bench: "BenchmarkIngestCPU",
+		Ours: "ours-cpu-µs/event", Base: Ref{Metric: "floor-cpu-µs/event"}, BaseName: "signature floor", Unit: "µs",
+		Ratio: "cpu-ratio", Target: AtMost(1.5)},
+	{What: "relay CPU per accepted event, libsecp256k1", Bench: "BenchmarkIngestCPU", Tag: "libsecp256k1",
+		Ours: "ours-cpu-µs/event", Base: Ref{Metric: "floor-cpu-µs/event"}, BaseName: "floor", Unit: "µs",
+		Ratio: "cpu-ratio", Target: AtMost(1.5)},
+
+	// relay fan-out and connections
+	{What: "publish→delivery, 1 subscriber, p50", Bench: "BenchmarkFanout/subs=1",
+		Ours: "ours-p50-µs", Base: Ref{Metric: "vanilla-p50-µs"}, BaseName: "vanilla", Unit: "µs",
+		Ratio: "p50-ratio", Target: AtMost(0.5)},
+	{What: "publish→delivery, 100 subscribers, p50", Bench: "BenchmarkFanout/subs=100",
+		Ours: "ours-p50-µs", Base: Ref{Metric: "vanilla-p50-µs"}, BaseName: "vanilla", Unit: "µs",
+		Ratio: "p50-ratio"},
+	{What: "publish→delivery, 100 subscribers, last subscriber p99", Bench: "BenchmarkFanout/subs=100",
+		Ours: "ours-last-p99-µs", Base: Ref{Metric: "vanilla-last-p99-µs"}, BaseName: "vanilla", Unit: "µs",
+		Ratio: "last-p99-ratio", Target: AtMost(0.5)},
+	{What: "publish→delivery, 1000 subscribers, p50", Bench: "BenchmarkFanout/subs=1000",
+		Ours: "ours-p50-µs", Base: Ref{Metric: "vanilla-p50-µs"}, BaseName: "vanilla", Unit: "µs",
+		Ratio: "p50-ratio"},
+	{What: "publish→delivery, 1000 subscribers, last subscriber p99", Bench: "BenchmarkFanout/subs=1000",
+		Ours: "ours-last-p99-µs", Base: Ref{Metric: "vanilla-last-p99-µs"}, BaseName: "vanilla", Unit: "µs",
+		Ratio: "last-p99-ratio"},
+	{What: "memory per idle connection", Bench: "BenchmarkIdleConn",
+		Ours: "ours-B/conn", Base: Ref{Metric: "vanilla-B/conn"}, BaseName: "vanilla", Unit: "B",
+		Ratio: "ratio"},
+
+	// OCR against the Node peer
+	ocrPeer("OCR image → text, 10-word line, 1 thread", "threads=1/line"),
+	ocrPeer("OCR, 3-line page, 1 thread", "threads=1/page"),
+	ocrPeer("OCR, 10-word line, 2 threads", "threads=2/line"),
+	ocrPeer("OCR, 3-line page, 2 threads", "threads=2/page"),
+
+	// worker
+	{What: "worker OCR job (prepare+run) vs bare Decode+Recognize, 1 thread", Bench: "BenchmarkWorkerOCROverhead",
+		Ours: "job-ms", Base: Ref{Metric: "bare-ms"}, BaseName: "bare", Unit: "ms",
+		Percent: true, Target: AtMost(1.2), Must: []Check{duplicates0}},
+	{What: "kind 5800 job request→result vs bare session.Run", Bench: "BenchmarkWorkerOverhead",
+		Ours: "job-ms", Base: Ref{Metric: "run-ms"}, BaseName: "session.Run", Unit: "ms",
+		Ratio: "ratio"},
+	{What: "OCR jobs/s, one worker, in process", Bench: "BenchmarkOCRJobs", Ours: "jobs/s", Unit: "jobs/s"},
+	{What: "OCR jobs/s, 1 worker on one relay", Bench: "BenchmarkWorkers/workers=1",
+		Ours: "jobs/s", Unit: "jobs/s", Must: []Check{duplicates0}},
+	{What: "OCR jobs/s, 2 workers on one relay", Bench: "BenchmarkWorkers/workers=2",
+		Ours: "jobs/s", Base: Ref{Bench: "BenchmarkWorkers/workers=1", Metric: "jobs/s"}, BaseName: "1 worker", Unit: "jobs/s",
+		Must: []Check{duplicates0}},
+	{What: "OCR jobs/s, 4 workers on one relay", Bench: "BenchmarkWorkers/workers=4",
+		Ours: "jobs/s", Base: Ref{Bench: "BenchmarkWorkers/workers=1", Metric: "jobs/s"}, BaseName: "1 worker", Unit: "jobs/s",
+		Must: []Check{duplicates0}},
+
+	// payments and the market
+	nwc("get_info"), nwc("get_balance"), nwc("make_invoice"), nwc("lookup_invoice"),
+	nwc("list_transactions"), nwc("pay_invoice"),
+	{What: "paid OCR job, request→result", Bench: "BenchmarkPaidJob",
+		Ours: "job-ms", Base: Ref{Metric: "inference-ms"}, BaseName: "inference", Unit: "ms"},
+	{What: "market overhead per OCR job, unpaid, p50", Bench: "BenchmarkJobOverhead/unpaid",
+		Ours: "p50-overhead-ms", Base: Ref{Metric: "inference-ms"}, BaseName: "inference", Unit: "ms"},
+	{What: "market overhead per OCR job, unpaid, p99", Bench: "BenchmarkJobOverhead/unpaid",
+		Ours: "p99-overhead-ms", Base: Ref{Metric: "inference-ms"}, BaseName: "inference", Unit: "ms"},
+	paidOverhead("ledger wallet", "ledger", "p50"),
+	paidOverhead("ledger wallet", "ledger", "p99"),
+	paidOverhead("regtest lnd", "lnd", "p50"),
+	paidOverhead("regtest lnd", "lnd", "p99"),
+}
+
+var duplicates0 = Check{Metric: "duplicates", Cmp: Equal(0), Text: "duplicates 0"}
+
+func ocrPeer(what, sub string) Row {
+	return Row{What: what, Bench: "BenchmarkOCRPeer/" + sub,
+		Ours: "ours-ms", Base: Ref{Metric: "peer-ms"}, BaseName: "Node peer", Unit: "ms",
+		Ratio: "ratio", Target: AtMost(0.7),
+		Notes: []Check{{Metric: "peer-exact", Cmp: Equal(1), Text: "the Node peer read a different text"}}}
+}
+
+func nwc(method string) Row {
+	return Row{What: "NWC " + method + " round trip (ledger wallet, our relay)", Bench: "BenchmarkNWC/" + method,
+		Ours: "ms/call", Unit: "ms"}
+}
+
+// paidOverhead compares a paid job's market overhead with the unpaid one's, same percentile.
+func paidOverhead(how, sub, pct string) Row {
+	return Row{What: "market overhead per OCR job, paid over " + how + ", " + pct, Bench: "BenchmarkJobOverhead/" + sub,
+		Ours: pct + "-overhead-ms", Base: Ref{Bench: "BenchmarkJobOverhead/unpaid", Metric: pct + "-overhead-ms"},
+		BaseName: "unpaid", Unit: "ms"}
+}
