@@ -111,12 +111,15 @@ func MergeSortMultiple(batches [][]IterEvent, limit int, dst []IterEvent) []Iter
 	// if values go somewhere in the middle then they may match the 'merge' branch (batches=20,limit=70)
 	//   or not (batches=25, limit=60)
 	if math.Log(float64(len(batches)*2))+math.Log(float64(limit)) < 8 {
+		// sparecycles patch: room for what there is to merge, not for the whole limit (which
+		// is 16M for a query with the negentropy flag, and an empty store lands here too)
+		n := min(limit, total)
 		if dst == nil {
-			dst = make([]IterEvent, limit)
-		} else if cap(dst) < limit {
-			dst = slices.Grow(dst, limit-len(dst))
+			dst = make([]IterEvent, n)
+		} else if cap(dst) < n {
+			dst = slices.Grow(dst, n-len(dst))
 		}
-		dst = dst[0:limit]
+		dst = dst[0:n]
 		return mergesortedslices.MergeFuncNoEmptyListsIntoSlice(dst, batches, compareIterEvent)
 	} else {
 		if dst == nil {

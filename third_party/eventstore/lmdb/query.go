@@ -61,6 +61,9 @@ func (b *LMDBBackend) QueryEvents(ctx context.Context, filter nostr.Filter) (cha
 	return ch, nil
 }
 
+// maxPrealloc bounds the capacity query preallocates per index scan. sparecycles patch.
+const maxPrealloc = 512
+
 func (b *LMDBBackend) query(txn *lmdb.Txn, filter nostr.Filter, limit int) ([]internal.IterEvent, error) {
 	queries, extraAuthors, extraKinds, extraTagKey, extraTagValues, since, err := b.prepareQueries(filter)
 	if err != nil {
@@ -110,7 +113,9 @@ func (b *LMDBBackend) query(txn *lmdb.Txn, filter nostr.Filter, limit int) ([]in
 		iterators[q] = &iterator{cursor: cursor}
 		defer cursor.Close()
 		iterators[q].seek(queries[q].startingPoint)
-		results[q] = make([]internal.IterEvent, 0, batchSizePerQuery*2)
+		// sparecycles patch: upstream preallocates batchSizePerQuery*2, which for a query with
+		// the negentropy limit (16M) is ~800 MB per query; append grows the slice as needed.
+		results[q] = make([]internal.IterEvent, 0, min(batchSizePerQuery*2, maxPrealloc))
 	}
 
 	// fmt.Println("queries", len(queries))
@@ -406,8 +411,9 @@ func (b *LMDBBackend) query(txn *lmdb.Txn, filter nostr.Filter, limit int) ([]in
 		combinedResults = internal.MergeSortMultiple(all, limit, combinedResults)
 		// fmt.Println("final combinedResults", len(combinedResults), cap(combinedResults), limit)
 	} else {
-		combinedResults = make([]internal.IterEvent, limit)
-		combinedResults = internal.MergeSortMultiple(results, limit, combinedResults)
+		// sparecycles patch: upstream passes make([]internal.IterEvent, limit), 512 MB for the
+		// negentropy limit; MergeSortMultiple allocates what the results need.
+		combinedResults = internal.MergeSortMultiple(results, limit, nil)
 	}
 
 	return combinedResults, nil
