@@ -26,20 +26,37 @@ func RejectOversizedEvent(max int) policy {
 		if len(evt.Content) > max {
 			return true, fmt.Sprintf("invalid: content is %d bytes, more than the %d allowed", len(evt.Content), max)
 		}
-		if n := serializedSize(evt); n > max {
+		if n := serializedSize(evt, max); n > max {
 			return true, fmt.Sprintf("invalid: event is %d bytes, more than the %d allowed", n, max)
 		}
 		return false, ""
 	}
 }
 
-// serializedSize is the length of the event's JSON as go-nostr writes it.
-func serializedSize(evt *nostr.Event) int {
+// serializedSize is the length of the event's JSON as go-nostr writes it, or an upper bound
+// of it that is at most max: the JSON is only written out when the bound is above max.
+func serializedSize(evt *nostr.Event, max int) int {
+	if n := serializedBound(evt); n <= max {
+		return n
+	}
 	b, err := evt.MarshalJSON()
 	if err != nil {
 		return math.MaxInt
 	}
 	return len(b)
+}
+
+// serializedBound is an upper bound of the length of the event's JSON: every string byte
+// takes at most 6 bytes escaped (\u00XX), and the keys, numbers and punctuation fewer than 200.
+func serializedBound(evt *nostr.Event) int {
+	n := 200 + 6*(len(evt.ID)+len(evt.PubKey)+len(evt.Sig)+len(evt.Content))
+	for _, tag := range evt.Tags {
+		n += 3
+		for _, v := range tag {
+			n += 3 + 6*len(v)
+		}
+	}
+	return n
 }
 
 // RejectTooManyTags refuses events with more than max tags.

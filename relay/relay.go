@@ -121,31 +121,7 @@ func (r *Relay) khatru() *khatru.Relay {
 	// refused by the policy with a clear OK rather than by the socket closing.
 	kr.MaxMessageSize = int64(max(2*r.cfg.MaxEventBytes, 512000))
 
-	now := r.cfg.now
-	var policies []policy
-	if r.cfg.IPRate > 0 {
-		policies = append(policies, RateLimitIP(r.cfg.IPRate, r.cfg.IPBurst, now))
-	}
-	policies = append(policies,
-		RejectOversizedEvent(r.cfg.MaxEventBytes),
-		RejectTooManyTags(r.cfg.MaxTags),
-		RejectLargeTagValues(MaxIndexedTagValue),
-		AllowKinds(r.cfg.Kinds),
-		RejectOutsideWindow(r.cfg.MaxPast, r.cfg.MaxFuture, now),
-		RejectExpired(now),
-	)
-	if r.cfg.StrictJobs {
-		policies = append(policies, RejectMalformedJobs())
-	}
-	if r.cfg.AuthWrites || len(r.cfg.AllowPubkeys) > 0 {
-		policies = append(policies, RequireAuth(r.cfg.AllowPubkeys))
-	}
-	if r.cfg.JobPoW > 0 {
-		policies = append(policies, RequireJobPoW(r.cfg.JobPoW))
-	}
-	if r.cfg.PubkeyRate > 0 {
-		policies = append(policies, RateLimitPubkey(r.cfg.PubkeyRate, r.cfg.PubkeyBurst, now))
-	}
+	policies := Policies(r.cfg)
 	for _, p := range policies {
 		kr.RejectEvent = append(kr.RejectEvent, r.counted(p))
 	}
@@ -164,6 +140,36 @@ func (r *Relay) khatru() *khatru.Relay {
 	mux.HandleFunc("GET /api/stats", r.handleStats)
 	mux.HandleFunc("GET /{$}", r.handleHome)
 	return kr
+}
+
+// Policies are the checks an event passes before it is stored, in order, as cfg sets them.
+func Policies(cfg Config) []policy {
+	now := cfg.now
+	var policies []policy
+	if cfg.IPRate > 0 {
+		policies = append(policies, RateLimitIP(cfg.IPRate, cfg.IPBurst, now))
+	}
+	policies = append(policies,
+		RejectOversizedEvent(cfg.MaxEventBytes),
+		RejectTooManyTags(cfg.MaxTags),
+		RejectLargeTagValues(MaxIndexedTagValue),
+		AllowKinds(cfg.Kinds),
+		RejectOutsideWindow(cfg.MaxPast, cfg.MaxFuture, now),
+		RejectExpired(now),
+	)
+	if cfg.StrictJobs {
+		policies = append(policies, RejectMalformedJobs())
+	}
+	if cfg.AuthWrites || len(cfg.AllowPubkeys) > 0 {
+		policies = append(policies, RequireAuth(cfg.AllowPubkeys))
+	}
+	if cfg.JobPoW > 0 {
+		policies = append(policies, RequireJobPoW(cfg.JobPoW))
+	}
+	if cfg.PubkeyRate > 0 {
+		policies = append(policies, RateLimitPubkey(cfg.PubkeyRate, cfg.PubkeyBurst, now))
+	}
+	return policies
 }
 
 // counted wraps a policy so its refusals show in /api/stats.
