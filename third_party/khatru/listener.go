@@ -148,46 +148,56 @@ const (
 func (rl *Relay) notifyListeners(event *nostr.Event) int {
 	// sparecycles patch: read the listeners under clientsMutex. Upstream ranges over
 	// rl.listeners unlocked while addListener/removeListenerId swap-delete it under the lock: a
-	// data race that can skip a listener or deliver to the wrong one.
+	// data race that can skip a listener or deliver to the wrong one. The matching ones are
+	// collected under the lock (matching is cheap), into a pooled slice, rather than copying
+	// every listener with its filter for each event.
+	tp := targetPool.Get().(*[]target)
+	defer func() {
+		clear(*tp)
+		*tp = (*tp)[:0]
+		targetPool.Put(tp)
+	}()
 	rl.clientsMutex.Lock()
-	listeners := slices.Clone(rl.listeners)
+	for _, listener := range rl.listeners {
+		if listener.filter.Matches(event) {
+			*tp = append(*tp, target{id: listener.id, ws: listener.ws})
+		}
+	}
 	rl.clientsMutex.Unlock()
 
-	count := 0
-	var matched []listener // for EncodeOnce: written after the loop
-listenersloop:
-	for _, listener := range listeners {
-		if listener.filter.Matches(event) {
-			for _, pb := range rl.PreventBroadcast {
-				if pb(listener.ws, event) {
-					continue listenersloop
-				}
+	matched := (*tp)[:0] // the targets no PreventBroadcast hook stops, in place
+targetsloop:
+	for _, t := range *tp {
+		for _, pb := range rl.PreventBroadcast {
+			if pb(t.ws, event) {
+				continue targetsloop
 			}
-			if rl.EncodeOnce {
-				matched = append(matched, listener)
-			} else {
-				listener.ws.WriteJSON(nostr.EventEnvelope{SubscriptionID: &listener.id, Event: *event})
-			}
-			count++
 		}
+		matched = append(matched, t)
+	}
+	if !rl.EncodeOnce {
+		for _, t := range matched {
+			t.ws.WriteJSON(nostr.EventEnvelope{SubscriptionID: &t.id, Event: *event})
+		}
+		return len(matched)
 	}
 	if len(matched) > 0 {
 		// sparecycles patch: encode the event once per broadcast, not once per listener, and
 		// write to many listeners from a few goroutines (each connection has its own lock),
 		// so the last listener does not wait for every write before it
 		eventJSON, _ := event.MarshalJSON()
-		write := func(next func() (listener, bool)) {
+		write := func(next func() (target, bool)) {
 			var prefix []byte
-			for l, ok := next(); ok; l, ok = next() {
-				prefix = appendEventPrefix(prefix[:0], l.id)
-				l.ws.writeText(prefix, eventJSON, []byte{']'})
+			for t, ok := next(); ok; t, ok = next() {
+				prefix = appendEventPrefix(prefix[:0], t.id)
+				t.ws.writeText(prefix, eventJSON, []byte{']'})
 			}
 		}
 		var i atomic.Int64
-		next := func() (listener, bool) {
+		next := func() (target, bool) {
 			n := int(i.Add(1)) - 1
 			if n >= len(matched) {
-				return listener{}, false
+				return target{}, false
 			}
 			return matched[n], true
 		}
@@ -200,8 +210,16 @@ listenersloop:
 		write(next)
 		wg.Wait()
 	}
-	return count
+	return len(matched)
 }
+
+// target is a listener an event goes to. sparecycles patch: see notifyListeners.
+type target struct {
+	id string
+	ws *WebSocket
+}
+
+var targetPool = sync.Pool{New: func() any { return new([]target) }}
 
 // appendEventPrefix appends `["EVENT",<subID as a JSON string>,` to dst. sparecycles patch: for
 // EncodeOnce. Upstream writes the id unquoted, so an id that needs escaping makes its envelope
