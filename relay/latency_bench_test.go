@@ -29,13 +29,13 @@ import (
 //   - p50 and p99 over every (event, subscriber) delivery,
 //   - p50 and p99 of the last subscriber's delivery per event (what a fan-out costs),
 //
-// for ours and vanilla, and ours/vanilla ratios. Run it with scripts/bench.
+// for ours and vanilla, and ours/vanilla ratios. Each relay runs in a child process of its own
+// (startRelayProcess); the publisher and the subscribers run here. Run it with scripts/bench.
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			ours := startRelay(b, testConfig(b))
-			vanilla := testrelay.Start(b)
-			sides := []*fanout{newFanout(b, ours.url, n), newFanout(b, vanilla, n)}
+			ours, vanilla := startRelayProcess(b, "ours"), startRelayProcess(b, "vanilla")
+			sides := []*fanout{newFanout(b, ours, n), newFanout(b, vanilla, n)}
 			k := newKey(b)
 			seq := 0
 			for b.Loop() {
