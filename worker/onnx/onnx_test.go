@@ -503,6 +503,28 @@ func TestNewSessionErrors(t *testing.T) {
 	if _, err := rt.NewSession(junk); err == nil || !strings.Contains(err.Error(), "junk.onnx") {
 		t.Errorf("NewSession on junk: %v, want an error naming the file", err)
 	}
+	errRewrite := errors.New("no thanks")
+	if _, err := rt.NewSessionWith(modelPath(t, detModel), func([]byte) ([]byte, error) { return nil, errRewrite }); !errors.Is(err, errRewrite) {
+		t.Errorf("NewSessionWith a failing rewrite: %v, want its error", err)
+	}
+}
+
+func TestNewSessionWith(t *testing.T) {
+	rt := newRuntime(t, Device{Kind: DeviceCPU}, 1)
+	path := modelPath(t, detModel)
+	plain := newSession(t, rt, detModel)
+	var seen int
+	s, err := rt.NewSessionWith(path, func(b []byte) ([]byte, error) { seen = len(b); return b, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if fi, err := os.Stat(path); err != nil || int64(seen) != fi.Size() {
+		t.Errorf("rewrite saw %d bytes, want the file's (%v)", seen, err)
+	}
+	if s.SHA256() != plain.SHA256() {
+		t.Errorf("SHA256 %s, want the file's %s", s.SHA256(), plain.SHA256())
+	}
 }
 
 func BenchmarkRawRun(b *testing.B) {

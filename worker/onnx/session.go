@@ -59,6 +59,13 @@ type Session struct {
 // It returns ErrClosed after rt.Close, ErrNoCUDA for device "cuda" when CUDA fails, and
 // ErrUnsupportedModel for models with non-tensor inputs or outputs.
 func (rt *Runtime) NewSession(modelPath string) (*Session, error) {
+	return rt.NewSessionWith(modelPath, nil)
+}
+
+// NewSessionWith is NewSession with a rewrite of the model's bytes before ONNX Runtime loads
+// them (nil: none), e.g. a graph simplification the runtime's optimiser misses. SHA256 stays
+// that of the file; errors from rewrite are returned wrapped.
+func (rt *Runtime) NewSessionWith(modelPath string, rewrite func([]byte) ([]byte, error)) (*Session, error) {
 	start := time.Now()
 	name := filepath.Base(modelPath)
 	data, err := os.ReadFile(modelPath)
@@ -67,6 +74,11 @@ func (rt *Runtime) NewSession(modelPath string) (*Session, error) {
 	}
 	sum := sha256.Sum256(data)
 	s := &Session{name: name, sha256: hex.EncodeToString(sum[:]), provider: rt.provider}
+	if rewrite != nil {
+		if data, err = rewrite(data); err != nil {
+			return nil, fmt.Errorf("onnx: load model %s: rewrite: %w", name, err)
+		}
+	}
 
 	// Hold a reference to the environment for the session's whole life, so closing the
 	// runtime first cannot pull the library out from under it.
