@@ -71,10 +71,10 @@ func Load(rt *onnx.Runtime, dir string) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{classes: classes, unclip: 2.0, detScaler: draw.ApproxBiLinear, recScaler: draw.CatmullRom}
-	if m.det, err = rt.NewSession(filepath.Join(dir, DetFile)); err != nil {
+	if m.det, err = rt.NewSessionWith(filepath.Join(dir, DetFile), simplify); err != nil {
 		return nil, fmt.Errorf("ocr: load detector: %w", err)
 	}
-	if m.rec, err = rt.NewSession(filepath.Join(dir, RecFile)); err != nil {
+	if m.rec, err = rt.NewSessionWith(filepath.Join(dir, RecFile), simplify); err != nil {
 		m.det.Close()
 		return nil, fmt.Errorf("ocr: load recogniser: %w", err)
 	}
