@@ -88,10 +88,11 @@ func medianMs(ds []time.Duration) float64 {
 // BenchmarkOCRPeer reads the same PNG files (a 10-word line and a 3-line page, 32px) with
 // our pipeline (file bytes → Decode → Recognize) and with the Node peer @gutenye/ocr-node
 // 1.4.8 on onnxruntime-node 1.24.1, both with 1 and 2 intra-op threads per session, spinning
-// off, inter-op 1. The peer runs between two halves of our runs, so machine noise falls on
-// both. It reports the medians and ours/peer (the goal is ≤ 0.7); our text must be exact.
-// The peer is installed on first use (npm, bench/ocrpeer). SPARECYCLES_PEER_RUNS sets the
-// timed runs per image for the peer (default 20); ours are b.N (run with -benchtime 20x).
+// off, inter-op 1. For each image the peer runs between two halves of our runs of it, so
+// machine noise falls on both. It reports the medians and ours/peer (the goal is ≤ 0.7); our
+// text must be exact. The peer is installed on first use (npm, bench/ocrpeer).
+// SPARECYCLES_PEER_RUNS sets the timed runs per image for the peer (default 20); ours are b.N
+// (run with -benchtime 20x).
 func BenchmarkOCRPeer(b *testing.B) {
 	if _, err := exec.LookPath("node"); err != nil {
 		b.Skip("node is not installed")
@@ -114,13 +115,11 @@ func BenchmarkOCRPeer(b *testing.B) {
 		{"line", []string{tenWords}, ""},
 		{"page", page, ""},
 	}
-	files := make([]string, len(cases))
 	for i := range cases {
 		cases[i].file = filepath.Join(dir, cases[i].name+".png")
 		if err := os.WriteFile(cases[i].file, render(b, 32, cases[i].lines...), 0o644); err != nil {
 			b.Fatal(err)
 		}
-		files[i] = cases[i].file
 	}
 	for _, threads := range []int{1, 2} {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
@@ -145,16 +144,16 @@ func BenchmarkOCRPeer(b *testing.B) {
 				read(c.file)
 				read(c.file)
 			}
-			var peer peerReport
-			peerRan := false
-			for i, c := range cases {
+			for _, c := range cases {
 				want := strings.Join(c.lines, "\n")
 				b.Run(c.name, func(b *testing.B) {
 					var times []time.Duration
+					var peer peerReport
+					peerRan := false
 					k := 0
 					for b.Loop() {
-						if k == b.N/2 && i == 0 && !peerRan { // the peer runs mid-way through our first image
-							peer, peerRan = runPeer(b, threads, runs, files...), true
+						if k == b.N/2 { // the peer reads this image mid-way through our runs of it
+							peer, peerRan = runPeer(b, threads, runs, c.file), true
 						}
 						text, d := read(c.file)
 						if text != want {
@@ -164,11 +163,11 @@ func BenchmarkOCRPeer(b *testing.B) {
 						k++
 					}
 					if !peerRan {
-						peer, peerRan = runPeer(b, threads, runs, files...), true
+						peer = runPeer(b, threads, runs, c.file)
 					}
-					ours, theirs := medianMs(times), peer.Images[i].MedianMs
+					ours, theirs := medianMs(times), peer.Images[0].MedianMs
 					exact := 0.0
-					if peer.Images[i].Text == want {
+					if peer.Images[0].Text == want {
 						exact = 1
 					}
 					b.ReportMetric(ours, "ours-ms")
@@ -176,7 +175,7 @@ func BenchmarkOCRPeer(b *testing.B) {
 					b.ReportMetric(ours/theirs, "ratio")
 					b.ReportMetric(exact, "peer-exact")
 					if exact == 0 {
-						b.Logf("peer read %q, want %q", peer.Images[i].Text, want)
+						b.Logf("peer read %q, want %q", peer.Images[0].Text, want)
 					}
 				})
 			}
