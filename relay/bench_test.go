@@ -58,6 +58,12 @@ func signedJobRequests(b *testing.B, n int) []nostr.Event {
 // and returns the accepted events per second it measured. Every event must be accepted.
 func ingest(b *testing.B, url string, events []nostr.Event, conns, window int) float64 {
 	b.Helper()
+	return ingestFile(b, url, writeMessages(b, events), conns, window)
+}
+
+// writeMessages writes events as EVENT messages, one per line, to a temporary file.
+func writeMessages(b *testing.B, events []nostr.Event) (file string) {
+	b.Helper()
 	f, err := os.CreateTemp(b.TempDir(), "events-*.jsonl")
 	if err != nil {
 		b.Fatal(err)
@@ -74,9 +80,17 @@ func ingest(b *testing.B, url string, events []nostr.Event, conns, window int) f
 	if err := w.Flush(); err != nil {
 		b.Fatal(err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return f.Name()
+}
+
+// ingestFile is ingest of the messages writeMessages wrote to file.
+func ingestFile(b *testing.B, url, file string, conns, window int) float64 {
+	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIngestLoad$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", loadEnv, url, f.Name(), conns, window))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", loadEnv, url, file, conns, window))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		b.Fatalf("load generator: %v\n%s", err, out)

@@ -36,11 +36,12 @@ func BenchmarkIngestCPU(b *testing.B) {
 
 	b.ResetTimer()
 	floor := signatureFloor(b, messages)
+	file := writeMessages(b, events)
 	runtime.GC()
 	cpu0 := processCPU()
-	oursRate := ingest(b, ours.url, events, conns, window)
+	oursRate := ingestFile(b, ours.url, file, conns, window)
 	oursCPU := (processCPU() - cpu0) / time.Duration(len(events))
-	vanillaRate := ingest(b, vanilla, events, conns, window)
+	vanillaRate := ingestFile(b, vanilla, file, conns, window)
 	b.StopTimer()
 
 	b.ReportMetric(oursRate, "ours-events/s")
