@@ -114,6 +114,7 @@ func (r *Relay) khatru() *khatru.Relay {
 	kr := khatru.NewRelay()
 	kr.EncodeOnce = true      // encode each broadcast event once, not once per listener
 	kr.StoreBroadcasts = true // storeEvent broadcasts once the event is queued (see there)
+	kr.ReuseGoroutines = true // handle messages on goroutines whose stacks have grown already
 	// verify over the checked id, with lifted pubkeys cached (see internal/sigcheck)
 	kr.CheckSignature = sigcheck.NewVerifier(0).CheckSignature
 	kr.Log = log.New(r.log.With().Str("from", "khatru").Logger(), "", 0)

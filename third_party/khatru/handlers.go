@@ -150,7 +150,7 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 			envelope, err := smp.ParseMessage(message)
 
 			// then delegate to the goroutine
-			go func(message string) {
+			rl.handle(func() { // sparecycles patch: see Relay.ReuseGoroutines
 				if err != nil {
 					if err == nostr.UnknownLabel && rl.Negentropy {
 						envelope = nip77.ParseNegMessage(message)
@@ -417,7 +417,7 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 				case *nip77.CloseEnvelope:
 					ws.negentropySessions.Delete(env.SubscriptionID)
 				}
-			}(message)
+			})
 		}
 	}()
 

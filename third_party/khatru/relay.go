@@ -114,6 +114,15 @@ type Relay struct {
 	// again. Replaceable, addressable and ephemeral events are broadcast by khatru as usual.
 	StoreBroadcasts bool
 
+	// sparecycles patch: ReuseGoroutines runs each incoming message's handler on an idle
+	// goroutine left from an earlier message when there is one, instead of on a new goroutine.
+	// A new goroutine starts with a small stack and grows it (a copy) on every message that
+	// checks a signature and stores an event; a reused one has grown it already. Idle
+	// goroutines exit after a while. Set it before serving.
+	ReuseGoroutines bool
+	idleHandlers    chan func()
+	idleOnce        sync.Once
+
 	// sparecycles patch: CheckSignature, when set, verifies the signature of each incoming
 	// event in place of nostr.Event.CheckSignature, with the same results. khatru calls it only
 	// after the event's id has been checked.
