@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -211,12 +212,14 @@ func (t *JobTable) apply(evt *nostr.Event) {
 		if exp := nip40.GetExpiration(evt.Tags); exp > 0 {
 			job.Expiration = exp
 		}
-		if req, err := nip90.ParseJobRequest(evt); err == nil {
-			job.BidMsat = req.BidMsat
-			job.Providers = req.Providers
-		} else {
-			job.Providers = tagValues(evt.Tags, "p")
+		// only the bid and the providers: the request was validated before it was stored
+		// (RejectMalformedJobs), so it is not parsed a second time here
+		if bid := tagValues(evt.Tags, "bid"); len(bid) > 0 {
+			if msat, err := strconv.ParseInt(bid[0], 10, 64); err == nil && msat >= 0 {
+				job.BidMsat = msat
+			}
 		}
+		job.Providers = tagValues(evt.Tags, "p")
 		t.jobs[evt.ID] = job
 		if t.inserts++; t.inserts%pruneEvery == 0 {
 			t.prune()
