@@ -12,8 +12,8 @@
 //   - a signature whose s is not below the group order is refused, as BIP-340 says (btcec
 //     reduces it instead).
 //
-// The curve arithmetic is btcec's. With the libsecp256k1 build tag, Verify is go-nostr's
-// libsecp256k1 check.
+// The curve arithmetic is btcec's. With the libsecp256k1 build tag (cgo, Debian's
+// libsecp256k1-dev) the same is done by libsecp256k1: lifted keys cached, the id verified.
 package sigcheck
 
 import (
@@ -23,7 +23,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -38,7 +37,7 @@ type Verifier struct {
 	running atomic.Int32 // verifications in progress
 	max     int
 	mu      sync.RWMutex
-	keys    map[[32]byte]*btcec.PublicKey
+	keys    map[[32]byte]pubKey
 }
 
 // NewVerifier returns a Verifier caching up to size public keys (DefaultCacheSize for 0). When
@@ -47,7 +46,7 @@ func NewVerifier(size int) *Verifier {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
-	return &Verifier{max: size, keys: make(map[[32]byte]*btcec.PublicKey)}
+	return &Verifier{max: size, keys: make(map[[32]byte]pubKey)}
 }
 
 // CheckSignature reports whether evt's signature is valid for its id and pubkey, with
@@ -95,20 +94,17 @@ func decodeHex32(s, what string) (b [32]byte, err error) {
 	return b, nil
 }
 
-// pubKey returns the curve point of the x-only key pk, lifting it on a cache miss.
-func (v *Verifier) pubKey(pk [32]byte) (*btcec.PublicKey, error) {
+// pubKey returns the lifted x-only key pk, lifting it (liftPubKey) on a cache miss.
+func (v *Verifier) pubKey(pk [32]byte) (pubKey, error) {
 	v.mu.RLock()
-	p := v.keys[pk]
+	p, ok := v.keys[pk]
 	v.mu.RUnlock()
-	if p != nil {
+	if ok {
 		return p, nil
 	}
-	var compressed [33]byte
-	compressed[0] = 0x02 // BIP-340: the point with an even y
-	copy(compressed[1:], pk[:])
-	p, err := btcec.ParsePubKey(compressed[:])
+	p, err := liftPubKey(pk)
 	if err != nil {
-		return nil, fmt.Errorf("event has invalid pubkey %x: %w", pk, err)
+		return p, fmt.Errorf("event has invalid pubkey %x: %w", pk, err)
 	}
 	v.mu.Lock()
 	if len(v.keys) >= v.max {

@@ -11,6 +11,17 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 )
 
+// pubKey is a lifted x-only public key: a curve point.
+type pubKey = *btcec.PublicKey
+
+// liftPubKey lifts the x-only key pk to the curve point with an even y (BIP-340).
+func liftPubKey(pk [32]byte) (pubKey, error) {
+	var compressed [33]byte
+	compressed[0] = 0x02
+	copy(compressed[1:], pk[:])
+	return btcec.ParsePubKey(compressed[:])
+}
+
 // Verify returns nil when evt's signature is valid for its id and pubkey, an error wrapping
 // ErrBadSignature when it is not, and another error when the pubkey or signature is malformed.
 // The caller must have checked evt's id.
