@@ -143,6 +143,9 @@ func RequireJobPoW(min int) policy {
 		if !nip90.IsRequestKind(evt.Kind) {
 			return false, ""
 		}
+		if len(evt.ID) != 64 { // nip13.Difficulty indexes into it (khatru checks ids first)
+			return true, "invalid: the id is not 32 bytes of hex"
+		}
 		if d := nip13.Difficulty(evt.ID); d < min {
 			return true, fmt.Sprintf("pow: job requests need difficulty %d, this one has %d", min, d)
 		}
