@@ -96,10 +96,29 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		},
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return svc.Serve(gctx) })
+	g.Go(func() error { return serveNWC(gctx, svc, log) })
 	g.Go(func() error { return h.forward(gctx, events, svc) })
-	log.Info().Strs("relays", cfg.Relays).Str("network", info.Network).Msg("serving")
 	return g.Wait()
+}
+
+// serveNWC runs svc until ctx ends. While no relay can be reached it waits and tries again,
+// backing off from 1 s to 30 s, instead of giving up: a wallet service often starts next to
+// its relay (docker compose, a reboot) and must not lose the race.
+func serveNWC(ctx context.Context, svc *nip47.Service, log zerolog.Logger) error {
+	backoff := time.Second
+	for {
+		err := svc.Serve(ctx)
+		if ctx.Err() != nil || !errors.Is(err, relayconn.ErrNoRelay) {
+			return err
+		}
+		log.Warn().Err(err).Dur("retry_in", backoff).Msg("no relay reachable yet")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 // handler answers the requests of a Service from the store and the backend.

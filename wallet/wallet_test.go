@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/rs/zerolog"
@@ -259,5 +261,52 @@ func TestConnectRefusals(t *testing.T) {
 				t.Error("a refused connection was stored")
 			}
 		})
+	}
+}
+
+// A wallet service started before its relay waits for it, and serves once it is up: the
+// relay's address refuses connections at first, and a relay appears there a little later.
+func TestServeWaitsForRelay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	dir := t.TempDir()
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, Config{Relays: []string{"ws://" + addr}, Data: dir, Backend: BackendLedger,
+			OnReady: func() { close(ready) }}, zerolog.New(zerolog.NewTestWriter(t)))
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	select {
+	case <-ready:
+		t.Fatal("ready with no relay")
+	case err := <-done:
+		t.Fatalf("Serve gave up without a relay: %v", err)
+	case <-time.After(1500 * time.Millisecond): // at least one attempt has failed by now
+	}
+	relay := testrelay.StartAt(t, addr)
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Serve stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not serving 30 s after the relay came up")
+	}
+	// and it answers
+	uri := connect(t, ConnectConfig{Data: dir, Relays: []string{relay}, Name: "late", FundSats: 5})
+	c := client(t, uri)
+	bal, err := c.GetBalance(t.Context())
+	if err != nil || bal != 5000 {
+		t.Fatalf("balance %d %v, want 5000 msat", bal, err)
 	}
 }

@@ -6,6 +6,7 @@ package testrelay
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -24,8 +25,20 @@ import (
 // ws:// URL. It is torn down when the test ends.
 func Start(t testing.TB) (url string) {
 	t.Helper()
+	return StartAt(t, "127.0.0.1:0")
+}
+
+// StartAt is Start on the given address (host:port), for tests that need a relay to appear at
+// an address a client was already told about.
+func StartAt(t testing.TB, addr string) (url string) {
+	t.Helper()
 	db := &lmdb.LMDBBackend{Path: t.TempDir()}
 	if err := db.Init(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		db.Close()
 		t.Fatal(err)
 	}
 	// khatru handles each message on its own goroutine, which nothing waits for: count the
@@ -42,7 +55,10 @@ func Start(t testing.TB) (url string) {
 	})
 	r.DeleteEvent = append(r.DeleteEvent, gated(&g, db.DeleteEvent))
 	r.ReplaceEvent = append(r.ReplaceEvent, gated(&g, db.ReplaceEvent))
-	srv := httptest.NewServer(r)
+	srv := httptest.NewUnstartedServer(r)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); g.close(); db.Close() })
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
