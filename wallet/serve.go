@@ -87,6 +87,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Lookup:        st.connection,
 		Handle:        h.handle,
 		Seen:          st.seen,
+		MaxAge:        requestMaxAge,
 		OnError:       func(err error) { log.Error().Err(err).Msg("nwc") },
 		OnReady: func() {
 			log.Info().Strs("relays", cfg.Relays).Str("network", info.Network).Msg("serving")
@@ -97,8 +98,33 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveNWC(gctx, svc, log) })
+	g.Go(func() error { st.pruneSeenEvery(gctx, time.Hour, log); return nil })
 	g.Go(func() error { return h.forward(gctx, events, svc) })
 	return g.Wait()
+}
+
+// requestMaxAge is how old a request the service still answers (nip47.Service.MaxAge), and
+// so, with nip47.FutureSkew, how long it must remember a request id: a request seen longer ago
+// than both is refused by its date if it comes again.
+const requestMaxAge = 24 * time.Hour
+
+// pruneSeenEvery forgets request ids too old to matter, now and then every period, until ctx
+// ends, so that the store does not grow with every request ever answered.
+func (s *store) pruneSeenEvery(ctx context.Context, period time.Duration, log zerolog.Logger) {
+	for {
+		n, err := s.pruneSeen(ctx, s.now().Add(-requestMaxAge-nip47.FutureSkew))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error().Err(err).Msg("prune request ids")
+		case n > 0:
+			log.Debug().Int64("forgotten", n).Msg("pruned request ids")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(period):
+		}
+	}
 }
 
 // serveNWC runs svc until ctx ends. While no relay can be reached it waits and tries again,

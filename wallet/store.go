@@ -146,6 +146,15 @@ func (s *store) clientOf(ctx context.Context, name string) (string, bool, error)
 	return pk, true, nil
 }
 
+// pruneSeen forgets the request ids recorded before before and returns how many it forgot.
+func (s *store) pruneSeen(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM requests WHERE seen_at < ?`, before.Unix())
+	if err != nil {
+		return 0, fmt.Errorf("prune request ids: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // seen is nip47.Service's Seen: it records a request id and reports whether it is new.
 func (s *store) seen(ctx context.Context, requestID string) (bool, error) {
 	res, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO requests (id, seen_at) VALUES (?, ?)`, requestID, s.now().Unix())

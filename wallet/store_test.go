@@ -3,6 +3,7 @@ package wallet
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -171,5 +172,34 @@ func TestServeRefusesLNDWithoutOpener(t *testing.T) {
 	cfg := Config{Relays: []string{"ws://127.0.0.1:1"}, Data: t.TempDir(), Backend: BackendLND, LNDRest: "https://127.0.0.1:1", LNDMacaroon: "m"}
 	if err := Serve(t.Context(), cfg, zerolog.Nop()); err == nil {
 		t.Fatal("Serve with --backend lnd and no OpenLND succeeded")
+	}
+}
+
+// Request ids are remembered while a replay of their request could still be answered, and
+// forgotten after: a pruned id is new again, which is safe because nip47.Service refuses the
+// request by its date (MaxAge) by then.
+func TestPruneSeen(t *testing.T) {
+	st := openTestStore(t, t.TempDir())
+	t0 := time.Unix(1_700_000_000, 0)
+	st.now = func() time.Time { return t0 }
+	for _, id := range []string{"old", "older"} {
+		if first, err := st.seen(t.Context(), id); err != nil || !first {
+			t.Fatalf("seen(%s) = %v %v", id, first, err)
+		}
+	}
+	st.now = func() time.Time { return t0.Add(requestMaxAge) }
+	if first, err := st.seen(t.Context(), "recent"); err != nil || !first {
+		t.Fatalf("seen(recent) = %v %v", first, err)
+	}
+	now := t0.Add(requestMaxAge + nip47.FutureSkew + time.Second)
+	st.now = func() time.Time { return now }
+	n, err := st.pruneSeen(t.Context(), now.Add(-requestMaxAge-nip47.FutureSkew))
+	if err != nil || n != 2 {
+		t.Fatalf("pruneSeen forgot %d (%v), want the 2 seen at t0", n, err)
+	}
+	for id, wantFirst := range map[string]bool{"old": true, "recent": false} {
+		if first, err := st.seen(t.Context(), id); err != nil || first != wantFirst {
+			t.Errorf("after pruning, seen(%s) first = %v %v, want %v", id, first, err, wantFirst)
+		}
 	}
 }

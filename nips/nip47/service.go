@@ -26,6 +26,9 @@ const (
 	// answerGrace lets an answer to a handled request go out after Serve's ctx ended: a
 	// payment that was made should be reported.
 	answerGrace = 5 * time.Second
+	// FutureSkew is how far ahead of the service's clock a request may be dated when
+	// Service.MaxAge is set.
+	FutureSkew = 10 * time.Minute
 	// sinceSlack is how far back Serve's subscription reaches, for requests sent while it
 	// was (re)starting.
 	sinceSlack = 60 * time.Second
@@ -58,6 +61,10 @@ type Service struct {
 	// handled again (the stored response is not required: answer OTHER "duplicate request").
 	// nil = in-memory only, for 10 minutes, and older requests are dropped.
 	Seen func(ctx context.Context, requestID string) (first bool, err error)
+	// MaxAge, when set, drops requests created more than MaxAge ago, and also requests dated
+	// more than FutureSkew ahead, unanswered: with it, a Seen that forgets ids recorded more
+	// than MaxAge+FutureSkew ago cannot be fooled by a replay of an old request.
+	MaxAge time.Duration
 	// OnError, optional, receives internal errors for the caller's log: Lookup, Seen and
 	// Handle failures, answers that could not be published, requests dropped under load.
 	OnError func(err error)
@@ -242,6 +249,10 @@ func (sv *server) screen(evt *nostr.Event) string {
 		return "expired"
 	case sv.mem != nil && evt.CreatedAt < now-nostr.Timestamp(seenWindow/time.Second):
 		return "too old"
+	case sv.MaxAge > 0 && evt.CreatedAt < now-nostr.Timestamp(sv.MaxAge/time.Second):
+		return "too old"
+	case sv.MaxAge > 0 && evt.CreatedAt > now+nostr.Timestamp(FutureSkew/time.Second):
+		return "dated in the future"
 	case !verified(evt):
 		return "bad id or signature"
 	}

@@ -27,7 +27,8 @@ func TestScreen(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		evt       *nostr.Event
-		persisted bool // Service.Seen set: no age limit
+		persisted bool          // Service.Seen set: no age limit but MaxAge
+		maxAge    time.Duration // Service.MaxAge
 		want      string
 	}{
 		{name: "fresh", evt: request(nil), want: ""},
@@ -36,13 +37,18 @@ func TestScreen(t *testing.T) {
 		{name: "unreadable expiration", evt: request(func(e *nostr.Event) { e.Tags = append(e.Tags, nostr.Tag{"expiration", "tomorrow"}) }), want: "expired"},
 		{name: "too old for the in-memory record", evt: request(func(e *nostr.Event) { e.CreatedAt -= 601 }), want: "too old"},
 		{name: "old but Seen persists", evt: request(func(e *nostr.Event) { e.CreatedAt -= 601 }), persisted: true, want: ""},
+		{name: "within MaxAge", evt: request(func(e *nostr.Event) { e.CreatedAt -= 3599 }), persisted: true, maxAge: time.Hour, want: ""},
+		{name: "older than MaxAge", evt: request(func(e *nostr.Event) { e.CreatedAt -= 3601 }), persisted: true, maxAge: time.Hour, want: "too old"},
+		{name: "ahead within the skew", evt: request(func(e *nostr.Event) { e.CreatedAt += 599 }), persisted: true, maxAge: time.Hour, want: ""},
+		{name: "dated in the future", evt: request(func(e *nostr.Event) { e.CreatedAt += 601 }), persisted: true, maxAge: time.Hour, want: "dated in the future"},
+		{name: "future without MaxAge", evt: request(func(e *nostr.Event) { e.CreatedAt += 601 }), persisted: true, want: ""},
 		{name: "to another wallet", evt: request(func(e *nostr.Event) { e.Tags[0][1] = client.PubKey() }), want: "not a request to us"},
 		{name: "wrong kind", evt: request(func(e *nostr.Event) { e.Kind = KindResponse }), want: "not a request to us"},
 		{name: "tampered", evt: func() *nostr.Event { e := request(nil); e.Content = "y"; return e }(), want: "bad id or signature"},
 		{name: "id of another event", evt: func() *nostr.Event { e := request(nil); e.ID = strings.Repeat("a", 64); return e }(), want: "bad id or signature"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sv := &server{Service: &Service{now: func() time.Time { return now }}, pk: wallet.PubKey(), inFlight: map[string]bool{}}
+			sv := &server{Service: &Service{now: func() time.Time { return now }, MaxAge: tc.maxAge}, pk: wallet.PubKey(), inFlight: map[string]bool{}}
 			if !tc.persisted {
 				sv.mem = &memorySeen{ids: map[string]nostr.Timestamp{}}
 			}
