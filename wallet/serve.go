@@ -108,8 +108,9 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 // than both is refused by its date if it comes again.
 const requestMaxAge = 24 * time.Hour
 
-// pruneSeenEvery forgets request ids too old to matter, now and then every period, until ctx
-// ends, so that the store does not grow with every request ever answered.
+// pruneSeenEvery forgets request ids too old to matter and invoices long expired, now and then
+// every period, until ctx ends, so that the store does not grow with every request ever
+// answered.
 func (s *store) pruneSeenEvery(ctx context.Context, period time.Duration, log zerolog.Logger) {
 	for {
 		n, err := s.pruneSeen(ctx, s.now().Add(-requestMaxAge-nip47.FutureSkew))
@@ -118,6 +119,12 @@ func (s *store) pruneSeenEvery(ctx context.Context, period time.Duration, log ze
 			log.Error().Err(err).Msg("prune request ids")
 		case n > 0:
 			log.Debug().Int64("forgotten", n).Msg("pruned request ids")
+		}
+		// an invoice is kept a day past its expiry: a settlement races the expiry
+		if n, err := s.pruneInvoices(ctx, s.now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("prune invoices")
+		} else if n > 0 {
+			log.Debug().Int64("forgotten", n).Msg("pruned expired invoices")
 		}
 		select {
 		case <-ctx.Done():
@@ -164,7 +171,15 @@ func (h *handler) handle(ctx context.Context, c nip47.Connection, method string,
 	case nip47.MethodPayInvoice:
 		res, err = call(params, func(p nip47.PayInvoiceParams) (any, error) { return h.payInvoice(ctx, c, p, log) })
 	case nip47.MethodMakeInvoice:
-		res, err = call(params, func(p nip47.MakeInvoiceParams) (any, error) { return h.backend.MakeInvoice(ctx, c.Name, p) })
+		res, err = call(params, func(p nip47.MakeInvoiceParams) (any, error) {
+			tx, err := h.backend.MakeInvoice(ctx, c.Name, p)
+			if err == nil && tx.PaymentHash != "" {
+				if rerr := h.st.recordInvoice(ctx, tx.PaymentHash, c.Name, tx.ExpiresAt); rerr != nil {
+					log.Error().Err(rerr).Msg("invoice made, but not recorded: its notification may not reach the connection")
+				}
+			}
+			return tx, err
+		})
 	case nip47.MethodLookupInvoice:
 		res, err = call(params, func(p nip47.LookupInvoiceParams) (any, error) { return h.backend.LookupInvoice(ctx, c.Name, p) })
 	case nip47.MethodGetBalance:
@@ -291,6 +306,23 @@ func (h *handler) settleInFlight(ctx context.Context) {
 }
 
 // forward sends each backend event to its connection as a NIP-47 notification.
+// accountOf is the connection a backend event concerns: the backend's word, else, for an
+// invoice, the connection recorded as having made it (lnd forgets that across a restart).
+func (h *handler) accountOf(ctx context.Context, ev BackendEvent) string {
+	hash := ev.Notification.Transaction.PaymentHash
+	if ev.Account != "" || hash == "" {
+		return ev.Account
+	}
+	account, ok, err := h.st.invoiceAccount(ctx, hash)
+	if err != nil {
+		h.log.Error().Err(err).Str("payment_hash", hash).Msg("look up invoice")
+	}
+	if !ok {
+		return ""
+	}
+	return account
+}
+
 func (h *handler) forward(ctx context.Context, events <-chan BackendEvent, svc *nip47.Service) error {
 	for {
 		var ev BackendEvent
@@ -306,9 +338,10 @@ func (h *handler) forward(ctx context.Context, events <-chan BackendEvent, svc *
 			}
 			ev = e
 		}
-		log := h.log.With().Str("connection", ev.Account).Str("notification", ev.Notification.Type).
+		account := h.accountOf(ctx, ev)
+		log := h.log.With().Str("connection", account).Str("notification", ev.Notification.Type).
 			Str("payment_hash", ev.Notification.Transaction.PaymentHash).Logger()
-		client, ok, err := h.st.clientOf(ctx, ev.Account)
+		client, ok, err := h.st.clientOf(ctx, account)
 		if err != nil || !ok {
 			log.Debug().Err(err).Msg("no connection to notify")
 			continue

@@ -51,6 +51,13 @@ var schema = []string{
 		updated_at    INTEGER NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS payments_state ON payments (state)`,
+	// which connection made each invoice, so that its payment_received notification reaches
+	// that connection even when the backend cannot say (lnd after a restart)
+	`CREATE TABLE IF NOT EXISTS invoices (
+		payment_hash TEXT PRIMARY KEY,
+		account      TEXT NOT NULL,
+		expires_at   INTEGER NOT NULL
+	)`,
 }
 
 // Payment states.
@@ -144,6 +151,41 @@ func (s *store) clientOf(ctx context.Context, name string) (string, bool, error)
 		return "", false, fmt.Errorf("look up connection %s: %w", name, err)
 	}
 	return pk, true, nil
+}
+
+// recordInvoice remembers that the connection named account made the invoice with hash,
+// until expiresAt (unix seconds; 0: a day from now).
+func (s *store) recordInvoice(ctx context.Context, hash, account string, expiresAt int64) error {
+	if expiresAt == 0 {
+		expiresAt = s.now().Add(24 * time.Hour).Unix()
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO invoices (payment_hash, account, expires_at) VALUES (?, ?, ?)`, hash, account, expiresAt)
+	if err != nil {
+		return fmt.Errorf("record invoice %s: %w", hash, err)
+	}
+	return nil
+}
+
+// invoiceAccount returns the connection that made the invoice with hash, if it was recorded.
+func (s *store) invoiceAccount(ctx context.Context, hash string) (string, bool, error) {
+	var account string
+	err := s.db.QueryRowContext(ctx, `SELECT account FROM invoices WHERE payment_hash = ?`, hash).Scan(&account)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("look up invoice %s: %w", hash, err)
+	}
+	return account, true, nil
+}
+
+// pruneInvoices forgets the invoices that expired before before.
+func (s *store) pruneInvoices(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM invoices WHERE expires_at < ?`, before.Unix())
+	if err != nil {
+		return 0, fmt.Errorf("prune invoices: %w", err)
+	}
+	return res.RowsAffected()
 }
 
 // pruneSeen forgets the request ids recorded before before and returns how many it forgot.

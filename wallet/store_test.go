@@ -2,6 +2,7 @@ package wallet
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,5 +202,47 @@ func TestPruneSeen(t *testing.T) {
 		if first, err := st.seen(t.Context(), id); err != nil || first != wantFirst {
 			t.Errorf("after pruning, seen(%s) first = %v %v, want %v", id, first, err, wantFirst)
 		}
+	}
+}
+
+// A notification the backend cannot attribute (lnd after a restart: account "") goes to the
+// connection recorded as having made the invoice; invoices are forgotten a day after expiry.
+func TestInvoiceAccount(t *testing.T) {
+	st := openTestStore(t, t.TempDir())
+	t0 := time.Unix(1_700_000_000, 0)
+	st.now = func() time.Time { return t0 }
+	h := &handler{st: st, log: zerolog.New(zerolog.NewTestWriter(t))}
+	hash := strings.Repeat("ab", 32)
+	if err := st.recordInvoice(t.Context(), hash, "worker", t0.Add(time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	event := func(account, hash string) BackendEvent {
+		var ev BackendEvent
+		ev.Account = account
+		ev.Notification.Transaction.PaymentHash = hash
+		return ev
+	}
+	for _, tc := range []struct {
+		name string
+		ev   BackendEvent
+		want string
+	}{
+		{"the backend knows", event("buyer", hash), "buyer"},
+		{"the backend forgot", event("", hash), "worker"},
+		{"an invoice made elsewhere", event("", strings.Repeat("cd", 32)), ""},
+		{"no hash", event("", ""), ""},
+	} {
+		if got := h.accountOf(t.Context(), tc.ev); got != tc.want {
+			t.Errorf("%s: accountOf = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if n, err := st.pruneInvoices(t.Context(), t0.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("pruned %d (%v) before expiry", n, err)
+	}
+	if n, err := st.pruneInvoices(t.Context(), t0.Add(time.Hour+time.Second)); err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v) after expiry, want 1", n, err)
+	}
+	if got := h.accountOf(t.Context(), event("", hash)); got != "" {
+		t.Fatalf("after pruning, accountOf = %q", got)
 	}
 }

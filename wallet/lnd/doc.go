@@ -19,7 +19,8 @@
 // Accounts: lnd has one balance and one history, so Balance and ListTransactions ignore the
 // account. MakeInvoice remembers, in memory, which account made each invoice, so that its
 // payment_received notification names that account; after a restart, and for invoices made
-// outside this process, notifications carry account "".
+// outside this process, notifications carry account "". (The wallet service records which
+// connection made each invoice in its own store and fills the account in from there.)
 //
 // Never paying twice: lnd keys payments by payment hash and refuses a second payment while
 // one is in flight or has succeeded. PayInvoice turns that refusal into the outcome of the
