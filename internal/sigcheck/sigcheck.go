@@ -64,6 +64,21 @@ func (v *Verifier) CheckSignature(evt *nostr.Event) (bool, error) {
 	return false, err
 }
 
+// Verify returns nil when evt's signature is valid for its id and pubkey, an error wrapping
+// ErrBadSignature when it is not, and another error when the pubkey or signature is malformed.
+// The caller must have checked evt's id: it is the message verified.
+func (v *Verifier) Verify(evt *nostr.Event) error {
+	msg, pk, r, s, err := parse(evt)
+	if err != nil {
+		return err
+	}
+	P, err := v.pubKey(pk)
+	if err != nil {
+		return err
+	}
+	return v.check(P, pk, r, s, msg)
+}
+
 // parse decodes evt's id (the message signed), pubkey and the signature's r and s.
 func parse(evt *nostr.Event) (msg, pk, r, s [32]byte, err error) {
 	if msg, err = decodeHex32(evt.ID, "id"); err != nil {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/nbd-wtf/go-nostr"
 )
 
 // pubKey is a lifted x-only public key: a curve point.
@@ -22,24 +21,14 @@ func liftPubKey(pk [32]byte) (pubKey, error) {
 	return btcec.ParsePubKey(compressed[:])
 }
 
-// Verify returns nil when evt's signature is valid for its id and pubkey, an error wrapping
-// ErrBadSignature when it is not, and another error when the pubkey or signature is malformed.
-// The caller must have checked evt's id.
-func (v *Verifier) Verify(evt *nostr.Event) error {
-	msg, pk, rb, sb, err := parse(evt)
-	if err != nil {
-		return err
-	}
-	P, err := v.pubKey(pk)
-	if err != nil {
-		return err
-	}
-	// When this is the only verification running and there is a spare core, the two scalar
-	// multiplications run in parallel: that cuts a lone event's latency by about a third.
-	// Under load (ingest) the cores are busy anyway, and a goroutine would only cost.
+// check verifies the signature (r, s) of msg by P, the lifted key pk. When this is the only
+// verification running and there is a spare core, the two scalar multiplications run in
+// parallel: that cuts a lone event's latency by about a third. Under load (ingest) the cores
+// are busy anyway, and a goroutine would only cost.
+func (v *Verifier) check(P pubKey, pk, r, s, msg [32]byte) error {
 	split := v.running.Add(1) == 1 && runtime.GOMAXPROCS(0) > 1
 	defer v.running.Add(-1)
-	return verify(P, pk, rb, sb, msg, split)
+	return verify(P, pk, r, s, msg, split)
 }
 
 // verify is BIP-340's verification of the signature (r, s) of msg by the key P, whose x-only

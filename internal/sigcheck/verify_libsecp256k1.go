@@ -14,8 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"unsafe"
-
-	"github.com/nbd-wtf/go-nostr"
 )
 
 // secpContext is libsecp256k1's context for verification: created once, read-only after, safe
@@ -36,19 +34,8 @@ func liftPubKey(pk [32]byte) (pubKey, error) {
 	return p, nil
 }
 
-// Verify returns nil when evt's signature is valid for its id and pubkey, an error wrapping
-// ErrBadSignature when it is not, and another error when the pubkey or signature is malformed.
-// The caller must have checked evt's id. With the libsecp256k1 build tag, libsecp256k1 verifies
-// (secp256k1_schnorrsig_verify over the id), with the lifted key cached.
-func (v *Verifier) Verify(evt *nostr.Event) error {
-	msg, pk, r, s, err := parse(evt)
-	if err != nil {
-		return err
-	}
-	P, err := v.pubKey(pk)
-	if err != nil {
-		return err
-	}
+// check verifies the signature (r, s) of msg by P with secp256k1_schnorrsig_verify.
+func (v *Verifier) check(P pubKey, _, r, s, msg [32]byte) error {
 	var sig [64]byte
 	copy(sig[:32], r[:])
 	copy(sig[32:], s[:])
