@@ -6,11 +6,14 @@ package sqlitedb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Open opens (creating if needed) the database at path and applies schema, a list of
@@ -25,11 +28,49 @@ func Open(ctx context.Context, path string, schema ...string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	for _, stmt := range schema {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open %s: schema: %w", path, err)
-		}
+	if err := applySchema(ctx, db, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: schema: %w", path, err)
 	}
 	return db, nil
+}
+
+// busyFor bounds how long Open retries a schema that SQLite reports busy.
+const busyFor = 10 * time.Second
+
+// applySchema runs the schema statements in one immediate transaction, so that two processes
+// opening a new database at once do not interleave them, and retries while SQLite answers
+// SQLITE_BUSY: its busy timeout does not cover every case (switching a new file to WAL, a
+// shared lock that must be upgraded), and both happen when two handles create the same file.
+func applySchema(ctx context.Context, db *sql.DB, schema []string) error {
+	if len(schema) == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(busyFor)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := applySchemaOnce(ctx, db, schema)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+func applySchemaOnce(ctx context.Context, db *sql.DB, schema []string) error {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock=immediate)
+	if err != nil {
+		return err
+	}
+	for _, stmt := range schema {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
 }
