@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -79,6 +78,9 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 		negentropySessions: xsync.NewMapOf[string, *NegentropySession](),
 		directJSON:         rl.EncodeOnce, // sparecycles patch
 	}
+	if rl.MaxOutboundBytes > 0 { // sparecycles patch: see outbox.go
+		ws.out = newOutbox(ws, rl.MaxOutboundBytes, rl.WriteWait)
+	}
 	ws.Context, ws.cancel = context.WithCancel(context.Background())
 
 	rl.clientsMutex.Lock()
@@ -92,17 +94,35 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 		),
 	)
 
+	// sparecycles patch: both goroutines below end in kill; upstream ran it twice, so every
+	// OnDisconnect hook saw each disconnect twice. OnConnect runs before either can end.
+	var killOnce sync.Once
 	kill := func() {
-		for _, ondisconnect := range rl.OnDisconnect {
-			ondisconnect(ctx)
-		}
+		killOnce.Do(func() {
+			for _, ondisconnect := range rl.OnDisconnect {
+				ondisconnect(ctx)
+			}
 
-		ticker.Stop()
-		cancel()
-		ws.cancel()
-		ws.conn.Close()
+			ticker.Stop()
+			cancel()
+			ws.cancel()
+			if ws.out != nil {
+				ws.out.close()
+			}
+			ws.conn.Close()
 
-		rl.removeClientAndListeners(ws)
+			rl.removeClientAndListeners(ws)
+		})
+	}
+
+	for _, onconnect := range rl.OnConnect {
+		onconnect(ctx)
+	}
+
+	// sparecycles patch: see Relay.MaxMessagesInFlight
+	var inFlight chan struct{}
+	if rl.MaxMessagesInFlight > 0 {
+		inFlight = make(chan struct{}, rl.MaxMessagesInFlight)
 	}
 
 	go func() {
@@ -114,10 +134,6 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 			ws.conn.SetReadDeadline(time.Now().Add(rl.PongWait))
 			return nil
 		})
-
-		for _, onconnect := range rl.OnConnect {
-			onconnect(ctx)
-		}
 
 		smp := nostr.NewMessageParser()
 
@@ -149,8 +165,19 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 			// parse messages sequentially otherwise sonic breaks
 			envelope, err := smp.ParseMessage(message)
 
+			if inFlight != nil { // sparecycles patch: see Relay.MaxMessagesInFlight
+				select {
+				case inFlight <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			}
+
 			// then delegate to the goroutine
 			rl.handle(func() { // sparecycles patch: see Relay.ReuseGoroutines
+				if inFlight != nil {
+					defer func() { <-inFlight }()
+				}
 				if err != nil {
 					if err == nostr.UnknownLabel && rl.Negentropy {
 						envelope = nip77.ParseNegMessage(message)
@@ -272,16 +299,23 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 
 					var total int64
 					var hll *hyperloglog.HyperLogLog
+					var countErr error
 
 					srl := rl
 					if rl.getSubRelayFromFilter != nil {
 						srl = rl.getSubRelayFromFilter(env.Filter)
 					}
 
-					if offset := nip45.HyperLogLogEventPubkeyOffsetForFilter(env.Filter); offset != -1 {
-						total, hll = srl.handleCountRequestWithHLL(ctx, ws, env.Filter, offset)
+					if offset := nip45.HyperLogLogEventPubkeyOffsetForFilter(env.Filter); offset != -1 && len(srl.CountEventsHLL) > 0 {
+						total, hll, countErr = srl.handleCountRequestWithHLL(ctx, env.Filter, offset)
 					} else {
-						total = srl.handleCountRequest(ctx, ws, env.Filter)
+						total, countErr = srl.handleCountRequest(ctx, env.Filter)
+					}
+					if countErr != nil {
+						// sparecycles patch: a refused or failed count is answered with CLOSED and
+						// its reason; upstream sent a NOTICE and then a count of 0, a wrong answer
+						ws.WriteJSON(nostr.ClosedEnvelope{SubscriptionID: env.SubscriptionID, Reason: countErr.Error()})
+						return
 					}
 
 					resp := nostr.CountEnvelope{
@@ -295,41 +329,7 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 					ws.WriteJSON(resp)
 
 				case *nostr.ReqEnvelope:
-					eose := sync.WaitGroup{}
-					eose.Add(len(env.Filters))
-
-					// a context just for the "stored events" request handler
-					reqCtx, cancelReqCtx := context.WithCancelCause(ctx)
-
-					// expose subscription id in the context
-					reqCtx = context.WithValue(reqCtx, subscriptionIdKey, env.SubscriptionID)
-
-					// handle each filter separately -- dispatching events as they're loaded from databases
-					for _, filter := range env.Filters {
-						srl := rl
-						if rl.getSubRelayFromFilter != nil {
-							srl = rl.getSubRelayFromFilter(filter)
-						}
-						err := srl.handleRequest(reqCtx, env.SubscriptionID, &eose, ws, filter)
-						if err != nil {
-							// fail everything if any filter is rejected
-							reason := err.Error()
-							if strings.HasPrefix(reason, "auth-required:") {
-								RequestAuth(ctx)
-							}
-							ws.WriteJSON(nostr.ClosedEnvelope{SubscriptionID: env.SubscriptionID, Reason: reason})
-							cancelReqCtx(errors.New("filter rejected"))
-							return
-						} else {
-							rl.addListener(ws, env.SubscriptionID, srl, filter, cancelReqCtx)
-						}
-					}
-
-					go func() {
-						// when all events have been loaded from databases and dispatched we can fire the EOSE message
-						eose.Wait()
-						ws.WriteJSON(nostr.EOSEEnvelope(env.SubscriptionID))
-					}()
+					rl.handleReq(ctx, ws, env) // sparecycles patch: moved to responding.go
 				case *nostr.CloseEnvelope:
 					id := string(*env)
 					rl.removeListenerId(ws, id)
@@ -429,7 +429,8 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 			case <-ctx.Done():
 				return
 			case <-ticker.C:
-				err := ws.WriteMessage(websocket.PingMessage, nil)
+				// sparecycles patch: a control frame with its own deadline, beside the outbox
+				err := ws.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(rl.WriteWait))
 				if err != nil {
 					if !strings.HasSuffix(err.Error(), "use of closed network connection") {
 						rl.Log.Printf("error writing ping: %v; closing websocket\n", err)

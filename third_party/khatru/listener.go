@@ -6,7 +6,6 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -139,12 +138,6 @@ func (rl *Relay) removeClientAndListeners(ws *WebSocket) {
 }
 
 // returns how many listeners were notified
-// Fan-out writers: one extra goroutine per fanoutPerWriter listeners, at most maxFanoutWriters.
-const (
-	fanoutPerWriter  = 16
-	maxFanoutWriters = 8
-)
-
 func (rl *Relay) notifyListeners(event *nostr.Event) int {
 	// sparecycles patch: read the listeners under clientsMutex. Upstream ranges over
 	// rl.listeners unlocked while addListener/removeListenerId swap-delete it under the lock: a
@@ -182,33 +175,14 @@ targetsloop:
 		return len(matched)
 	}
 	if len(matched) > 0 {
-		// sparecycles patch: encode the event once per broadcast, not once per listener, and
-		// write to many listeners from a few goroutines (each connection has its own lock),
-		// so the last listener does not wait for every write before it
+		// sparecycles patch: encode the event once per broadcast, not once per listener. With
+		// an outbox (MaxOutboundBytes) each listener's copy is only queued: a connection that
+		// does not read cannot hold up the publisher or the listeners after it.
 		eventJSON, _ := event.MarshalJSON()
-		write := func(next func() (target, bool)) {
-			var prefix []byte
-			for t, ok := next(); ok; t, ok = next() {
-				prefix = appendEventPrefix(prefix[:0], t.id)
-				t.ws.writeText(prefix, eventJSON, []byte{']'})
-			}
+		end := []byte{']'}
+		for _, t := range matched {
+			t.ws.writeText(sendBroadcast, appendEventPrefix(nil, t.id), eventJSON, end)
 		}
-		var i atomic.Int64
-		next := func() (target, bool) {
-			n := int(i.Add(1)) - 1
-			if n >= len(matched) {
-				return target{}, false
-			}
-			return matched[n], true
-		}
-		writers := min(len(matched)/fanoutPerWriter, maxFanoutWriters)
-		var wg sync.WaitGroup
-		for range writers {
-			wg.Add(1)
-			go func() { defer wg.Done(); write(next) }()
-		}
-		write(next)
-		wg.Wait()
 	}
 	return len(matched)
 }
@@ -245,4 +219,19 @@ func plainJSONString(s string) bool {
 		}
 	}
 	return true
+}
+
+// subscriptionCount is the number of distinct subscription ids ws has open. sparecycles patch:
+// see Relay.RejectRequest.
+func (rl *Relay) subscriptionCount(ws *WebSocket) int {
+	rl.clientsMutex.Lock()
+	defer rl.clientsMutex.Unlock()
+	specs := rl.clients[ws]
+	n := 0
+	for i, s := range specs {
+		if !slices.ContainsFunc(specs[:i], func(o listenerSpec) bool { return o.id == s.id }) {
+			n++
+		}
+	}
+	return n
 }

@@ -128,6 +128,22 @@ type Relay struct {
 	// after the event's id has been checked.
 	CheckSignature func(*nostr.Event) (bool, error)
 
+	// sparecycles patch: MaxOutboundBytes, when set, gives every connection a queue of
+	// outgoing messages of at most this many bytes, written by one goroutine with a deadline of
+	// WriteWait per message; a connection that falls that far behind is closed rather than
+	// allowed to hold up anyone else (see outbox.go). 0 keeps upstream's direct writes.
+	MaxOutboundBytes int
+
+	// sparecycles patch: MaxMessagesInFlight, when set, bounds how many of one connection's
+	// messages are handled at once; the connection's reader waits for a slot, so a client that
+	// sends faster than it is served is slowed down rather than given a goroutine per message.
+	MaxMessagesInFlight int
+
+	// sparecycles patch: RejectRequest hooks see a whole REQ before any of its filters is
+	// queried or subscribed: its id, its filters and how many other subscriptions the connection
+	// has open. A rejection is answered with CLOSED and the reason.
+	RejectRequest []func(ctx context.Context, id string, filters nostr.Filters, open int) (reject bool, msg string)
+
 	// in case you call Server.Start
 	Addr       string
 	serveMux   *http.ServeMux

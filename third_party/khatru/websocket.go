@@ -2,6 +2,7 @@ package khatru
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 
@@ -36,6 +37,10 @@ type WebSocket struct {
 	// encoding/json, which validates and compacts that output again. (OKEnvelope.MarshalJSON
 	// writes the id unescaped, so other ids keep the validating path.)
 	directJSON bool
+
+	// sparecycles patch: out queues what is written to the connection when
+	// Relay.MaxOutboundBytes is set (see outbox.go); nil otherwise.
+	out *outbox
 }
 
 func (ws *WebSocket) WriteJSON(any any) error {
@@ -46,6 +51,13 @@ func (ws *WebSocket) WriteJSON(any any) error {
 		}
 		return ws.WriteMessage(websocket.TextMessage, b)
 	}
+	if ws.out != nil { // sparecycles patch: see outbox.go
+		b, err := json.Marshal(any)
+		if err != nil {
+			return err
+		}
+		return ws.out.send(textFrame(b), sendReply)
+	}
 	ws.mutex.Lock()
 	err := ws.conn.WriteJSON(any)
 	ws.mutex.Unlock()
@@ -53,6 +65,9 @@ func (ws *WebSocket) WriteJSON(any any) error {
 }
 
 func (ws *WebSocket) WriteMessage(t int, b []byte) error {
+	if ws.out != nil && t == websocket.TextMessage { // sparecycles patch: see outbox.go
+		return ws.out.send(textFrame(b), sendReply)
+	}
 	ws.mutex.Lock()
 	err := ws.conn.WriteMessage(t, b)
 	ws.mutex.Unlock()
@@ -60,8 +75,12 @@ func (ws *WebSocket) WriteMessage(t int, b []byte) error {
 }
 
 // writeText writes parts as one text message without copying them together. sparecycles
-// patch: lets a broadcast send the event JSON it encoded once (Relay.EncodeOnce).
-func (ws *WebSocket) writeText(parts ...[]byte) error {
+// patch: lets a broadcast send the event JSON it encoded once (Relay.EncodeOnce); with an
+// outbox the message is queued (see outbox.go) as mode says.
+func (ws *WebSocket) writeText(mode sendMode, parts ...[]byte) error {
+	if ws.out != nil {
+		return ws.out.send(textFrame(parts...), mode)
+	}
 	ws.mutex.Lock()
 	defer ws.mutex.Unlock()
 	w, err := ws.conn.NextWriter(websocket.TextMessage)

@@ -1,0 +1,184 @@
+package khatru
+
+// sparecycles patch: Relay.MaxOutboundBytes. Upstream writes to a connection from whichever
+// goroutine has something to send, under the connection's lock and without a deadline: a client
+// that stops reading blocks every broadcast to it, and with it the publisher waiting for its OK
+// and every subscriber after it. With an outbox, nothing but a connection's own handlers and
+// queries ever waits for that connection:
+//   - broadcasts are queued and never wait; a connection whose queue would pass
+//     MaxOutboundBytes is closed (with a close frame saying why) instead;
+//   - replies (OK, EOSE, CLOSED, NOTICE, COUNT, AUTH) are queued the same way, or written at
+//     once by the replying goroutine when the queue is empty;
+//   - stored events answering a REQ wait for room (half of MaxOutboundBytes), so a large query
+//     moves at the reader's speed without filling memory;
+//   - every frame is written with a deadline of Relay.WriteWait; a write that misses it closes
+//     the connection.
+// One goroutine at a time writes a connection's queue, in order; it exists only while the queue
+// is not empty.
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/websocket"
+)
+
+var errOutboxClosed = errors.New("connection closed")
+
+type sendMode int
+
+const (
+	sendReply     sendMode = iota // may write on the caller's goroutine when nothing is queued
+	sendBroadcast                 // never waits: queued, or the connection is dropped
+	sendQuery                     // waits for room in the queue
+)
+
+// frame is one text message written as its parts, so a broadcast can share the event's JSON
+// between every connection it goes to.
+type frame struct {
+	parts [3][]byte
+	n     int
+}
+
+func textFrame(parts ...[]byte) frame {
+	var f frame
+	for i, p := range parts {
+		f.parts[i] = p
+		f.n += len(p)
+	}
+	return f
+}
+
+type outbox struct {
+	ws   *WebSocket
+	max  int
+	wait time.Duration
+
+	mu      sync.Mutex
+	room    *sync.Cond // broadcast when bytes drop or the outbox closes
+	queue   []frame
+	bytes   int  // queued plus the frame being written
+	writing bool // a goroutine is draining the queue; invariant: len(queue) > 0 implies writing
+	closed  bool
+}
+
+func newOutbox(ws *WebSocket, max int, wait time.Duration) *outbox {
+	o := &outbox{ws: ws, max: max, wait: wait}
+	o.room = sync.NewCond(&o.mu)
+	return o
+}
+
+// send queues f (or writes it) according to mode. It returns errOutboxClosed once the
+// connection is closing; a broadcast that would overflow the queue closes it.
+func (o *outbox) send(f frame, mode sendMode) error {
+	o.mu.Lock()
+	if mode == sendQuery {
+		for !o.closed && o.bytes > 0 && o.bytes+f.n > o.max/2 {
+			o.room.Wait()
+		}
+	}
+	if o.closed {
+		o.mu.Unlock()
+		return errOutboxClosed
+	}
+	if o.bytes > 0 && o.bytes+f.n > o.max {
+		o.closeLocked()
+		o.mu.Unlock()
+		go o.ws.fail("rate-limited: this connection is not reading fast enough")
+		return errOutboxClosed
+	}
+	o.bytes += f.n
+	if o.writing {
+		o.queue = append(o.queue, f)
+		o.mu.Unlock()
+		return nil
+	}
+	o.writing = true
+	o.mu.Unlock()
+	if mode == sendBroadcast {
+		go o.drain(f)
+	} else {
+		o.drain(f) // the queue was empty: write it now, on this goroutine
+	}
+	return nil
+}
+
+// drain writes first, then every frame queued meanwhile, and stops when the queue is empty.
+func (o *outbox) drain(first frame) {
+	f := first
+	for {
+		err := o.write(f)
+		o.mu.Lock()
+		o.bytes -= f.n
+		o.room.Broadcast()
+		if err != nil {
+			o.closeLocked()
+			o.mu.Unlock()
+			o.ws.fail("")
+			return
+		}
+		if o.closed || len(o.queue) == 0 {
+			o.writing = false
+			o.mu.Unlock()
+			return
+		}
+		f = o.queue[0]
+		o.queue[0] = frame{}
+		o.queue = o.queue[1:]
+		if len(o.queue) == 0 {
+			o.queue = nil // let the backing array go
+		}
+		o.mu.Unlock()
+	}
+}
+
+func (o *outbox) write(f frame) error {
+	ws := o.ws
+	ws.mutex.Lock()
+	defer ws.mutex.Unlock()
+	ws.conn.SetWriteDeadline(time.Now().Add(o.wait))
+	w, err := ws.conn.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	for _, p := range f.parts {
+		if len(p) == 0 {
+			continue
+		}
+		if _, err := w.Write(p); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// close drops what is queued and wakes queries waiting for room.
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closeLocked()
+	o.mu.Unlock()
+}
+
+func (o *outbox) closeLocked() {
+	if o.closed {
+		return
+	}
+	o.closed = true
+	for _, f := range o.queue {
+		o.bytes -= f.n
+	}
+	o.queue = nil
+	o.room.Broadcast()
+}
+
+// fail closes the connection, telling the client why in a close frame when reason is set. The
+// read loop then ends and the connection is cleaned up as on any disconnect.
+func (ws *WebSocket) fail(reason string) {
+	if reason != "" {
+		msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason)
+		ws.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	}
+	ws.conn.Close()
+}
