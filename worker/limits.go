@@ -60,17 +60,17 @@ func positiveInt(raw json.RawMessage) int {
 // eventEnvelope is what ["EVENT",] adds to an event's JSON on the wire.
 const eventEnvelope = len(`["EVENT",]`)
 
-// check returns a *tooLarge error naming the first limit evt exceeds, or nil when it is
-// within every limit the relay advertised. The content is counted in bytes, as our relay
-// and eventstore's LMDB count it; NIP-11 says characters, which is never more, so a result
-// that passes here passes there too.
+// check returns a *tooLarge error, whose text is for the customer, naming the first limit
+// evt exceeds (event, content, message), or nil when it is within every limit the relay
+// advertised. The content is counted in bytes, as our relay and eventstore's LMDB count it;
+// NIP-11 says characters, which are never more, so a result that passes here passes there.
 func (s sizeLimits) check(evt *nostr.Event, relay string) error {
 	if !s.known() {
 		return nil
 	}
 	b, err := evt.MarshalJSON()
 	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
+		return nil // not ours to judge: publishing it will fail and say why
 	}
 	if s.event > 0 && len(b) > s.event {
 		return &tooLarge{Relay: relay, What: "result", Size: len(b), Limit: s.event}

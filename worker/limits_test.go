@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/nips/nip90"
 )
 
 func TestParseInfo(t *testing.T) {
@@ -113,5 +115,33 @@ func TestThousands(t *testing.T) {
 		if got := thousands(tc.in); got != tc.want {
 			t.Errorf("thousands(%d) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+func TestCopiedInputs(t *testing.T) {
+	url := nip90.Input{Value: "https://example.com/page.png", Type: nip90.InputURL}
+	event := nip90.Input{Value: strings.Repeat("ab", 32), Type: nip90.InputEvent, Relay: "wss://r", Marker: "source"}
+	inline := nip90.Input{Value: "data:image/png;base64," + strings.Repeat("A", 40_000), Type: nip90.InputURL}
+	tensorDoc := nip90.Input{Value: `{"inputs":[` + strings.Repeat("0,", 3000) + `]}`, Type: nip90.InputText}
+	tests := []struct {
+		name string
+		in   []nip90.Input
+		want int // inputs copied
+	}{
+		{"none", nil, 0},
+		{"a url", []nip90.Input{url}, 1},
+		{"several small", []nip90.Input{url, event, url}, 3},
+		{"an inline image", []nip90.Input{inline}, 0},
+		{"a tensor document", []nip90.Input{tensorDoc}, 0},
+		{"all or none", []nip90.Input{url, inline}, 0},
+		{"at the bound", []nip90.Input{{Value: strings.Repeat("x", maxCopiedInputs-len(nip90.InputText)), Type: nip90.InputText}}, 1},
+		{"one byte over", []nip90.Input{{Value: strings.Repeat("x", maxCopiedInputs+1-len(nip90.InputText)), Type: nip90.InputText}}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := copiedInputs(tc.in); len(got) != tc.want {
+				t.Fatalf("copied %d inputs, want %d", len(got), tc.want)
+			}
+		})
 	}
 }

@@ -592,13 +592,31 @@ func (w *Worker) delivered(ctx context.Context, j *job) bool {
 func (w *Worker) result(j *job, home *link, content string) nip90.JobResult {
 	res := nip90.JobResult{
 		Kind: nip90.ResultKind(j.event.Kind), CreatedAt: nostr.Now(), Request: j.event.String(),
-		JobID: j.event.ID, Customer: j.event.PubKey, Inputs: j.req.Inputs, Content: content,
+		JobID: j.event.ID, Customer: j.event.PubKey, Inputs: copiedInputs(j.req.Inputs), Content: content,
 		Extra: nostr.Tags{{"provider", w.rt.Provider()}},
 	}
 	if home != nil {
 		res.JobRelay = home.url
 	}
 	return res
+}
+
+// maxCopiedInputs bounds the "i" tags a result repeats from its request, in bytes of values.
+const maxCopiedInputs = 4096
+
+// copiedInputs returns the inputs a result repeats: all of them when they are small (URLs,
+// event ids), none otherwise. NIP-90 makes every tag optional, and the "request" tag carries
+// the whole request, inputs included, verbatim: a second copy of an inline input (a data:
+// URL, a tensor document) would only double the result's size against relay limits.
+func copiedInputs(ins []nip90.Input) []nip90.Input {
+	n := 0
+	for _, in := range ins {
+		n += len(in.Value) + len(in.Type) + len(in.Relay) + len(in.Marker)
+	}
+	if n > maxCopiedInputs {
+		return nil
+	}
+	return ins
 }
 
 // delivery is where a result went.
