@@ -2,9 +2,9 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -21,7 +21,7 @@ import (
 
 // link is the worker's connection to one relay: it reconnects with back-off, re-subscribes
 // from the newest request it has seen (the seen set drops what arrives twice), and learns from
-// NIP-11 whether the relay coordinates leases.
+// NIP-11 whether the relay coordinates leases and how large an event it takes.
 type link struct {
 	w   *Worker
 	url string
@@ -32,7 +32,7 @@ type link struct {
 	mu     sync.Mutex
 	conn   *relayconn.Conn
 	ready  chan struct{} // closed while conn is set
-	lease  bool          // the relay advertises job_leases (kept across reconnects)
+	info   relayInfo     // from NIP-11 at the last connect (kept across reconnects)
 	newest nostr.Timestamp
 }
 
@@ -43,7 +43,14 @@ func newLink(w *Worker, url string) *link {
 func (l *link) leases() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.lease
+	return l.info.leases
+}
+
+// limits are the event sizes the relay advertised; zero values are unknown.
+func (l *link) limits() sizeLimits {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.info.limits
 }
 
 // run keeps the link up until ctx ends.
@@ -80,10 +87,10 @@ func (l *link) session(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	leases := probeLeases(ctx, l.url)
+	info := probeInfo(ctx, l.url)
 
 	l.mu.Lock()
-	l.conn, l.lease = conn, leases
+	l.conn, l.info = conn, info
 	close(l.ready)
 	since := l.newest - 120 // a little overlap: the seen set drops repeats
 	if l.newest == 0 {
@@ -95,7 +102,8 @@ func (l *link) session(ctx context.Context) error {
 		l.conn, l.ready = nil, make(chan struct{})
 		l.mu.Unlock()
 	}()
-	l.log.Info().Bool("leases", leases).Msg("relay connected")
+	l.log.Info().Bool("leases", info.leases).Int("max_event_bytes", info.limits.event).
+		Int("max_content_length", info.limits.content).Int("max_message_length", info.limits.message).Msg("relay connected")
 
 	l.publishAsync(ctx, l.w.announcement)
 	sub, err := conn.Subscribe(ctx,
@@ -185,28 +193,28 @@ func (l *link) query(ctx context.Context, f nostr.Filter) ([]*nostr.Event, error
 	return conn.Query(qctx, f)
 }
 
-// probeLeases reads the relay's NIP-11 document and reports whether it advertises
-// job_leases. Any failure means no: plain NIP-90 works everywhere.
-func probeLeases(ctx context.Context, wsURL string) bool {
+// probeInfo reads the relay's NIP-11 document. Any failure means nothing is known: no leases
+// (plain NIP-90 works everywhere) and no size limits (a result too large for the relay is
+// then found out from its OK).
+func probeInfo(ctx context.Context, wsURL string) relayInfo {
 	httpURL := "http" + strings.TrimPrefix(wsURL, "ws")
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL, nil)
 	if err != nil {
-		return false
+		return relayInfo{}
 	}
 	req.Header.Set("Accept", "application/nostr+json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return false
+		return relayInfo{}
 	}
 	defer resp.Body.Close()
-	var doc map[string]json.RawMessage
-	if json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<16)).Decode(&doc) != nil {
-		return false
+	doc, err := io.ReadAll(http.MaxBytesReader(nil, resp.Body, 1<<16))
+	if err != nil {
+		return relayInfo{}
 	}
-	var info lease.Info
-	return json.Unmarshal(doc[lease.InfoKey], &info) == nil && info.Version >= 1 && info.MaxSeconds > 0
+	return parseInfo(doc)
 }
 
 func leaseTag(d time.Duration) nostr.Tag { return lease.Tag(d) }

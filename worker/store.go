@@ -17,13 +17,14 @@ import (
 // Job states in the worker's store. Each is written before the side effect that follows it,
 // so a restart knows what was promised: a paid job is finished, never charged twice.
 const (
-	StateQuoted    = "quoted"    // invoice sent, waiting for payment
-	StatePaid      = "paid"      // invoice settled, not yet delivered
-	StateRunning   = "running"   // leased and running (a restart runs it again: it was paid)
-	StateDelivered = "delivered" // result published
-	StateUnpaid    = "unpaid"    // post-pay: result delivered with an invoice not yet settled
-	StateSettled   = "settled"   // post-pay: invoice settled after delivery
-	StateFailed    = "failed"    // refused or failed before payment
+	StateQuoted        = "quoted"        // invoice sent, waiting for payment
+	StatePaid          = "paid"          // invoice settled, not yet delivered
+	StateRunning       = "running"       // leased and running (a restart runs it again: it was paid)
+	StateDelivered     = "delivered"     // result published
+	StateUnpaid        = "unpaid"        // post-pay: result delivered with an invoice not yet settled
+	StateSettled       = "settled"       // post-pay: invoice settled after delivery
+	StateFailed        = "failed"        // refused or failed before payment
+	StateUndeliverable = "undeliverable" // run, but no relay took the result: not resumed, not owed, not refunded
 )
 
 // jobStore is the worker's embedded store: job id → state, invoice, request.
@@ -88,6 +89,23 @@ func (s *jobStore) advance(ctx context.Context, id, from, to string) (bool, erro
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
+}
+
+// markUndeliverable records that a job's result reached no relay: a paid job (running) or a
+// post-paid one (unpaid: its invoice rode on that result) becomes undeliverable, so a restart
+// does not run it again and the customer does not owe for it. It returns the row as it was
+// before, or errNoJob for a free job, which is never stored.
+func (s *jobStore) markUndeliverable(ctx context.Context, id string) (storedJob, error) {
+	st, err := s.get(ctx, id)
+	if err != nil {
+		return st, err
+	}
+	if st.State == StateRunning || st.State == StateUnpaid {
+		if _, err := s.advance(ctx, id, st.State, StateUndeliverable); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 func (s *jobStore) get(ctx context.Context, id string) (storedJob, error) {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/rs/zerolog"
@@ -405,8 +406,14 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 		return
 	}
 	stopRenew()
-	var amount *nip90.Amount
+	res := w.result(j, home, content)
 	if postPrice != nil {
+		// an invoice rides on the result: check first that some relay can take it, so a result
+		// that cannot be delivered leaves no debt behind
+		if missed := w.fitsNowhere(j, home, res); missed != nil {
+			w.undeliverable(ctx, j, log, missed)
+			return
+		}
 		tx, err := w.wallet.MakeInvoice(ctx, nip47.MakeInvoiceParams{
 			Amount: *postPrice, Description: invoice.Description(j.event.ID), Expiry: int64(w.cfg.InvoiceExpiry / time.Second),
 		})
@@ -419,14 +426,24 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 			w.fail(ctx, j, log, err)
 			return
 		}
-		amount = &nip90.Amount{Msat: *postPrice, Bolt11: tx.Invoice}
+		res.Amount = &nip90.Amount{Msat: *postPrice, Bolt11: tx.Invoice}
 	}
-	if err := w.deliver(ctx, j, home, content, amount); err != nil {
-		log.Warn().Err(err).Msg("result not delivered")
+	d, err := w.deliver(ctx, j, home, res)
+	if err != nil {
+		w.fail(ctx, j, log, err)
 		return
 	}
-	w.store.advance(ctx, j.event.ID, StateRunning, StateDelivered)
-	log.Info().Dur("prepare", t1.Sub(t0)).Dur("run", since(t1)).Msg("job done")
+	if len(d.accepted) == 0 {
+		w.undeliverable(ctx, j, log, d.missed)
+		return
+	}
+	if _, err := w.store.advance(ctx, j.event.ID, StateRunning, StateDelivered); err != nil {
+		log.Error().Err(err).Msg("record delivery")
+	}
+	if len(d.missed) > 0 {
+		w.partlyDelivered(ctx, j, log, d)
+	}
+	log.Info().Dur("prepare", t1.Sub(t0)).Dur("run", since(t1)).Strs("delivered", urls(d.accepted)).Msg("job done")
 }
 
 // fail answers error feedback: a rejection's reason, or "internal error" for the rest (logged).
@@ -571,49 +588,177 @@ func (w *Worker) delivered(ctx context.Context, j *job) bool {
 	return false
 }
 
-// deliver publishes the result: to the home relay first (it ends the lease), then the others.
-func (w *Worker) deliver(ctx context.Context, j *job, home *link, content string, amount *nip90.Amount) error {
-	// a finished job is delivered even while shutting down, within a bound
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
+// result builds the unsigned result event for content.
+func (w *Worker) result(j *job, home *link, content string) nip90.JobResult {
 	res := nip90.JobResult{
 		Kind: nip90.ResultKind(j.event.Kind), CreatedAt: nostr.Now(), Request: j.event.String(),
-		JobID: j.event.ID, Customer: j.event.PubKey, Inputs: j.req.Inputs, Content: content, Amount: amount,
+		JobID: j.event.ID, Customer: j.event.PubKey, Inputs: copiedInputs(j.req.Inputs), Content: content,
 		Extra: nostr.Tags{{"provider", w.rt.Provider()}},
 	}
 	if home != nil {
 		res.JobRelay = home.url
 	}
+	return res
+}
+
+// maxCopiedInputs bounds the "i" tags a result repeats from its request, in bytes of values.
+const maxCopiedInputs = 4096
+
+// copiedInputs returns the inputs a result repeats: all of them when they are small (URLs,
+// event ids), none otherwise. NIP-90 makes every tag optional, and the "request" tag carries
+// the whole request, inputs included, verbatim: a second copy of an inline input (a data:
+// URL, a tensor document) would only double the result's size against relay limits.
+func copiedInputs(ins []nip90.Input) []nip90.Input {
+	n := 0
+	for _, in := range ins {
+		n += len(in.Value) + len(in.Type) + len(in.Relay) + len(in.Marker)
+	}
+	if n > maxCopiedInputs {
+		return nil
+	}
+	return ins
+}
+
+// delivery is where a result went.
+type delivery struct {
+	accepted []*link // relays that stored it
+	missed   []miss  // relays that did not, each with why
+}
+
+// miss is a relay that did not store a result.
+type miss struct {
+	relay  *link
+	reason string // for the customer: the advertised limit, the relay's own refusal, or no answer
+}
+
+// resultRelays are the relays a result goes to: the home relay first (it ends the lease),
+// then the others.
+func (w *Worker) resultRelays(j *job, home *link) []*link {
+	out := w.targets(j)
+	if home != nil {
+		out = slices.DeleteFunc(out, func(l *link) bool { return l == home })
+		out = slices.Insert(out, 0, home)
+	}
+	return out
+}
+
+// deliver signs the result and publishes it to every relay the job's events go to, home
+// first. A relay whose NIP-11 limits the result exceeds is not sent it: it would refuse it,
+// or drop the connection over a message larger than it reads. Each relay that stores the
+// result counts, whatever the others did; the error is only for a result it cannot sign.
+func (w *Worker) deliver(ctx context.Context, j *job, home *link, res nip90.JobResult) (delivery, error) {
+	// a finished job is delivered even while shutting down, within a bound
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	evt := res.Event()
 	if err := w.key.Sign(&evt); err != nil {
-		return err
+		return delivery{}, fmt.Errorf("sign result: %w", err)
 	}
-	if home != nil {
-		ok, err := home.publish(ctx, evt)
-		if err != nil {
-			return fmt.Errorf("publish result to %s: %w", home.url, err)
-		}
-		if !ok.Accepted {
-			return fmt.Errorf("result refused by %s: %s", home.url, ok.Reason)
-		}
-	}
-	var errs []error
-	delivered := home != nil
-	for _, l := range w.targets(j) {
-		if l == home {
+	var d delivery
+	for _, l := range w.resultRelays(j, home) {
+		if err := l.limits().check(&evt, l.url); err != nil {
+			d.missed = append(d.missed, miss{l, err.Error()})
 			continue
 		}
 		ok, err := l.publish(ctx, evt)
-		if err != nil || !ok.Accepted {
-			errs = append(errs, fmt.Errorf("%s: %v %s", l.url, err, ok.Reason))
-			continue
+		switch {
+		case err != nil:
+			w.log.Warn().Err(err).Str("job", j.event.ID).Str("relay", l.url).Msg("result not confirmed")
+			d.missed = append(d.missed, miss{l, fmt.Sprintf("relay %s did not confirm the result", l.url)})
+		case !ok.Accepted:
+			d.missed = append(d.missed, miss{l, fmt.Sprintf("relay %s refused the result: %s", l.url, clip(ok.Reason, 200))})
+		default:
+			d.accepted = append(d.accepted, l)
 		}
-		delivered = true
 	}
-	if !delivered {
-		return errors.Join(errs...)
+	return d, nil
+}
+
+// fitsNowhere reports, before an invoice is made for it, a result that exceeds the advertised
+// limits of every relay it would go to: why for each, or nil when it fits one (or a relay
+// advertises nothing, so only publishing will tell).
+func (w *Worker) fitsNowhere(j *job, home *link, res nip90.JobResult) []miss {
+	evt := res.Event()
+	if err := w.key.Sign(&evt); err != nil {
+		return nil // deliver will say so
 	}
-	return nil
+	var missed []miss
+	for _, l := range w.resultRelays(j, home) {
+		err := l.limits().check(&evt, l.url)
+		if err == nil {
+			return nil
+		}
+		missed = append(missed, miss{l, err.Error()})
+	}
+	return missed
+}
+
+// undeliverable ends a job whose result no relay stored: error feedback on every relay that
+// carries the job, saying why (from the lease holder it also releases the lease on a relay
+// that coordinates leases, so the job does not sit leased until it lapses), and the store
+// marks it so a restart does not run it again and nobody owes for it.
+func (w *Worker) undeliverable(ctx context.Context, j *job, log zerolog.Logger, missed []miss) {
+	reasons := make([]string, len(missed))
+	for i, m := range missed {
+		reasons[i] = m.reason
+	}
+	info := strings.Join(reasons, "; ")
+	if len(missed) == 0 {
+		info = "the result went to no relay: the job names none this worker serves"
+	}
+	// the job is over even when ctx has ended: record it and tell the customer, within a bound
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	st, err := w.store.markUndeliverable(fctx, j.event.ID)
+	switch {
+	case errors.Is(err, errNoJob): // free: nothing stored, nothing paid
+	case err != nil:
+		log.Error().Err(err).Msg("record undeliverable job")
+	default:
+		info += paymentNote(st)
+	}
+	log.Warn().Strs("reasons", reasons).Int64("msat", st.AmountMsat).Msg("result not delivered")
+	w.feedback(fctx, j, nip90.StatusError, info)
+}
+
+// paymentNote is what error feedback for an undelivered result says about money, from the
+// job's stored state before it was marked undeliverable.
+func paymentNote(st storedJob) string {
+	switch {
+	case st.State == StateRunning && st.AmountMsat > 0:
+		// the customer paid before it ran: say so plainly, and promise nothing the worker does not do
+		return fmt.Sprintf("; you paid %s msat for this job and did not get its result; this worker does not refund automatically", thousands(st.AmountMsat))
+	case st.State == StateUnpaid:
+		return "; its invoice was never delivered and nothing is owed"
+	}
+	return ""
+}
+
+// partlyDelivered tells each relay that did not store the result why, and where the result
+// is: a customer reading only that relay would otherwise wait for nothing. On the home relay
+// this error feedback also releases the lease.
+func (w *Worker) partlyDelivered(ctx context.Context, j *job, log zerolog.Logger, d delivery) {
+	where := strings.Join(urls(d.accepted), ", ")
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for _, m := range d.missed {
+		log.Warn().Str("relay", m.relay.url).Str("reason", m.reason).Msg("result not stored on one relay")
+		fb := nip90.JobFeedback{CreatedAt: nostr.Now(), JobID: j.event.ID, Customer: j.event.PubKey, Status: nip90.StatusError,
+			Info: m.reason + "; the result is on " + where}
+		w.publishFeedback(fctx, j, fb, m.relay)
+	}
+}
+
+// clip shortens a relay's text to n bytes: it goes into our feedback, and a relay's reason
+// may be long.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // targets are the relays a job's events go to: where it was seen, and the connected relays
@@ -650,13 +795,17 @@ func (w *Worker) feedback(ctx context.Context, j *job, status nip90.Status, info
 	w.publishFeedback(ctx, j, nip90.JobFeedback{CreatedAt: nostr.Now(), JobID: j.event.ID, Customer: j.event.PubKey, Status: status, Info: info})
 }
 
-// publishFeedback signs fb and publishes it to every relay carrying the job, without waiting.
-func (w *Worker) publishFeedback(ctx context.Context, j *job, fb nip90.JobFeedback) {
+// publishFeedback signs fb and publishes it, without waiting, to the relays given, or to
+// every relay carrying the job when none are.
+func (w *Worker) publishFeedback(ctx context.Context, j *job, fb nip90.JobFeedback, to ...*link) {
 	evt := fb.Event()
 	if err := w.key.Sign(&evt); err != nil {
 		return
 	}
-	for _, l := range w.targets(j) {
+	if len(to) == 0 {
+		to = w.targets(j)
+	}
+	for _, l := range to {
 		l.publishAsync(ctx, evt)
 	}
 }

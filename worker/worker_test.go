@@ -219,6 +219,14 @@ func TestTensorJobMatchesReference(t *testing.T) {
 		if res == nil {
 			t.Fatalf("model %s: job failed: %s", name, errInfo)
 		}
+		// the inline tensor document is in the request tag once, not copied again as an "i" tag
+		r, err := nip90.ParseJobResult(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req, err := r.RequestEvent(); err != nil || req.ID != job.ID || len(r.Inputs) != 0 {
+			t.Fatalf("result carries request %v (%v) and %d input copies; want the request only", req, err, len(r.Inputs))
+		}
 		var out tensor.Outputs
 		if err := json.Unmarshal([]byte(res.Content), &out); err != nil {
 			t.Fatal(err)
