@@ -127,6 +127,9 @@ func encodeEvent(evt *nostr.Event, k parsed) []byte {
 // memory that goes away with its transaction) and never panics: counts are checked against
 // the bytes left before anything is allocated for them. It accepts only canonical input (the
 // shortest varints, no trailing bytes), so encodeEvent(decodeEvent(b)) == b.
+//
+// Queries decode every event they return, so allocations count: the three hex fields are
+// slices of one string, and content and tag items are slices of one copy of the rest of b.
 func decodeEvent(b []byte) (*nostr.Event, error) {
 	if len(b) < fixedLen {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than the fixed header", errCorrupt, len(b))
@@ -134,25 +137,24 @@ func decodeEvent(b []byte) (*nostr.Event, error) {
 	if b[0] != formatVersion {
 		return nil, fmt.Errorf("%w: unknown format version %d", errCorrupt, b[0])
 	}
-	evt := &nostr.Event{
-		ID:     hex.EncodeToString(b[1:33]),
-		PubKey: hex.EncodeToString(b[33:65]),
-		Sig:    hex.EncodeToString(b[65:129]),
-	}
-	r := reader{b: b, off: fixedLen}
+	var hexed [2 * (fixedLen - 1)]byte
+	hex.Encode(hexed[:], b[1:fixedLen])
+	h := string(hexed[:])
+	evt := &nostr.Event{ID: h[:64], PubKey: h[64:128], Sig: h[128:]}
+
+	r := reader{b: b, off: fixedLen, rest: string(b[fixedLen:])}
 	evt.CreatedAt = nostr.Timestamp(r.varint())
 	kind := r.uvarint()
 	if kind > math.MaxUint32 {
 		r.fail("kind out of range")
 	}
 	evt.Kind = int(kind)
-	evt.Content = string(r.bytes(r.uvarint()))
-	ntags := r.count()
-	evt.Tags = make(nostr.Tags, ntags)
+	evt.Content = r.str(r.uvarint())
+	evt.Tags = make(nostr.Tags, r.count())
 	for i := range evt.Tags {
 		tag := make(nostr.Tag, r.count())
 		for j := range tag {
-			tag[j] = string(r.bytes(r.uvarint()))
+			tag[j] = r.str(r.uvarint())
 		}
 		evt.Tags[i] = tag
 	}
@@ -167,9 +169,10 @@ func decodeEvent(b []byte) (*nostr.Event, error) {
 
 // reader walks an encoded event; after the first error every read returns zero values.
 type reader struct {
-	b   []byte
-	off int
-	err error
+	b    []byte
+	off  int
+	err  error
+	rest string // b[fixedLen:], copied once: strings read are slices of it
 }
 
 func (r *reader) fail(why string) {
@@ -216,17 +219,18 @@ func (r *reader) count() int {
 	return int(n)
 }
 
-func (r *reader) bytes(n uint64) []byte {
+// str reads n bytes as a string (a slice of rest).
+func (r *reader) str(n uint64) string {
 	if r.err != nil {
-		return nil
+		return ""
 	}
 	if n > uint64(len(r.b)-r.off) {
 		r.fail("length larger than the bytes left")
-		return nil
+		return ""
 	}
-	s := r.b[r.off : r.off+int(n)]
+	at := r.off - fixedLen
 	r.off += int(n)
-	return s
+	return r.rest[at : at+int(n)]
 }
 
 func uvarintLen(v uint64) int {
