@@ -27,10 +27,12 @@
 //     nip44_v2 and 23196 otherwise, so each notification arrives once; Service.Notify publishes
 //     both kinds (one per encryption it accepts), as the spec asks for older clients.
 //   - The Service drops, without answering: events that fail their id or signature check,
-//     requests whose "expiration" is past or unreadable, requests it cannot decrypt, and a
-//     second copy of a request that is still being handled (the same event arriving from two
-//     relays). A repeat of a request already answered is answered OTHER "duplicate request":
-//     we keep no responses to send again. With Service.Seen nil, request ids are remembered
+//     requests whose "expiration" is past or unreadable, requests it cannot decrypt, and third
+//     and later copies of a request that is still being handled. A repeat of a request already
+//     answered is answered OTHER "duplicate request" (we keep no responses to send again), and
+//     so is a second copy that arrives while the first is handled (the same event from two
+//     relays, or sent again), once the first is answered: every request gets one answer, and
+//     the real one goes out first. With Service.Seen nil, request ids are remembered
 //     in memory for 10 minutes and requests created longer ago than that are dropped, so a
 //     replayed request cannot slip past a forgotten id.
 //   - With MaxHandling requests in Handle, the Service answers more RATE_LIMITED; with four

@@ -158,7 +158,7 @@ func (s *Service) Serve(ctx context.Context) error {
 		pk:       info.PubKey,
 		pending:  make(chan struct{}, maxPending),
 		handling: make(chan struct{}, MaxHandling),
-		inFlight: map[string]bool{},
+		inFlight: map[string]*nostr.Event{},
 	}
 	if s.Seen == nil {
 		sv.mem = &memorySeen{ids: map[string]nostr.Timestamp{}}
@@ -207,15 +207,17 @@ func (s *Service) Serve(ctx context.Context) error {
 		select {
 		case sv.pending <- struct{}{}:
 		default:
-			sv.finish(evt.ID)
+			sv.finish(evt.ID) // a copy that came meanwhile is dropped with it
 			s.report(fmt.Errorf("nip47: request %s from %s dropped: %d requests pending", evt.ID, evt.PubKey, maxPending))
 			sv.drop(evt, "overloaded")
 			continue
 		}
 		wg.Go(func() {
 			defer func() { <-sv.pending }()
-			defer sv.finish(evt.ID)
 			sv.serve(ctx, evt)
+			if again := sv.finish(evt.ID); again != nil {
+				sv.serve(ctx, again) // seen already: answered as a duplicate
+			}
 		})
 	}
 }
@@ -229,7 +231,7 @@ type server struct {
 	mem      *memorySeen   // when Seen is nil
 
 	mu       sync.Mutex
-	inFlight map[string]bool // request ids being served
+	inFlight map[string]*nostr.Event // request ids being served, each with a copy that came meanwhile
 }
 
 func (sv *server) drop(evt *nostr.Event, reason string) {
@@ -258,17 +260,28 @@ func (sv *server) screen(evt *nostr.Event) string {
 	}
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
-	if sv.inFlight[evt.ID] {
-		return "in flight" // the same request from another relay: one answer is enough
+	if first, busy := sv.inFlight[evt.ID]; busy {
+		// The same request again while it is served (sent twice, or from another relay): it is
+		// answered once the first is, as a duplicate, so every copy gets one answer and none
+		// races ahead of the real one. One such copy is kept; more add nothing.
+		if first == nil {
+			sv.inFlight[evt.ID] = evt
+			return "in flight: answered after the first"
+		}
+		return "in flight"
 	}
-	sv.inFlight[evt.ID] = true
+	sv.inFlight[evt.ID] = nil
 	return ""
 }
 
-func (sv *server) finish(id string) {
+// finish ends a request's time in flight and returns a copy of it that arrived meanwhile, to
+// be served (as a duplicate) now, or nil.
+func (sv *server) finish(id string) *nostr.Event {
 	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	again := sv.inFlight[id]
 	delete(sv.inFlight, id)
-	sv.mu.Unlock()
+	return again
 }
 
 // serve answers one screened request.

@@ -48,7 +48,7 @@ func TestScreen(t *testing.T) {
 		{name: "id of another event", evt: func() *nostr.Event { e := request(nil); e.ID = strings.Repeat("a", 64); return e }(), want: "bad id or signature"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sv := &server{Service: &Service{now: func() time.Time { return now }, MaxAge: tc.maxAge}, pk: wallet.PubKey(), inFlight: map[string]bool{}}
+			sv := &server{Service: &Service{now: func() time.Time { return now }, MaxAge: tc.maxAge}, pk: wallet.PubKey(), inFlight: map[string]*nostr.Event{}}
 			if !tc.persisted {
 				sv.mem = &memorySeen{ids: map[string]nostr.Timestamp{}}
 			}
@@ -56,12 +56,20 @@ func TestScreen(t *testing.T) {
 				t.Errorf("screen = %q, want %q", got, tc.want)
 			}
 			if tc.want == "" {
-				if got := sv.screen(tc.evt); got != "in flight" {
+				if got := sv.screen(tc.evt); got != "in flight: answered after the first" {
 					t.Errorf("second copy while in flight: %q", got)
 				}
-				sv.finish(tc.evt.ID)
+				if got := sv.screen(tc.evt); got != "in flight" {
+					t.Errorf("third copy while in flight: %q", got)
+				}
+				if again := sv.finish(tc.evt.ID); again != tc.evt {
+					t.Errorf("finish returned %v, want the copy that waited", again)
+				}
 				if got := sv.screen(tc.evt); got != "" {
 					t.Errorf("after finish: %q", got)
+				}
+				if again := sv.finish(tc.evt.ID); again != nil {
+					t.Errorf("finish without a copy returned %v", again)
 				}
 			}
 		})
