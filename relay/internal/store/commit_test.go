@@ -88,7 +88,7 @@ func TestConcurrentSaves(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := s.Count(t.Context(), nostr.Filter{}, 0)
+	n, err := s.Count(t.Context(), nostr.Filter{}, Limits{})
 	if err != nil || n != writers*each {
 		t.Fatalf("count = %d, %v; want %d", n, err, writers*each)
 	}
@@ -129,7 +129,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 			t.Fatalf("round %d: %d copies reported stored, want 1", round, stored)
 		}
 	}
-	if n, _ := s.Count(t.Context(), nostr.Filter{}, 0); n != 10 {
+	if n, _ := s.Count(t.Context(), nostr.Filter{}, Limits{}); n != 10 {
 		t.Fatalf("count = %d, want 10", n)
 	}
 }

@@ -48,7 +48,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	n, err := s.Count(context.Background(), f, 10000)
+	n, err := s.Count(context.Background(), f, store.Limits{Scan: 10000})
 	fmt.Println("count:", n, err)
 	// Output:
 	// fresh: true stored: <nil>

@@ -115,7 +115,7 @@ func TestMigrateFromEventstore(t *testing.T) {
 	if log.Len() != 0 {
 		t.Fatalf("reopening logged %s", log.String())
 	}
-	n, err := s.Count(t.Context(), nostr.Filter{}, 0)
+	n, err := s.Count(t.Context(), nostr.Filter{}, Limits{})
 	if err != nil || n != int64(len(evts)) {
 		t.Fatalf("count after reopen = %d, %v", n, err)
 	}

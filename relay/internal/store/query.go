@@ -23,6 +23,11 @@ const ctxEvery = 256
 type Limits struct {
 	Limit int // most events returned; 0 (or less) for no limit
 	Scan  int // most index entries visited; 0 (or less) for no limit
+	// Gate, when set, is a semaphore each of the query's read transactions holds a slot of
+	// besides the store's own reader slot: the caller's bound on reads at once (the relay keeps
+	// its clients' reads well below LMDB's reader slots this way, so its own reads always find
+	// one).
+	Gate chan struct{}
 }
 
 // Query calls emit with the events matching f, newest first (created_at descending, then
@@ -43,6 +48,7 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter, lim Limits, emit func
 		return nil
 	}
 	sc := s.newScan(f, max(lim.Limit, 0), max(lim.Scan, 0), false)
+	sc.gate = lim.Gate
 	for !sc.done {
 		evts, err := sc.step(ctx)
 		if len(evts) > 0 {
@@ -58,15 +64,17 @@ func (s *Store) Query(ctx context.Context, f nostr.Filter, lim Limits, emit func
 }
 
 // Count returns the number of events matching f (f.Limit and LimitZero are ignored, a Search
-// matches nothing). When that needs more than scan index entries (0 for no limit) it returns
-// ErrScanBudget with the number found so far, which is then a lower bound. It also returns
-// ctx.Err() and ErrClosed. Like Query it works in short read transactions.
-func (s *Store) Count(ctx context.Context, f nostr.Filter, scan int) (int64, error) {
-	sc := s.newScan(f, 0, max(scan, 0), true)
+// matches nothing; lim.Limit is ignored). When that needs more than lim.Scan index entries (0
+// for no limit) it returns ErrScanBudget with the number found so far, which is then a lower
+// bound. It also returns ctx.Err() and ErrClosed. Like Query it works in short read
+// transactions, each holding a slot of lim.Gate when set.
+func (s *Store) Count(ctx context.Context, f nostr.Filter, lim Limits) (int64, error) {
+	sc := s.newScan(f, 0, max(lim.Scan, 0), true)
+	sc.gate = lim.Gate
 	if sc.p.everything() {
 		// LMDB keeps the number of entries of a DBI: no scan needed
 		var n int64
-		err := s.view(ctx, func(txn *lmdb.Txn) error {
+		err := s.gated(ctx, lim.Gate, func(txn *lmdb.Txn) error {
 			st, err := txn.Stat(s.events)
 			if err != nil {
 				return fmt.Errorf("stat events: %w", err)
@@ -92,6 +100,7 @@ type scan struct {
 	limit  int  // 0: none
 	budget int  // 0: none
 	count  bool // count only: no events are kept
+	gate   chan struct{}
 	// below is where the next transaction resumes: every entry at or above it has been
 	// visited. It is exclusive.
 	below   pos
@@ -126,7 +135,7 @@ func (sc *scan) step(ctx context.Context) ([]*nostr.Event, error) {
 		return nil, err
 	}
 	var out []*nostr.Event
-	err := sc.s.view(ctx, func(txn *lmdb.Txn) error {
+	err := sc.s.gated(ctx, sc.gate, func(txn *lmdb.Txn) error {
 		var err error
 		switch {
 		case !sc.p.byIDs:

@@ -18,7 +18,7 @@ func checkQuery(t testing.TB, s *Store, stored []*nostr.Event, f nostr.Filter, l
 	t.Helper()
 	f.Limit = 3 // ignored: Limits decide
 	requireSame(t, queryAll(t, s, f, Limits{Limit: limit}), bruteForce(stored, f, limit), fmt.Sprintf("%v limit %d", f, limit))
-	n, err := s.Count(context.Background(), f, 0)
+	n, err := s.Count(context.Background(), f, Limits{})
 	if want := len(bruteForce(stored, f, 0)); err != nil || n != int64(want) {
 		t.Fatalf("count %v = %d, %v; want %d", f, n, err, want)
 	}
@@ -227,7 +227,7 @@ func TestBlockedQueriesDoNotStarve(t *testing.T) {
 		return err
 	})
 	within(t, ctx, "count", func() error {
-		n, err := s.Count(ctx, nostr.Filter{}, 0)
+		n, err := s.Count(ctx, nostr.Filter{}, Limits{})
 		if err == nil && n != 4 {
 			err = fmt.Errorf("count %d", n)
 		}
@@ -292,7 +292,7 @@ func TestCloseWithBlockedEmit(t *testing.T) {
 	if _, err := s.Get(evt.ID); !errors.Is(err, ErrClosed) {
 		t.Fatalf("get after close: %v", err)
 	}
-	if _, err := s.Count(ctx, nostr.Filter{}, 0); !errors.Is(err, ErrClosed) {
+	if _, err := s.Count(ctx, nostr.Filter{}, Limits{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("count after close: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -331,7 +331,7 @@ func TestCount(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n, err := s.Count(t.Context(), tc.f, tc.scan)
+			n, err := s.Count(t.Context(), tc.f, Limits{Scan: tc.scan})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -402,7 +402,7 @@ func TestReadersWaitForSlot(t *testing.T) {
 	}()
 	canceled, stop := context.WithCancel(ctx)
 	stop()
-	if _, err := s.Count(canceled, nostr.Filter{Kinds: []int{1}}, 0); !errors.Is(err, context.Canceled) {
+	if _, err := s.Count(canceled, nostr.Filter{Kinds: []int{1}}, Limits{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("count with a canceled context: %v", err)
 	}
 	select {
@@ -420,5 +420,43 @@ func TestReadersWaitForSlot(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("still waiting after the slot was freed")
 		}
+	}
+}
+
+// A query's read transactions take a slot of Limits.Gate: with the gate full they wait (until
+// ctx ends), and with a slot free they run; the gate is empty again afterwards.
+func TestQueryGate(t *testing.T) {
+	s := openTest(t, Options{})
+	evt := mkEvent(hexOf("gate author"), 1, 100, "gated")
+	if err := s.Save(evt); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{}, 1)
+	gate <- struct{}{} // someone else holds the only slot
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := s.Query(ctx, nostr.Filter{}, Limits{Gate: gate}, func([]*nostr.Event) error { return nil })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("query with the gate full: %v, want the context's deadline", err)
+	}
+	if _, err := s.Count(ctx, nostr.Filter{Kinds: []int{1}}, Limits{Gate: gate}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("count with the gate full: %v, want the context's deadline", err)
+	}
+	<-gate
+	var got []*nostr.Event
+	if err := s.Query(t.Context(), nostr.Filter{}, Limits{Gate: gate}, func(evs []*nostr.Event) error {
+		if len(gate) != 0 {
+			t.Error("the gate is held while emit runs")
+		}
+		got = append(got, evs...)
+		return nil
+	}); err != nil || len(got) != 1 {
+		t.Fatalf("query with a free slot: %d events, %v", len(got), err)
+	}
+	if n, err := s.Count(t.Context(), nostr.Filter{Kinds: []int{1}}, Limits{Gate: gate}); err != nil || n != 1 {
+		t.Fatalf("count with a free slot: %d, %v", n, err)
+	}
+	if len(gate) != 0 {
+		t.Fatal("a slot of the gate was not given back")
 	}
 }

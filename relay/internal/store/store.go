@@ -281,6 +281,19 @@ func (s *Store) close() error {
 	return nil
 }
 
+// gated is view holding a slot of gate (when not nil) as well: see Limits.Gate.
+func (s *Store) gated(ctx context.Context, gate chan struct{}, fn func(*lmdb.Txn) error) error {
+	if gate != nil {
+		select {
+		case gate <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-gate }()
+	}
+	return s.view(ctx, fn)
+}
+
 // view runs fn in a read transaction, once a reader slot is free (or ctx is done). Values fn
 // reads are LMDB memory (RawRead): fn must copy what it keeps.
 func (s *Store) view(ctx context.Context, fn func(*lmdb.Txn) error) error {

@@ -59,7 +59,7 @@ func TestBasic(t *testing.T) {
 		t.Helper()
 		slices.SortStableFunc(want, func(a, b *nostr.Event) int { return int(b.CreatedAt - a.CreatedAt) })
 		requireSame(t, queryAll(t, s, f, Limits{}), want, name)
-		n, err := s.Count(t.Context(), f, 0)
+		n, err := s.Count(t.Context(), f, Limits{})
 		if err != nil || n != int64(len(want)) {
 			t.Fatalf("%s: count = %d, %v; want %d", name, n, err, len(want))
 		}
