@@ -131,5 +131,3 @@ require (
 )
 
 replace github.com/fiatjaf/khatru => ./third_party/khatru
-
-replace github.com/fiatjaf/eventstore => ./third_party/eventstore

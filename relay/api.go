@@ -23,8 +23,12 @@ type InfoDocument struct {
 	JobLeases *lease.Info `json:"job_leases,omitempty"`
 	// MaxEventBytes is the serialized-event limit, which NIP-11 has no field for.
 	MaxEventBytes int `json:"max_event_bytes"`
-	// MaxTagValueBytes bounds single-letter tag values (the store indexes them).
-	MaxTagValueBytes int `json:"max_tag_value_bytes"`
+	// MaxFilters is the most filters one REQ may carry (NIP-11 dropped its max_filters).
+	MaxFilters int `json:"max_filters"`
+	// Limits are the per-connection and per-address bounds the relay enforces beyond NIP-11's.
+	Limits Limits `json:"connection_limits"`
+	// RateLimits say how publishing is throttled, by class of publisher (see RateLimits).
+	RateLimits RateLimitInfo `json:"rate_limits"`
 	// JobPoW is the NIP-13 difficulty required of job requests only (kinds 5000-5999).
 	JobPoW int `json:"job_request_min_pow_difficulty,omitempty"`
 	// StrictJobs says NIP-90 events are validated (nips/nip90) before they are stored.
@@ -33,11 +37,37 @@ type InfoDocument struct {
 	Kinds string `json:"accepted_kinds"`
 }
 
+// Limits is the connection_limits object of the NIP-11 document.
+type Limits struct {
+	MaxConnectionsPerIP int  `json:"max_connections_per_ip,omitempty"` // 0: none
+	MaxFilterValues     int  `json:"max_filter_values"`                // ids, authors, kinds and tag values in one REQ or COUNT
+	MaxQueriesPerConn   int  `json:"max_queries_per_connection"`       // stored-event reads in progress; more wait
+	MaxIndexEntries     int  `json:"max_index_entries"`                // visited by one filter (it gets what was found) or COUNT (refused)
+	MaxOutboundBytes    int  `json:"max_outbound_bytes"`               // queued for one connection before it is dropped
+	WriteTimeoutSeconds int  `json:"write_timeout_seconds"`            // for one message to one connection
+	MaxMessagesInFlight int  `json:"max_messages_in_flight"`           // handled at once per connection; more wait
+	RequestsPerSecondIP Rate `json:"requests_per_ip"`                  // REQs and COUNTs
+}
+
+// RateLimitInfo is the rate_limits object of the NIP-11 document: events per second (0 = no
+// limit) for each class of publisher, in the order they are tried.
+type RateLimitInfo struct {
+	TrustedPubkeys []string `json:"trusted_pubkeys"`   // not limited
+	NWC            Rate     `json:"nwc"`               // kinds 23194-23197, per pubkey and per IP
+	Authenticated  Rate     `json:"authenticated"`     // per pubkey, on a connection authenticated as it (NIP-42)
+	PerIP          Rate     `json:"events_per_ip"`     // everyone else, per IP
+	PerPubkey      Rate     `json:"events_per_pubkey"` // and per author
+}
+
 // Info returns the NIP-11 document. Every limitation is one the relay enforces.
 func (r *Relay) Info() InfoDocument {
-	nips := []any{1, 9, 11, 40, 42, 70, 90}
+	nips := []any{1, 9, 11, 40, 42, 45, 70, 90}
 	if r.cfg.JobPoW > 0 {
-		nips = []any{1, 9, 11, 13, 40, 42, 70, 90}
+		nips = []any{1, 9, 11, 13, 40, 42, 45, 70, 90}
+	}
+	rl := r.cfg.RateLimits()
+	if rl.Trusted == nil {
+		rl.Trusted = []string{}
 	}
 	restricted := r.cfg.AuthWrites || len(r.cfg.AllowPubkeys) > 0 || r.cfg.JobPoW > 0
 	return InfoDocument{
@@ -51,8 +81,10 @@ func (r *Relay) Info() InfoDocument {
 			Version:       Version,
 			Limitation: &nip11.RelayLimitationDocument{
 				MaxMessageLength:    int(r.kr.MaxMessageSize),
-				MaxLimit:            r.db.MaxLimit,
-				DefaultLimit:        r.db.MaxLimit / 4,
+				MaxSubscriptions:    r.cfg.MaxSubscriptions,
+				MaxSubidLength:      r.cfg.MaxSubIDLength,
+				MaxLimit:            r.cfg.MaxLimit,
+				DefaultLimit:        r.cfg.DefaultLimit,
 				MaxEventTags:        r.cfg.MaxTags,
 				MaxContentLength:    r.cfg.MaxEventBytes,
 				CreatedAtLowerLimit: int64(r.cfg.MaxPast / time.Second),
@@ -66,11 +98,24 @@ func (r *Relay) Info() InfoDocument {
 			MaxSeconds:  int(r.cfg.MaxLease / time.Second),
 			SkewSeconds: int(r.cfg.LeaseSkew / time.Second),
 		},
-		MaxEventBytes:    r.cfg.MaxEventBytes,
-		MaxTagValueBytes: MaxIndexedTagValue,
-		JobPoW:           r.cfg.JobPoW,
-		StrictJobs:       r.cfg.StrictJobs,
-		Kinds:            r.cfg.Kinds.String(),
+		MaxEventBytes: r.cfg.MaxEventBytes,
+		MaxFilters:    r.cfg.MaxFilters,
+		Limits: Limits{
+			MaxConnectionsPerIP: r.cfg.MaxConnsPerIP,
+			MaxFilterValues:     r.cfg.MaxFilterValues,
+			MaxQueriesPerConn:   r.cfg.MaxQueriesPerConn,
+			MaxIndexEntries:     r.cfg.QueryScan,
+			MaxOutboundBytes:    r.cfg.MaxOutboundBytes,
+			WriteTimeoutSeconds: int(r.cfg.WriteTimeout / time.Second),
+			MaxMessagesInFlight: r.cfg.MaxInFlight,
+			RequestsPerSecondIP: Rate{r.cfg.ReqRate, r.cfg.ReqBurst},
+		},
+		RateLimits: RateLimitInfo{
+			TrustedPubkeys: rl.Trusted, NWC: rl.NWC, Authenticated: rl.Authed, PerIP: rl.IP, PerPubkey: rl.Pubkey,
+		},
+		JobPoW:     r.cfg.JobPoW,
+		StrictJobs: r.cfg.StrictJobs,
+		Kinds:      r.cfg.Kinds.String(),
 	}
 }
 

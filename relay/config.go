@@ -38,6 +38,30 @@ type Config struct {
 	IPBurst     int
 	PubkeyRate  float64 // events per second per author pubkey; 0 turns the limit off
 	PubkeyBurst int
+	AuthRate    float64 // events per second per pubkey publishing on a connection it authenticated as
+	AuthBurst   int
+	NWCRate     float64 // NIP-47 wallet events (kinds 23194-23197) per second, per pubkey and per IP
+	NWCBurst    int
+	ReqRate     float64 // REQs and COUNTs per second per IP
+	ReqBurst    int
+	// TrustedPubkeys publish without rate limits (the operator's Pubkey is always trusted).
+	TrustedPubkeys []string
+	// TrustedProxies are the proxies whose X-Forwarded-For and X-Real-IP headers name the client.
+	TrustedProxies Proxies
+
+	MaxConnsPerIP     int           // open websocket connections per client IP
+	MaxSubscriptions  int           // open subscriptions per connection
+	MaxFilters        int           // filters in one REQ
+	MaxFilterValues   int           // ids, authors, kinds and tag values in one REQ or COUNT
+	MaxSubIDLength    int           // bytes of a subscription id
+	MaxLimit          int           // most stored events one filter returns
+	DefaultLimit      int           // stored events a filter without a limit returns
+	MaxQueriesPerConn int           // stored-event reads (REQ filters, COUNTs) in progress per connection
+	MaxQueries        int           // stored-event reads in one read transaction at once, relay-wide
+	QueryScan         int           // index entries one filter or COUNT may visit
+	MaxOutboundBytes  int           // bytes queued for one connection before it is dropped
+	WriteTimeout      time.Duration // longest a write to one connection may take
+	MaxInFlight       int           // messages of one connection handled at once
 
 	AuthWrites   bool     // writes need NIP-42 authentication
 	AllowPubkeys []string // when set, only these authenticated pubkeys may write (implies AuthWrites)
@@ -76,10 +100,30 @@ func DefaultConfig() Config {
 		IPBurst:       200,
 		PubkeyRate:    10,
 		PubkeyBurst:   100,
-		StrictJobs:    true,
-		MaxLease:      10 * time.Minute,
-		LeaseSkew:     time.Minute,
-		LogLevel:      logging.Level{Level: zerolog.InfoLevel},
+		AuthRate:      50,
+		AuthBurst:     500,
+		NWCRate:       100,
+		NWCBurst:      1000,
+		ReqRate:       50,
+		ReqBurst:      500,
+
+		MaxConnsPerIP:     64,
+		MaxSubscriptions:  32,
+		MaxFilters:        10,
+		MaxFilterValues:   1000,
+		MaxSubIDLength:    64,
+		MaxLimit:          1500,
+		DefaultLimit:      375,
+		MaxQueriesPerConn: 4,
+		MaxQueries:        32,
+		QueryScan:         100_000,
+		MaxOutboundBytes:  4 << 20,
+		WriteTimeout:      10 * time.Second,
+		MaxInFlight:       16,
+		StrictJobs:        true,
+		MaxLease:          10 * time.Minute,
+		LeaseSkew:         time.Minute,
+		LogLevel:          logging.Level{Level: zerolog.InfoLevel},
 	}
 }
 
@@ -101,6 +145,31 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.IPBurst, "ip-burst", c.IPBurst, "burst of events per IP address")
 	fs.Float64Var(&c.PubkeyRate, "pubkey-rate", c.PubkeyRate, "events per second per author (0: no limit)")
 	fs.IntVar(&c.PubkeyBurst, "pubkey-burst", c.PubkeyBurst, "burst of events per author")
+	fs.Float64Var(&c.AuthRate, "auth-rate", c.AuthRate, "events per second per pubkey on a connection authenticated (NIP-42) as that pubkey, instead of the IP and pubkey limits (0: those apply)")
+	fs.IntVar(&c.AuthBurst, "auth-burst", c.AuthBurst, "burst of events per authenticated pubkey")
+	fs.Float64Var(&c.NWCRate, "nwc-rate", c.NWCRate, "NIP-47 wallet events (kinds 23194-23197) per second, per pubkey and per IP (0: no limit)")
+	fs.IntVar(&c.NWCBurst, "nwc-burst", c.NWCBurst, "burst of NIP-47 wallet events")
+	fs.Float64Var(&c.ReqRate, "req-rate", c.ReqRate, "REQs and COUNTs per second per IP address (0: no limit)")
+	fs.IntVar(&c.ReqBurst, "req-burst", c.ReqBurst, "burst of REQs and COUNTs per IP address")
+	fs.Func("trusted-pubkeys", "comma-separated hex pubkeys that publish without rate limits (the operator's --pubkey always does)", func(s string) error {
+		keys, err := parsePubkeys(s)
+		c.TrustedPubkeys = keys
+		return err
+	})
+	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated CIDR prefixes of reverse proxies whose X-Forwarded-For/X-Real-IP name the client (default none: the peer address counts)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "open websocket connections per client IP (0: no limit)")
+	fs.IntVar(&c.MaxSubscriptions, "max-subscriptions", c.MaxSubscriptions, "open subscriptions per connection")
+	fs.IntVar(&c.MaxFilters, "max-filters", c.MaxFilters, "filters in one REQ")
+	fs.IntVar(&c.MaxFilterValues, "max-filter-values", c.MaxFilterValues, "ids, authors, kinds and tag values in one REQ or COUNT")
+	fs.IntVar(&c.MaxSubIDLength, "max-subid-length", c.MaxSubIDLength, "bytes of a subscription id")
+	fs.IntVar(&c.MaxLimit, "max-limit", c.MaxLimit, "most stored events one filter returns")
+	fs.IntVar(&c.DefaultLimit, "default-limit", c.DefaultLimit, "stored events a filter without a limit returns")
+	fs.IntVar(&c.MaxQueriesPerConn, "max-queries-per-conn", c.MaxQueriesPerConn, "stored-event reads (REQ filters, COUNTs) in progress per connection; more wait")
+	fs.IntVar(&c.MaxQueries, "max-queries", c.MaxQueries, "stored-event reads in a read transaction at once, relay-wide; more wait")
+	fs.IntVar(&c.QueryScan, "query-scan", c.QueryScan, "index entries one filter or COUNT may visit (a filter gets what was found; a COUNT is refused)")
+	fs.IntVar(&c.MaxOutboundBytes, "max-outbound-bytes", c.MaxOutboundBytes, "bytes queued for one connection; a connection that falls further behind is dropped")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest a write to one connection may take before it is dropped")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "messages of one connection handled at once; its further messages wait")
 	fs.BoolVar(&c.AuthWrites, "auth-writes", c.AuthWrites, "require NIP-42 authentication to publish")
 	fs.Func("allow-pubkeys", "comma-separated hex pubkeys allowed to publish (implies --auth-writes)", func(s string) error {
 		keys, err := parsePubkeys(s)
@@ -130,10 +199,27 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("relay config: --max-lease %s is below 1s", c.MaxLease)
 	case c.LeaseSkew < 0:
 		return fmt.Errorf("relay config: --lease-skew is negative")
-	case c.IPRate < 0 || c.PubkeyRate < 0:
+	case c.IPRate < 0 || c.PubkeyRate < 0 || c.AuthRate < 0 || c.NWCRate < 0 || c.ReqRate < 0:
 		return fmt.Errorf("relay config: rates must not be negative")
-	case c.IPRate > 0 && c.IPBurst < 1, c.PubkeyRate > 0 && c.PubkeyBurst < 1:
+	case c.IPRate > 0 && c.IPBurst < 1, c.PubkeyRate > 0 && c.PubkeyBurst < 1, c.AuthRate > 0 && c.AuthBurst < 1,
+		c.NWCRate > 0 && c.NWCBurst < 1, c.ReqRate > 0 && c.ReqBurst < 1:
 		return fmt.Errorf("relay config: a rate limit needs a burst of at least 1")
+	case c.MaxConnsPerIP < 0:
+		return fmt.Errorf("relay config: --max-conns-per-ip must not be negative")
+	case c.MaxSubscriptions < 1 || c.MaxFilters < 1 || c.MaxFilterValues < 1 || c.MaxSubIDLength < 1:
+		return fmt.Errorf("relay config: --max-subscriptions, --max-filters, --max-filter-values and --max-subid-length must be positive")
+	case c.MaxLimit < 1 || c.DefaultLimit < 1 || c.DefaultLimit > c.MaxLimit:
+		return fmt.Errorf("relay config: need 1 <= --default-limit <= --max-limit")
+	case c.MaxQueriesPerConn < 1 || c.MaxQueries < 1 || c.MaxQueries > maxReaders/2:
+		return fmt.Errorf("relay config: --max-queries-per-conn must be positive and --max-queries within 1..%d (half of the store's reader slots)", maxReaders/2)
+	case c.QueryScan < 1:
+		return fmt.Errorf("relay config: --query-scan must be positive")
+	case c.MaxOutboundBytes < 2*c.MaxEventBytes+1024:
+		return fmt.Errorf("relay config: --max-outbound-bytes %d must hold two of the largest events (%d)", c.MaxOutboundBytes, 2*c.MaxEventBytes+1024)
+	case c.WriteTimeout < time.Second:
+		return fmt.Errorf("relay config: --write-timeout %s is below 1s", c.WriteTimeout)
+	case c.MaxInFlight < 1:
+		return fmt.Errorf("relay config: --max-in-flight must be positive")
 	case c.JobPoW < 0 || c.JobPoW > 256:
 		return fmt.Errorf("relay config: --job-pow must be within 0..256")
 	case len(c.Kinds) == 0:
@@ -243,3 +329,23 @@ func isHex32(s string) bool {
 
 // Level is the configured log level.
 func (c *Config) Level() zerolog.Level { return c.LogLevel.Level }
+
+// maxReaders is the number of LMDB reader slots the store opens with; --max-queries stays
+// well below it, so the relay's own reads (the job table, duplicate checks) always find one.
+const maxReaders = 256
+
+// RateLimits are the publishing limits this config sets (see RateLimits). The operator's
+// --pubkey is always trusted.
+func (c *Config) RateLimits() RateLimits {
+	l := RateLimits{
+		IP:      Rate{c.IPRate, c.IPBurst},
+		Pubkey:  Rate{c.PubkeyRate, c.PubkeyBurst},
+		Authed:  Rate{c.AuthRate, c.AuthBurst},
+		NWC:     Rate{c.NWCRate, c.NWCBurst},
+		Trusted: slices.Clone(c.TrustedPubkeys),
+	}
+	if c.Pubkey != "" && !slices.Contains(l.Trusted, c.Pubkey) {
+		l.Trusted = append(l.Trusted, c.Pubkey)
+	}
+	return l
+}

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fiatjaf/eventstore/lmdb"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/rs/zerolog"
+
+	"github.com/sparecycles/sparecycles/relay/internal/store"
 )
 
 // With group commit, a job event whose commit fails after it was queued (and broadcast)
@@ -28,7 +29,9 @@ func TestGroupCommitFailedSaveUndoesReservation(t *testing.T) {
 		t.Fatal(err)
 	}
 	diskFull := errors.New("mdb_txn_commit: MDB_MAP_FULL")
-	r.enqueue = func(*nostr.Event) (func() error, error) { return func() error { return diskFull }, nil }
+	r.enqueue = func(*nostr.Event) (pending, error) {
+		return pending{fresh: true, wait: func() error { return diskFull }}, nil
+	}
 	c := claim(t, worker, req, time.Now(), time.Minute)
 	if err := r.storeEvent(context.Background(), &c); !errors.Is(err, diskFull) {
 		t.Fatalf("claim whose commit fails: %v, want %v", err, diskFull)
@@ -44,9 +47,9 @@ func TestGroupCommitFailedSaveUndoesReservation(t *testing.T) {
 		t.Fatal("failed request left a job")
 	}
 
-	r.enqueue = func(*nostr.Event) (func() error, error) { return nil, lmdb.ErrClosed }
-	if err := r.storeEvent(context.Background(), &c); !errors.Is(err, lmdb.ErrClosed) {
-		t.Fatalf("claim refused by the store: %v, want %v", err, lmdb.ErrClosed)
+	r.enqueue = func(*nostr.Event) (pending, error) { return pending{}, store.ErrClosed }
+	if err := r.storeEvent(context.Background(), &c); !errors.Is(err, errShuttingDown) {
+		t.Fatalf("claim refused by the store: %v, want %v", err, errShuttingDown)
 	}
 	if job, _ := r.jobs.Lookup(req.ID); job.Holder != "" || job.LeaseEvent != "" {
 		t.Fatalf("refused claim left a lease: %+v", job)

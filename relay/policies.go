@@ -69,23 +69,6 @@ func RejectTooManyTags(max int) policy {
 	}
 }
 
-// MaxIndexedTagValue is the longest value of a single-letter tag the LMDB store can index.
-const MaxIndexedTagValue = 65535
-
-// RejectLargeTagValues refuses events with a single-letter tag value longer than max bytes:
-// the store indexes those values and cannot take longer ones. Large job inputs belong behind
-// a URL.
-func RejectLargeTagValues(max int) policy {
-	return func(_ context.Context, evt *nostr.Event) (bool, string) {
-		for _, tag := range evt.Tags {
-			if len(tag) > 1 && len(tag[0]) == 1 && len(tag[1]) > max {
-				return true, fmt.Sprintf("invalid: %q tag value is %d bytes, more than the %d allowed (send large inputs as a URL)", tag[0], len(tag[1]), max)
-			}
-		}
-		return false, ""
-	}
-}
-
 // AllowKinds refuses kinds outside the set.
 func AllowKinds(kinds KindSet) policy {
 	return func(_ context.Context, evt *nostr.Event) (bool, string) {
@@ -173,25 +156,91 @@ func RejectMalformedJobs() policy {
 	}
 }
 
-// RateLimitIP refuses events from an IP address that is over its token bucket.
-func RateLimitIP(rate float64, burst int, now func() time.Time) policy {
-	tb := newTokenBucket(rate, burst, now)
-	return func(ctx context.Context, _ *nostr.Event) (bool, string) {
-		ip := khatru.GetIP(ctx)
-		if ip != "" && !tb.allow(ip) {
-			return true, fmt.Sprintf("rate-limited: more than %g events/s from your address", rate)
-		}
-		return false, ""
-	}
+// Rate is a token bucket's refill rate (events per second; 0 = no limit) and its burst.
+type Rate struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
 }
 
-// RateLimitPubkey refuses events from an author that is over its token bucket.
-func RateLimitPubkey(rate float64, burst int, now func() time.Time) policy {
-	tb := newTokenBucket(rate, burst, now)
-	return func(_ context.Context, evt *nostr.Event) (bool, string) {
-		if !tb.allow(evt.PubKey) {
-			return true, fmt.Sprintf("rate-limited: more than %g events/s from this pubkey", rate)
+// RateLimits are the publishing limits by class of publisher. An event falls in the first class
+// that fits it:
+//   - Trusted: from a pubkey in Trusted (--trusted-pubkeys and the operator's --pubkey): not
+//     limited, so the market's own services (a wallet service, the operator's workers) are never
+//     refused as spam;
+//   - NWC: the wallet kinds 23194-23197 (NIP-47 requests, responses and notifications), which a
+//     wallet service sends for every payment of every customer: per pubkey and per IP at NWC;
+//   - Authed: from the pubkey its connection authenticated as (NIP-42): per pubkey at Authed,
+//     without the per-IP limit (a known key is accountable on its own);
+//   - everyone else: per IP at IP and per author at Pubkey.
+type RateLimits struct {
+	IP, Pubkey, Authed, NWC Rate
+	Trusted                 []string
+}
+
+type rateClass int
+
+const (
+	classAnonymous rateClass = iota
+	classTrusted
+	classNWC
+	classAuthed
+)
+
+// IsNWCKind reports whether kind is one of NIP-47's wallet kinds that a wallet service publishes
+// per payment: requests (23194), responses (23195) and notifications (23196, 23197).
+func IsNWCKind(kind int) bool { return kind >= 23194 && kind <= 23197 }
+
+func (l RateLimits) class(ctx context.Context, evt *nostr.Event) rateClass {
+	switch {
+	case slices.Contains(l.Trusted, evt.PubKey):
+		return classTrusted
+	case IsNWCKind(evt.Kind):
+		return classNWC
+	case l.Authed.PerSecond > 0 && khatru.GetAuthed(ctx) == evt.PubKey:
+		return classAuthed
+	}
+	return classAnonymous
+}
+
+// RateLimitEvents returns the two policies that enforce l: byIP goes first in the chain, so a
+// flood from one address is refused before anything else is checked; byPubkey goes last, so an
+// author's bucket is only charged for events that would otherwise be stored.
+func RateLimitEvents(l RateLimits, now func() time.Time) (byIP, byPubkey policy) {
+	buckets := func(r Rate) *tokenBucket {
+		if r.PerSecond <= 0 {
+			return nil
+		}
+		return newTokenBucket(r.PerSecond, r.Burst, now)
+	}
+	ip, pub, authed := buckets(l.IP), buckets(l.Pubkey), buckets(l.Authed)
+	nwcIP, nwcPub := buckets(l.NWC), buckets(l.NWC)
+	byIP = func(ctx context.Context, evt *nostr.Event) (bool, string) {
+		tb, r := ip, l.IP
+		switch l.class(ctx, evt) {
+		case classNWC:
+			tb, r = nwcIP, l.NWC
+		case classTrusted, classAuthed:
+			return false, ""
+		}
+		if addr := clientIPOf(ctx); tb != nil && addr != "" && !tb.allow(addr) {
+			return true, fmt.Sprintf("rate-limited: more than %g events/s from your address", r.PerSecond)
 		}
 		return false, ""
 	}
+	byPubkey = func(ctx context.Context, evt *nostr.Event) (bool, string) {
+		tb, r := pub, l.Pubkey
+		switch l.class(ctx, evt) {
+		case classNWC:
+			tb, r = nwcPub, l.NWC
+		case classAuthed:
+			tb, r = authed, l.Authed
+		case classTrusted:
+			return false, ""
+		}
+		if tb != nil && !tb.allow(evt.PubKey) {
+			return true, fmt.Sprintf("rate-limited: more than %g events/s from this pubkey", r.PerSecond)
+		}
+		return false, ""
+	}
+	return byIP, byPubkey
 }

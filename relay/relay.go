@@ -20,14 +20,15 @@ import (
 	"time"
 
 	"github.com/fiatjaf/eventstore"
-	"github.com/fiatjaf/eventstore/lmdb"
 	"github.com/fiatjaf/khatru"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip40"
 	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/internal/sigcheck"
+	"github.com/sparecycles/sparecycles/nips/nip01"
 	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/relay/internal/store"
 )
 
 // Version is reported in NIP-11 and /api/stats.
@@ -38,11 +39,16 @@ type Relay struct {
 	cfg Config
 	log zerolog.Logger
 	kr  *khatru.Relay
-	db  *lmdb.LMDBBackend
-	// enqueue queues an event for the store's group commit: db.Enqueue, replaced in tests to
+	db  *store.Store
+	// enqueue queues an event for the store's group commit (Relay.queue), replaced in tests to
 	// make a commit fail.
-	enqueue func(*nostr.Event) (wait func() error, err error)
+	enqueue func(*nostr.Event) (pending, error)
 	jobs    *JobTable
+	// conns counts open websockets per client IP; queries bounds each connection's reads of
+	// stored events and reads is the relay-wide bound on read transactions for clients.
+	conns   connLimit
+	queries querySlots
+	reads   chan struct{}
 	// deleters are the authors of stored deletions (NIP-09): only their events can have been
 	// deleted, so only theirs need the store's deletion lookup.
 	deleters deleters
@@ -83,20 +89,31 @@ func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	// Without WRITEMAP a commit costs less CPU (LMDB writes the dirty pages and fdatasyncs rather
-	// than msync-ing its whole map), and a stray write cannot reach the database file.
-	db := &lmdb.LMDBBackend{Path: cfg.Data, GroupCommit: cfg.GroupCommit, NoWriteMap: true}
-	if err := db.Init(); err != nil {
+	opts := store.Options{
+		Path:       cfg.Data,
+		MaxReaders: maxReaders,
+		// the store's encoding is never larger than the event's JSON; the margin is for safety
+		MaxEventBytes: cfg.MaxEventBytes + 1024,
+		Logger:        logger.With().Str("from", "store").Logger(),
+	}
+	if !cfg.GroupCommit {
+		opts.MaxBatch = 1
+	}
+	db, err := store.Open(opts)
+	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Data, err)
 	}
 	r := &Relay{
 		cfg:     cfg,
 		log:     logger,
 		db:      db,
-		enqueue: db.Enqueue,
 		jobs:    NewJobTable(cfg.MaxLease, cfg.LeaseSkew, cfg.now),
+		conns:   connLimit{max: cfg.MaxConnsPerIP},
+		queries: querySlots{per: cfg.MaxQueriesPerConn},
+		reads:   make(chan struct{}, cfg.MaxQueries),
 		start:   cfg.now(),
 	}
+	r.enqueue = r.queue
 	r.stats.refused = map[string]int64{}
 	if err := r.rebuildJobs(); err != nil {
 		db.Close()
@@ -121,10 +138,26 @@ func (r *Relay) khatru() *khatru.Relay {
 	// A message may carry an event of MaxEventBytes plus its envelope; anything larger is
 	// refused by the policy with a clear OK rather than by the socket closing.
 	kr.MaxMessageSize = int64(max(2*r.cfg.MaxEventBytes, 512000))
+	// what one connection can make the relay hold or wait for (third_party/khatru/PATCHES.md)
+	kr.MaxOutboundBytes = r.cfg.MaxOutboundBytes
+	kr.WriteWait = r.cfg.WriteTimeout
+	kr.MaxMessagesInFlight = r.cfg.MaxInFlight
 
 	policies := Policies(r.cfg)
 	for _, p := range policies {
 		kr.RejectEvent = append(kr.RejectEvent, r.counted(p))
+	}
+	kr.RejectRequest = append(kr.RejectRequest,
+		RejectLargeRequests(r.cfg.MaxSubIDLength, r.cfg.MaxSubscriptions, r.cfg.MaxFilters, r.cfg.MaxFilterValues))
+	kr.RejectCountFilter = append(kr.RejectCountFilter, RejectLargeCount(r.cfg.MaxFilterValues))
+	if r.cfg.ReqRate > 0 {
+		limit := RateLimitRequests(r.cfg.ReqRate, r.cfg.ReqBurst, r.cfg.now)
+		kr.RejectRequest = append(kr.RejectRequest, func(ctx context.Context, _ string, _ nostr.Filters, _ int) (bool, string) {
+			return limit(ctx)
+		})
+		kr.RejectCountFilter = append(kr.RejectCountFilter, func(ctx context.Context, _ nostr.Filter) (bool, string) {
+			return limit(ctx)
+		})
 	}
 
 	kr.StoreEvent = append(kr.StoreEvent, r.storeEvent)
@@ -134,7 +167,13 @@ func (r *Relay) khatru() *khatru.Relay {
 	kr.CountEvents = append(kr.CountEvents, r.countEvents)
 	kr.OnEventSaved = append(kr.OnEventSaved, func(context.Context, *nostr.Event) { r.stats.accepted.Add(1) })
 	kr.OnConnect = append(kr.OnConnect, func(context.Context) { r.stats.connections.Add(1) })
-	kr.OnDisconnect = append(kr.OnDisconnect, func(context.Context) { r.stats.connections.Add(-1) })
+	kr.OnDisconnect = append(kr.OnDisconnect, func(ctx context.Context) {
+		r.stats.connections.Add(-1)
+		r.queries.forget(khatru.GetConnection(ctx))
+		if info := connInfoOf(ctx); info != nil {
+			info.release()
+		}
+	})
 
 	mux := kr.Router()
 	mux.HandleFunc("GET /api/jobs", r.handleJobs)
@@ -146,14 +185,11 @@ func (r *Relay) khatru() *khatru.Relay {
 // Policies are the checks an event passes before it is stored, in order, as cfg sets them.
 func Policies(cfg Config) []policy {
 	now := cfg.now
-	var policies []policy
-	if cfg.IPRate > 0 {
-		policies = append(policies, RateLimitIP(cfg.IPRate, cfg.IPBurst, now))
-	}
+	byIP, byPubkey := RateLimitEvents(cfg.RateLimits(), now)
+	policies := []policy{byIP}
 	policies = append(policies,
 		RejectOversizedEvent(cfg.MaxEventBytes),
 		RejectTooManyTags(cfg.MaxTags),
-		RejectLargeTagValues(MaxIndexedTagValue),
 		AllowKinds(cfg.Kinds),
 		RejectOutsideWindow(cfg.MaxPast, cfg.MaxFuture, now),
 		RejectExpired(now),
@@ -167,10 +203,7 @@ func Policies(cfg Config) []policy {
 	if cfg.JobPoW > 0 {
 		policies = append(policies, RequireJobPoW(cfg.JobPoW))
 	}
-	if cfg.PubkeyRate > 0 {
-		policies = append(policies, RateLimitPubkey(cfg.PubkeyRate, cfg.PubkeyBurst, now))
-	}
-	return policies
+	return append(policies, byPubkey)
 }
 
 // counted wraps a policy so its refusals show in /api/stats.
@@ -184,14 +217,31 @@ func (r *Relay) counted(p policy) policy {
 	}
 }
 
+// pending is an event queued for the store's group commit.
+type pending struct {
+	fresh bool         // the event was new; false: a copy of it is queued, and wait reports on that
+	wait  func() error // waits for the commit: nil once the event is on disk
+}
+
+// queue queues evt for the store's group commit.
+func (r *Relay) queue(evt *nostr.Event) (pending, error) {
+	c, err := r.db.Enqueue(evt)
+	if err != nil {
+		return pending{}, err
+	}
+	return pending{fresh: c.Fresh, wait: c.Wait}, nil
+}
+
 // storeEvent saves a regular event; job events go through the job table so that lease
 // decisions and storing are one step.
 //
-// storeEvent also broadcasts evt to live subscriptions (khatru's StoreBroadcasts): with group
-// commit, as soon as evt has passed every check and is queued for the commit, so subscribers
-// get it while the disk syncs; the publisher's OK still waits for the sync, so OK true means
-// stored. If that commit fails (the disk is full, say), the publisher gets OK false for an event
-// subscribers have already seen, and may send it again. A duplicate is never broadcast again.
+// storeEvent also broadcasts evt to live subscriptions (khatru's StoreBroadcasts): as soon as
+// evt has passed every check and is queued for the commit, so subscribers get it while the disk
+// syncs (a broadcast only queues, see third_party/khatru/PATCHES.md, so it waits for nobody);
+// the publisher's OK waits for the sync, so OK true means stored. A copy of an event still
+// queued waits for the first copy's commit, and is neither broadcast nor folded again. If a
+// commit fails (the disk is full, say), the publisher gets OK false for an event subscribers
+// have already seen, and may send it again.
 func (r *Relay) storeEvent(ctx context.Context, evt *nostr.Event) error {
 	if !r.gate.enter() {
 		return errShuttingDown
@@ -200,61 +250,97 @@ func (r *Relay) storeEvent(ctx context.Context, evt *nostr.Event) error {
 	if r.deleted(ctx, evt) {
 		return errDeleted
 	}
-	var (
-		wait func() error
-		err  error
-	)
 	if evt.Kind == nostr.KindDeletion {
 		// before the deletion is stored, so that from then on its author's events are checked
 		r.deleters.add(evt.PubKey)
 	}
+	var (
+		p   pending
+		err error
+	)
 	if Concerns(evt) {
-		wait, err = r.queueJobEvent(evt)
+		p, err = r.queueJobEvent(evt)
 	} else {
-		wait, err = r.enqueue(evt)
+		p, err = r.enqueue(evt)
 	}
 	if err == nil {
-		r.kr.BroadcastEvent(evt)
-		err = wait()
+		if p.fresh {
+			r.kr.BroadcastEvent(evt)
+		}
+		err = p.wait()
 	}
-	if err != nil && !errors.Is(err, eventstore.ErrDupEvent) && Concerns(evt) {
-		r.stats.refuse(err.Error())
+	if err != nil && !errors.Is(err, store.ErrDuplicate) && Concerns(evt) {
+		r.stats.refuse(nip01.Reason(err))
 		r.log.Debug().Str("event", evt.ID).Int("kind", evt.Kind).Err(err).Msg("job event refused")
 	}
-	return err
+	return r.storeError(evt, err)
 }
 
+// storeError turns a store error into what khatru answers: eventstore.ErrDupEvent (which it
+// answers with OK true and does not broadcast) for a duplicate, a NIP-01 refusal for the rest.
+func (r *Relay) storeError(evt *nostr.Event, err error) error {
+	var rej *nip01.Rejection
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrDuplicate):
+		return eventstore.ErrDupEvent
+	case errors.As(err, &rej):
+		return err
+	case errors.Is(err, store.ErrClosed):
+		return errShuttingDown
+	case errors.Is(err, store.ErrTooLarge), errors.Is(err, store.ErrInvalid):
+		return nip01.Reject(nip01.PrefixInvalid, err.Error())
+	}
+	r.log.Error().Str("event", evt.ID).Err(err).Msg("store failed")
+	return storeFailure{err}
+}
+
+// storeFailure is a failed write as the publisher reads it; the cause (a full disk, say) stays
+// in the log and in errors.Is, never in the OK message.
+type storeFailure struct{ cause error }
+
+func (f storeFailure) Error() string { return "error: could not store the event, try again" }
+func (f storeFailure) Unwrap() error { return f.cause }
+
+// errInFlight tells queueJobEvent that a copy of the event is queued already.
+var errInFlight = errors.New("relay: a copy of this event is queued")
+
 // queueJobEvent queues a job event for the group commit without holding the job table's lock
-// across the disk sync (without group commit it saves evt under the lock, and wait has nothing
-// left to wait for). Under the lock the table checks evt, the save is queued (so saves are
+// across the disk sync. Under the lock the table checks evt, the save is queued (so saves are
 // committed in the order the table decided them) and evt is folded in: that reserves the
 // decision, so of two competing claims exactly one is granted. The returned wait waits for the
-// commit; if the save fails, the reservation is undone. A duplicate is refused before anything
-// is folded in.
-func (r *Relay) queueJobEvent(evt *nostr.Event) (wait func() error, err error) {
+// commit; if the save fails, the reservation is undone. A duplicate is refused, and a copy of
+// a queued event waits for it, before anything is folded in.
+func (r *Relay) queueJobEvent(evt *nostr.Event) (pending, error) {
 	key := jobKey(evt)
 	var before *Job // the job as it was before evt, nil when the table had none
-	var commit func() error
-	err = r.jobs.Store(evt, func() error { // runs with r.jobs.mu held
+	var p pending
+	err := r.jobs.Store(evt, func() error { // runs with r.jobs.mu held
 		if j := r.jobs.jobs[key]; j != nil {
 			c := *j
 			c.Quotes = slices.Clone(j.Quotes)
 			before = &c
 		}
 		var err error
-		commit, err = r.enqueue(evt)
+		if p, err = r.enqueue(evt); err == nil && !p.fresh {
+			return errInFlight
+		}
 		return err
 	})
-	if err != nil {
-		return nil, err // refused by the lease rules or a duplicate: nothing was queued
+	switch {
+	case errors.Is(err, errInFlight):
+		return p, nil
+	case err != nil:
+		return pending{}, err // refused by the lease rules or a duplicate: nothing was queued
 	}
-	return func() error {
-		if err := commit(); err != nil {
+	return pending{fresh: true, wait: func() error {
+		if err := p.wait(); err != nil {
 			r.unreserve(evt, key, before)
 			return err
 		}
 		return nil
-	}, nil
+	}}, nil
 }
 
 // jobKey is the job table key evt concerns: its own id for a request, else the job it names.
@@ -312,14 +398,12 @@ func (r *Relay) deleted(ctx context.Context, evt *nostr.Event) bool {
 	if !r.deleters.has(evt.PubKey) {
 		return false
 	}
-	ch, err := r.db.QueryEvents(ctx, nostr.Filter{Kinds: []int{nostr.KindDeletion}, Authors: []string{evt.PubKey}, Tags: nostr.TagMap{"e": {evt.ID}}, Limit: 1})
-	if err != nil {
-		return false
-	}
 	found := false
-	for range ch {
-		found = true
-	}
+	f := nostr.Filter{Kinds: []int{nostr.KindDeletion}, Authors: []string{evt.PubKey}, Tags: nostr.TagMap{"e": {evt.ID}}}
+	r.db.Query(ctx, f, store.Limits{Limit: 1}, func(evs []*nostr.Event) error {
+		found = len(evs) > 0
+		return nil
+	})
 	return found
 }
 
@@ -347,13 +431,14 @@ func (d *deleters) has(pk string) bool {
 
 // loadDeleters collects the authors of the stored deletions.
 func (r *Relay) loadDeleters() error {
-	ctx := eventstore.SetNegentropy(context.Background()) // no per-query limit
-	ch, err := r.db.QueryEvents(ctx, nostr.Filter{Kinds: []int{nostr.KindDeletion}})
+	err := r.db.Query(context.Background(), nostr.Filter{Kinds: []int{nostr.KindDeletion}}, store.Limits{}, func(evs []*nostr.Event) error {
+		for _, evt := range evs {
+			r.deleters.add(evt.PubKey)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("load deletions: %w", err)
-	}
-	for evt := range ch {
-		r.deleters.add(evt.PubKey)
 	}
 	return nil
 }
@@ -363,7 +448,7 @@ func (r *Relay) replaceEvent(ctx context.Context, evt *nostr.Event) error {
 		return errShuttingDown
 	}
 	defer r.gate.leave()
-	return r.db.ReplaceEvent(ctx, evt)
+	return r.storeError(evt, r.db.Replace(evt))
 }
 
 func (r *Relay) deleteEvent(ctx context.Context, evt *nostr.Event) error {
@@ -371,8 +456,8 @@ func (r *Relay) deleteEvent(ctx context.Context, evt *nostr.Event) error {
 		return errShuttingDown
 	}
 	defer r.gate.leave()
-	if err := r.db.DeleteEvent(ctx, evt); err != nil {
-		return err
+	if err := r.db.Delete(evt.ID); err != nil {
+		return r.storeError(evt, err)
 	}
 	if Concerns(evt) {
 		r.jobs.Forget(evt)
@@ -381,7 +466,11 @@ func (r *Relay) deleteEvent(ctx context.Context, evt *nostr.Event) error {
 }
 
 // queryEvents serves stored events, leaving out those past their NIP-40 expiration (khatru
-// only purges them hourly).
+// only purges them hourly). A connection has at most MaxQueriesPerConn reads in progress
+// (further ones wait, and with them that connection's further messages), each holding its slot
+// until its last event is queued for the client; the store copies events out in short read
+// transactions (at most MaxQueries of them at once, relay-wide) and never holds one while the
+// client reads.
 func (r *Relay) queryEvents(ctx context.Context, filter nostr.Filter) (chan *nostr.Event, error) {
 	if isKhatruDeletionCheck(filter) {
 		ch := make(chan *nostr.Event)
@@ -391,30 +480,50 @@ func (r *Relay) queryEvents(ctx context.Context, filter nostr.Filter) (chan *nos
 	if !r.gate.enter() {
 		return nil, errShuttingDown
 	}
-	in, err := r.db.QueryEvents(ctx, filter)
+	release, err := r.queries.acquire(ctx, khatru.GetConnection(ctx))
 	if err != nil {
 		r.gate.leave()
 		return nil, err
 	}
+	lim := store.Limits{Limit: r.limit(filter), Scan: r.cfg.QueryScan, Gate: r.reads}
+	if khatru.IsInternalCall(ctx) || khatru.GetConnection(ctx) == nil {
+		lim.Scan, lim.Gate = 0, nil // the relay's own lookups: a deletion's targets, expirations
+	}
 	out := make(chan *nostr.Event)
 	go func() {
 		defer r.gate.leave()
+		defer release()
 		defer close(out)
 		now := nostr.Timestamp(r.cfg.now().Unix())
-		for evt := range in {
-			if exp := nip40.GetExpiration(evt.Tags); exp != -1 && exp <= now {
-				continue
-			}
-			select {
-			case out <- evt:
-			case <-ctx.Done():
-				for range in { // let the store's reader finish
+		err := r.db.Query(ctx, filter, lim, func(evs []*nostr.Event) error {
+			for _, evt := range evs {
+				if exp := nip40.GetExpiration(evt.Tags); exp != -1 && exp <= now {
+					continue
 				}
-				return
+				select {
+				case out <- evt:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
+			return nil
+		})
+		if err != nil && ctx.Err() == nil {
+			r.log.Debug().Err(err).Str("filter", filter.String()).Msg("query cut short")
 		}
 	}()
 	return out, nil
+}
+
+// limit is how many stored events filter gets: its limit within MaxLimit, else DefaultLimit.
+func (r *Relay) limit(filter nostr.Filter) int {
+	switch {
+	case filter.Limit <= 0:
+		return r.cfg.DefaultLimit
+	case filter.Limit > r.cfg.MaxLimit:
+		return r.cfg.MaxLimit
+	}
+	return filter.Limit
 }
 
 // isKhatruDeletionCheck reports whether filter is the query khatru makes for every event it is
@@ -426,12 +535,23 @@ func isKhatruDeletionCheck(f nostr.Filter) bool {
 		f.IDs == nil && f.Authors == nil && f.Since == nil && f.Until == nil && f.Search == ""
 }
 
+// countEvents answers NIP-45 COUNT exactly, or refuses a count that would visit more than
+// QueryScan index entries. It takes a read slot like a query.
 func (r *Relay) countEvents(ctx context.Context, filter nostr.Filter) (int64, error) {
 	if !r.gate.enter() {
 		return 0, errShuttingDown
 	}
 	defer r.gate.leave()
-	return r.db.CountEvents(ctx, filter)
+	release, err := r.queries.acquire(ctx, khatru.GetConnection(ctx))
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	n, err := r.db.Count(ctx, filter, store.Limits{Scan: r.cfg.QueryScan, Gate: r.reads})
+	if errors.Is(err, store.ErrScanBudget) {
+		return 0, nip01.Reject(nip01.PrefixBlocked, fmt.Sprintf("counting this filter needs more than %d index entries; narrow it (kinds, authors, tags, since)", r.cfg.QueryScan))
+	}
+	return n, err
 }
 
 // rebuildJobs folds every stored job event into the job table.
@@ -440,15 +560,13 @@ func (r *Relay) rebuildJobs() error {
 	for k := nip90.KindRequestMin; k <= nip90.KindResultMax; k++ {
 		kinds = append(kinds, k)
 	}
-	// the negentropy flag lifts the store's per-query limit: we need every job event
-	ctx := eventstore.SetNegentropy(context.Background())
-	ch, err := r.db.QueryEvents(ctx, nostr.Filter{Kinds: kinds})
+	var events []*nostr.Event
+	err := r.db.Query(context.Background(), nostr.Filter{Kinds: kinds}, store.Limits{}, func(evs []*nostr.Event) error {
+		events = append(events, evs...)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("rebuild job table: %w", err)
-	}
-	var events []*nostr.Event
-	for evt := range ch {
-		events = append(events, evt)
 	}
 	r.jobs.Rebuild(events)
 	r.log.Info().Int("events", len(events)).Int("jobs", len(r.jobs.Views())).Msg("job table rebuilt")
@@ -460,11 +578,33 @@ func (r *Relay) Jobs() *JobTable { return r.jobs }
 
 // ServeHTTP serves websockets, NIP-11 and the API.
 func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if req.Header.Get("Upgrade") != "websocket" && req.Header.Get("Accept") == "application/nostr+json" {
+	if req.Header.Get("Upgrade") == "websocket" {
+		r.serveWebsocket(w, req)
+		return
+	}
+	if req.Header.Get("Accept") == "application/nostr+json" {
 		r.handleNIP11(w, req)
 		return
 	}
 	r.kr.ServeHTTP(w, req)
+}
+
+// serveWebsocket hands a websocket to khatru once its client IP (ClientIP, which believes
+// forwarding headers only from --trusted-proxies) has a connection slot free.
+func (r *Relay) serveWebsocket(w http.ResponseWriter, req *http.Request) {
+	ip := ClientIP(req, r.cfg.TrustedProxies)
+	if !r.conns.acquire(ip) {
+		r.stats.refuse("rate-limited")
+		http.Error(w, fmt.Sprintf("rate-limited: %d connections open from your address, the most allowed", r.cfg.MaxConnsPerIP), http.StatusTooManyRequests)
+		return
+	}
+	var once sync.Once
+	info := &connInfo{ip: ip, release: func() { once.Do(func() { r.conns.release(ip) }) }}
+	hw := &hijackWatcher{ResponseWriter: w}
+	r.kr.ServeHTTP(hw, withConnInfo(req, info))
+	if !hw.hijacked {
+		info.release() // the upgrade failed: khatru answered with an HTTP error
+	}
 }
 
 // Serve serves on ln until ctx is done, then shuts down: it stops accepting connections,
@@ -499,8 +639,7 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 // Close releases the store. Call it after Serve has returned (or instead of Serve).
 func (r *Relay) Close() error {
 	r.gate.close(-1)
-	r.db.Close()
-	return nil
+	return r.db.Close()
 }
 
 // Run listens on cfg.Listen and serves until ctx is done.

@@ -32,13 +32,14 @@ func Start(t testing.TB) (url string) {
 // an address a client was already told about.
 func StartAt(t testing.TB, addr string) (url string) {
 	t.Helper()
-	db := &lmdb.LMDBBackend{Path: t.TempDir()}
+	// upstream eventstore's LMDB backend, as it is: the baseline. A small map keeps the address
+	// space of a test binary with many of these modest (it does not change how the store works).
+	db := &lmdb.LMDBBackend{Path: t.TempDir(), MapSize: 1 << 30}
 	if err := db.Init(); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		db.Close()
 		t.Fatal(err)
 	}
 	// khatru handles each message on its own goroutine, which nothing waits for: count the
@@ -51,7 +52,7 @@ func StartAt(t testing.TB, addr string) (url string) {
 			return nil, errClosed
 		}
 		defer g.leave()
-		return db.QueryEvents(ctx, f) // the patched store's Close waits for the query itself
+		return db.QueryEvents(ctx, f)
 	})
 	r.DeleteEvent = append(r.DeleteEvent, gated(&g, db.DeleteEvent))
 	r.ReplaceEvent = append(r.ReplaceEvent, gated(&g, db.ReplaceEvent))
@@ -59,7 +60,10 @@ func StartAt(t testing.TB, addr string) (url string) {
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); g.close(); db.Close() })
+	// The store is never closed: upstream's QueryEvents ends its read transaction after it has
+	// closed the channel the caller drains, so no caller can know when closing is safe (closing
+	// during that window crashes in mdb_txn_commit). The environment goes with the process.
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); g.close() })
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 

@@ -1,5 +1,0 @@
-package eventstore
-
-import "errors"
-
-var ErrDupEvent = errors.New("duplicate: event already exists")
