@@ -166,6 +166,35 @@ func (s *Store) enqueue(kind opKind, evt *nostr.Event) (*Commit, error) {
 	return &Commit{Fresh: true, s: s, op: o}, nil
 }
 
+// Flush returns once every write queued before it was called has settled (committed, or
+// failed), leading commits itself as needed. A reader that must see every event anyone was
+// told is queued (the relay broadcasts an event as soon as it is queued, so a subscription
+// that starts listening after that broadcast must find it stored) calls Flush first. It waits
+// for at most the commits already queued, never for writes queued after it; ctx bounds the
+// wait for a commit another caller leads.
+func (s *Store) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	var last *op
+	if n := len(s.queue); n > 0 {
+		last = s.queue[n-1]
+	}
+	running, idle := s.leading, s.idle
+	s.mu.Unlock()
+	switch {
+	case last != nil:
+		// commits take the queue in order: once the last op queued settles, so has every
+		// op before it, and the batch being written now
+		s.await(last)
+	case running:
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // has reports whether an event with this id is stored.
 func (s *Store) has(id [32]byte) (bool, error) {
 	var found bool

@@ -266,3 +266,42 @@ func TestCloseCommitsQueued(t *testing.T) {
 	got := queryAll(t, s, nostr.Filter{Until: ts(0)}, Limits{})
 	requireSame(t, got, []*nostr.Event{later, evts[0]}, "stored after reopen comes first")
 }
+
+// Flush returns only once every write queued before it has committed, including one behind a
+// commit that is running, and at once when nothing is queued.
+func TestFlush(t *testing.T) {
+	s := openTest(t, Options{})
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatalf("flush with nothing queued: %v", err)
+	}
+	hold := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	s.beforeCommit = func(int) { entered <- struct{}{}; <-hold }
+	e1 := mkEvent(hexOf("flush"), 1, 10, "first")
+	e2 := mkEvent(hexOf("flush"), 1, 11, "second")
+	c1, err := s.Enqueue(e1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c1.Wait() // leads the first commit, held in beforeCommit
+	<-entered
+	if _, err := s.Enqueue(e2); err != nil { // queued behind the running commit
+		t.Fatal(err)
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.Flush(t.Context()) }()
+	select {
+	case err := <-flushed:
+		t.Fatalf("flush returned (%v) while its writes were held", err)
+	default:
+	}
+	close(hold)
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []*nostr.Event{e1, e2} {
+		if got, err := s.Get(e.ID); err != nil || got == nil {
+			t.Fatalf("event %q not stored when Flush returned (%v)", e.Content, err)
+		}
+	}
+}
