@@ -24,6 +24,47 @@ type listener struct {
 	id     string // duplicated here so we can easily send it on notifyListeners
 	filter nostr.Filter
 	ws     *WebSocket
+	live   *sentLive // sparecycles patch: see sentLive; nil for listeners added by addListener
+}
+
+// sentLive remembers the ids of the events a subscription was sent live before its EOSE, so
+// that its stored events do not repeat them. sparecycles patch: a subscription now listens
+// before it queries (see handleReq), so an event broadcast while its query runs would
+// otherwise come twice. An event is broadcast before anyone can find it stored, so it is
+// recorded here before the query can meet it. At most maxSentLive ids are kept (past that, a
+// repeat is possible, and harmless).
+type sentLive struct {
+	mu   sync.Mutex
+	ids  map[string]struct{}
+	done bool
+}
+
+const maxSentLive = 4096
+
+func (s *sentLive) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done || len(s.ids) >= maxSentLive {
+		return
+	}
+	if s.ids == nil {
+		s.ids = map[string]struct{}{}
+	}
+	s.ids[id] = struct{}{}
+}
+
+func (s *sentLive) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.ids[id]
+	return ok
+}
+
+// finish forgets the ids: the stored events are all sent.
+func (s *sentLive) finish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done, s.ids = true, nil
 }
 
 func (rl *Relay) GetListeningFilters() []nostr.Filter {
@@ -45,6 +86,19 @@ func (rl *Relay) addListener(
 	filter nostr.Filter,
 	cancel context.CancelCauseFunc,
 ) {
+	rl.addLiveListener(ws, id, subrelay, filter, cancel, nil)
+}
+
+// addLiveListener is addListener for a subscription whose stored events are still being sent:
+// live records what it is sent meanwhile. sparecycles patch: see sentLive.
+func (rl *Relay) addLiveListener(
+	ws *WebSocket,
+	id string,
+	subrelay *Relay,
+	filter nostr.Filter,
+	cancel context.CancelCauseFunc,
+	live *sentLive,
+) {
 	rl.clientsMutex.Lock()
 	defer rl.clientsMutex.Unlock()
 
@@ -60,6 +114,7 @@ func (rl *Relay) addListener(
 			ws:     ws,
 			id:     id,
 			filter: filter,
+			live:   live,
 		})
 	}
 }
@@ -153,7 +208,7 @@ func (rl *Relay) notifyListeners(event *nostr.Event) int {
 	rl.clientsMutex.Lock()
 	for _, listener := range rl.listeners {
 		if listener.filter.Matches(event) {
-			*tp = append(*tp, target{id: listener.id, ws: listener.ws})
+			*tp = append(*tp, target{id: listener.id, ws: listener.ws, live: listener.live})
 		}
 	}
 	rl.clientsMutex.Unlock()
@@ -165,6 +220,9 @@ targetsloop:
 			if pb(t.ws, event) {
 				continue targetsloop
 			}
+		}
+		if t.live != nil {
+			t.live.add(event.ID)
 		}
 		matched = append(matched, t)
 	}
@@ -189,8 +247,9 @@ targetsloop:
 
 // target is a listener an event goes to. sparecycles patch: see notifyListeners.
 type target struct {
-	id string
-	ws *WebSocket
+	id   string
+	ws   *WebSocket
+	live *sentLive
 }
 
 var targetPool = sync.Pool{New: func() any { return new([]target) }}

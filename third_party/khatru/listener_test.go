@@ -56,10 +56,10 @@ func TestListenerSetupAndRemoveOnce(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"1a", f1, ws1},
-			{"1b", f2, ws1},
-			{"2a", f3, ws2},
-			{"1c", f3, ws1},
+			{"1a", f1, ws1, nil},
+			{"1b", f2, ws1, nil},
+			{"2a", f3, ws2, nil},
+			{"1c", f3, ws1, nil},
 		}, rl.listeners)
 	})
 
@@ -73,7 +73,7 @@ func TestListenerSetupAndRemoveOnce(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"2a", f3, ws2},
+			{"2a", f3, ws2, nil},
 		}, rl.listeners)
 	})
 }
@@ -121,11 +121,11 @@ func TestListenerMoreConvolutedCase(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"c", f1, ws1},
-			{"b", f2, ws2},
-			{"a", f3, ws3},
-			{"d", f3, ws4},
-			{"b", f1, ws2},
+			{"c", f1, ws1, nil},
+			{"b", f2, ws2, nil},
+			{"a", f3, ws3, nil},
+			{"d", f3, ws4, nil},
+			{"b", f1, ws2, nil},
 		}, rl.listeners)
 	})
 
@@ -145,9 +145,9 @@ func TestListenerMoreConvolutedCase(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"c", f1, ws1},
-			{"d", f3, ws4},
-			{"a", f3, ws3},
+			{"c", f1, ws1, nil},
+			{"d", f3, ws4, nil},
+			{"a", f3, ws3, nil},
 		}, rl.listeners)
 	})
 
@@ -168,11 +168,11 @@ func TestListenerMoreConvolutedCase(t *testing.T) {
 			},
 		}
 		rl.listeners = []listener{
-			{"a", f3, ws3},
-			{"c", f1, ws1},
-			{"b", f2, ws2},
-			{"d", f3, ws4},
-			{"b", f1, ws2},
+			{"a", f3, ws3, nil},
+			{"c", f1, ws1, nil},
+			{"b", f2, ws2, nil},
+			{"d", f3, ws4, nil},
+			{"b", f1, ws2, nil},
 		}
 
 		rl.removeClientAndListeners(ws2)
@@ -190,9 +190,9 @@ func TestListenerMoreConvolutedCase(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"a", f3, ws3},
-			{"c", f1, ws1},
-			{"d", f3, ws4},
+			{"a", f3, ws3, nil},
+			{"c", f1, ws1, nil},
+			{"d", f3, ws4, nil},
 		}, rl.listeners)
 	})
 }
@@ -254,22 +254,22 @@ func TestListenerMoreStuffWithMultipleRelays(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"c", f1, ws1},
-			{"d", f3, ws4},
-			{"e", f3, ws4},
-			{"a", f3, ws3},
+			{"c", f1, ws1, nil},
+			{"d", f3, ws4, nil},
+			{"e", f3, ws4, nil},
+			{"a", f3, ws3, nil},
 		}, rlx.listeners)
 
 		require.Equal(t, []listener{
-			{"b", f2, ws2},
-			{"e", f3, ws4},
-			{"f", f3, ws3},
+			{"b", f2, ws2, nil},
+			{"e", f3, ws4, nil},
+			{"f", f3, ws3, nil},
 		}, rly.listeners)
 
 		require.Equal(t, []listener{
-			{"a", f3, ws3},
-			{"g", f1, ws1},
-			{"g", f2, ws2},
+			{"a", f3, ws3, nil},
+			{"g", f1, ws1, nil},
+			{"g", f2, ws2, nil},
 		}, rlz.listeners)
 	})
 
@@ -299,21 +299,21 @@ func TestListenerMoreStuffWithMultipleRelays(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"c", f1, ws1},
-			{"a", f3, ws3},
-			{"e", f3, ws4},
+			{"c", f1, ws1, nil},
+			{"a", f3, ws3, nil},
+			{"e", f3, ws4, nil},
 		}, rlx.listeners)
 
 		require.Equal(t, []listener{
-			{"b", f2, ws2},
-			{"e", f3, ws4},
-			{"f", f3, ws3},
+			{"b", f2, ws2, nil},
+			{"e", f3, ws4, nil},
+			{"f", f3, ws3, nil},
 		}, rly.listeners)
 
 		require.Equal(t, []listener{
-			{"a", f3, ws3},
-			{"g", f1, ws1},
-			{"g", f2, ws2},
+			{"a", f3, ws3, nil},
+			{"g", f1, ws1, nil},
+			{"g", f2, ws2, nil},
 		}, rlz.listeners)
 	})
 
@@ -342,19 +342,19 @@ func TestListenerMoreStuffWithMultipleRelays(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"c", f1, ws1},
-			{"e", f3, ws4},
+			{"c", f1, ws1, nil},
+			{"e", f3, ws4, nil},
 		}, rlx.listeners)
 
 		require.Equal(t, []listener{
-			{"b", f2, ws2},
-			{"e", f3, ws4},
-			{"f", f3, ws3},
+			{"b", f2, ws2, nil},
+			{"e", f3, ws4, nil},
+			{"f", f3, ws3, nil},
 		}, rly.listeners)
 
 		require.Equal(t, []listener{
-			{"g", f2, ws2},
-			{"g", f1, ws1},
+			{"g", f2, ws2, nil},
+			{"g", f1, ws1, nil},
 		}, rlz.listeners)
 	})
 
@@ -376,17 +376,17 @@ func TestListenerMoreStuffWithMultipleRelays(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"c", f1, ws1},
-			{"e", f3, ws4},
+			{"c", f1, ws1, nil},
+			{"e", f3, ws4, nil},
 		}, rlx.listeners)
 
 		require.Equal(t, []listener{
-			{"f", f3, ws3},
-			{"e", f3, ws4},
+			{"f", f3, ws3, nil},
+			{"e", f3, ws4, nil},
 		}, rly.listeners)
 
 		require.Equal(t, []listener{
-			{"g", f1, ws1},
+			{"g", f1, ws1, nil},
 		}, rlz.listeners)
 	})
 
@@ -408,15 +408,15 @@ func TestListenerMoreStuffWithMultipleRelays(t *testing.T) {
 		}, rl.clients)
 
 		require.Equal(t, []listener{
-			{"c", f1, ws1},
+			{"c", f1, ws1, nil},
 		}, rlx.listeners)
 
 		require.Equal(t, []listener{
-			{"f", f3, ws3},
+			{"f", f3, ws3, nil},
 		}, rly.listeners)
 
 		require.Equal(t, []listener{
-			{"g", f1, ws1},
+			{"g", f1, ws1, nil},
 		}, rlz.listeners)
 	})
 }

@@ -390,3 +390,39 @@ func TestMessagesInFlight(t *testing.T) {
 		t.Fatalf("%d messages handled at once, want 2", m)
 	}
 }
+
+// A subscription listens before it queries, so an event broadcast while its query runs is
+// not lost, and it gets each event once: one both broadcast to it and found by its query is
+// not sent again.
+func TestReqListensBeforeQuery(t *testing.T) {
+	rl := NewRelay()
+	rl.EncodeOnce = true
+	rl.MaxOutboundBytes = 1 << 20
+	stored, during := signed(t, 1, "stored before"), signed(t, 1, "arrives during the query")
+	rl.QueryEvents = append(rl.QueryEvents, func(ctx context.Context, f nostr.Filter) (chan *nostr.Event, error) {
+		rl.BroadcastEvent(&during) // stored and broadcast while the query runs...
+		ch := make(chan *nostr.Event, 2)
+		ch <- &stored
+		ch <- &during // ...and found by it
+		close(ch)
+		return ch, nil
+	})
+	url := serve(t, rl)
+	c := dial(t, url, 0)
+	send(t, c, "REQ", "q", nostr.Filter{Kinds: []int{1}})
+	got := map[string]int{}
+	for {
+		msg := next(t, c)
+		if label(msg) == "EOSE" {
+			break
+		}
+		var evt nostr.Event
+		if err := json.Unmarshal(msg[2], &evt); err != nil {
+			t.Fatal(err)
+		}
+		got[evt.Content]++
+	}
+	if got[stored.Content] != 1 || got[during.Content] != 1 || len(got) != 2 {
+		t.Fatalf("got %v, want each event once", got)
+	}
+}

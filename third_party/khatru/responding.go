@@ -50,8 +50,9 @@ func (rl *Relay) handleReq(ctx context.Context, ws *WebSocket, env *nostr.ReqEnv
 	// a context just for the "stored events" request handler, cancelled when the subscription
 	// closes (every listener holds the cancel function; a REQ without filters never opens one)
 	reqCtx, cancelReqCtx := context.WithCancelCause(ctx)
+	live := &sentLive{}
 	subscribe := func(srl *Relay, filter nostr.Filter) {
-		rl.addListener(ws, env.SubscriptionID, srl, filter, cancelReqCtx)
+		rl.addLiveListener(ws, env.SubscriptionID, srl, filter, cancelReqCtx, live)
 	}
 	if len(env.Filters) == 0 {
 		cancelReqCtx(nil)
@@ -60,15 +61,19 @@ func (rl *Relay) handleReq(ctx context.Context, ws *WebSocket, env *nostr.ReqEnv
 	// expose subscription id in the context
 	reqCtx = context.WithValue(reqCtx, subscriptionIdKey, env.SubscriptionID)
 
-	// handle each filter separately -- dispatching events as they're loaded from databases
+	// handle each filter separately -- dispatching events as they're loaded from databases.
+	// sparecycles patch: each filter listens before its stored events are queried (upstream
+	// queried first), so an event stored and broadcast in between is not lost to both; it may
+	// come twice (live and stored), which clients handle (the event id is the same).
 	for i, filter := range env.Filters {
-		subrelays[i].handleRequest(reqCtx, env.SubscriptionID, &eose, ws, filter)
 		subscribe(subrelays[i], filter)
+		subrelays[i].handleRequest(reqCtx, env.SubscriptionID, &eose, ws, filter, live)
 	}
 
 	go func() {
 		// when all events have been loaded from databases and dispatched we can fire the EOSE message
 		eose.Wait()
+		live.finish()
 		ws.WriteJSON(nostr.EOSEEnvelope(env.SubscriptionID))
 	}()
 }
@@ -96,7 +101,7 @@ func (rl *Relay) checkFilter(ctx context.Context, filter *nostr.Filter) error {
 }
 
 // handleRequest queries the stored events for a filter checkFilter accepted and sends them.
-func (rl *Relay) handleRequest(ctx context.Context, id string, eose *sync.WaitGroup, ws *WebSocket, filter nostr.Filter) {
+func (rl *Relay) handleRequest(ctx context.Context, id string, eose *sync.WaitGroup, ws *WebSocket, filter nostr.Filter, live *sentLive) {
 	defer eose.Done()
 
 	if filter.LimitZero {
@@ -121,6 +126,9 @@ func (rl *Relay) handleRequest(ctx context.Context, id string, eose *sync.WaitGr
 		go func(ch chan *nostr.Event) {
 			defer eose.Done()
 			for event := range ch {
+				if live.has(event.ID) {
+					continue // sent live already (sparecycles patch: see sentLive)
+				}
 				for _, ovw := range rl.OverwriteResponseEvent {
 					ovw(ctx, event)
 				}
