@@ -42,6 +42,7 @@ func startRelayWith(t testing.TB, mut func(*relay.Config)) (*relay.Relay, string
 	cfg := relay.DefaultConfig()
 	cfg.Data = t.TempDir()
 	cfg.IPRate, cfg.PubkeyRate = 0, 0
+	cfg.ReqRate, cfg.MaxConnsPerIP = 0, 0 // every test client shares 127.0.0.1
 	if mut != nil {
 		mut(&cfg)
 	}
@@ -245,6 +246,7 @@ func restartableRelay(t testing.TB) (url string, restart func(between func())) {
 	cfg := relay.DefaultConfig()
 	cfg.Data = t.TempDir()
 	cfg.IPRate, cfg.PubkeyRate = 0, 0
+	cfg.ReqRate, cfg.MaxConnsPerIP = 0, 0 // every test client shares 127.0.0.1
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

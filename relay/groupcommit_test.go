@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,5 +146,38 @@ func TestBroadcastOncePerAcceptedEvent(t *testing.T) {
 				t.Fatalf("subscription got %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// An event broadcast as soon as it is queued, before a subscription starts, is not lost to that
+// subscription while its commit is still pending: the subscription listens first, and its
+// query waits for the commits queued before it (Store.Flush), so it finds the event stored.
+func TestSubscriptionSeesEventQueuedBeforeIt(t *testing.T) {
+	tr := startRelay(t, testConfig(t))
+	queued := make(chan struct{}, 1)
+	hold := make(chan struct{})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(hold) }) }) // before the relay stops
+	tr.r.enqueue = func(evt *nostr.Event) (pending, error) {
+		p, err := tr.r.queue(evt)
+		if err == nil {
+			queued <- struct{}{}
+			wait := p.wait
+			p.wait = func() error { <-hold; return wait() } // the publisher's OK waits
+		}
+		return p, err
+	}
+	k := newKey(t)
+	evt := jobRequest(t, k, time.Now())
+	published := make(chan string, 1)
+	go func() { published <- publish(t, tr.connect(t), evt) }()
+	<-queued // evt is queued and was broadcast to nobody
+	got := testQuery(t, tr.connect(t), nostr.Filter{Kinds: []int{5000}, Authors: []string{k.pk}})
+	if len(got) != 1 || got[0].ID != evt.ID {
+		t.Fatalf("a subscription that started after the broadcast found %d events", len(got))
+	}
+	release.Do(func() { close(hold) })
+	if msg := <-published; msg != "" {
+		t.Fatalf("publish: %q", msg)
 	}
 }

@@ -497,3 +497,32 @@ func testQuery(t *testing.T, c interface {
 	}
 	return evs
 }
+
+// REQs and COUNTs are rate-limited per client address.
+func TestRequestRate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ReqRate, cfg.ReqBurst = 0.001, 3
+	tr := startRelay(t, cfg)
+	noisy, _, err := dialFrom(t, tr.url, "127.0.0.2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		noisy.send("REQ", fmt.Sprint("s", i), nostr.Filter{Kinds: []int{5000}, Limit: 1})
+		if label, msg := noisy.next(); label != "EOSE" {
+			t.Fatalf("REQ %d: %s", i, msg)
+		}
+	}
+	noisy.send("COUNT", "c", nostr.Filter{Kinds: []int{5000}})
+	if label, msg := noisy.next(); label != "CLOSED" || !strings.Contains(string(msg[2]), "rate-limited:") {
+		t.Fatalf("COUNT past the burst: %s", msg)
+	}
+	quiet, _, err := dialFrom(t, tr.url, "127.0.0.1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet.send("REQ", "q", nostr.Filter{Kinds: []int{5000}, Limit: 1})
+	if label, msg := quiet.next(); label != "EOSE" {
+		t.Fatalf("another address: %s", msg)
+	}
+}

@@ -494,6 +494,12 @@ func (r *Relay) queryEvents(ctx context.Context, filter nostr.Filter) (chan *nos
 		defer r.gate.leave()
 		defer release()
 		defer close(out)
+		// An event is broadcast as soon as it is queued for its commit (see storeEvent). khatru
+		// starts listening before it queries, so an event broadcast before that must be found
+		// stored: wait for the commits queued so far (at most the ones in progress).
+		if err := r.db.Flush(ctx); err != nil {
+			return
+		}
 		now := nostr.Timestamp(r.cfg.now().Unix())
 		err := r.db.Query(ctx, filter, lim, func(evs []*nostr.Event) error {
 			for _, evt := range evs {

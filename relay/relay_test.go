@@ -38,7 +38,7 @@ func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	cfg.Data = t.TempDir()
 	cfg.IPRate, cfg.PubkeyRate = 0, 0
-	cfg.MaxConnsPerIP = 0 // every test client shares 127.0.0.1
+	cfg.MaxConnsPerIP, cfg.ReqRate = 0, 0 // every test client shares 127.0.0.1
 	return cfg
 }
 
