@@ -3,14 +3,17 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
@@ -30,18 +33,36 @@ const maxProbeFailures = 3
 // 7000 processing feedback with a lease tag, nips/lease.md), timing publish→OK and
 // publish→delivery of both. Keys are fresh every round so the per-author limit never applies
 // to it; its events carry a "t" tag unique to the probe, which its subscription follows.
+//
+// It is built to add as little of its own to what it measures, since the suite runs under the
+// race detector and beside a CPU hog: a run's events are signed before the run starts, and its
+// readers stamp each message as it arrives, before parsing (the subscription's reader only
+// looks for the event id; it does not check signatures, it is timing the relay, not trusting it).
 type probe struct {
 	tb  testing.TB
 	tag string
-	pub *relayconn.Conn // publishes and queries
-	sub *relayconn.Conn // follows the probe's events
-	s   *relayconn.Subscription
+	pub *websocket.Conn // publishes and queries; only the run loop writes
+	sub *websocket.Conn // follows the probe's events
 
-	followed chan struct{} // closed when the delivery goroutine has exited
+	pubDone, subDone chan struct{} // closed when each reader has exited
 
 	mu       sync.Mutex
-	waiting  map[string]chan time.Time // event id → its arrival on the subscription
+	oks      map[string]chan probeOK   // event id → its OK
+	arrivals map[string]chan time.Time // event id → its arrival on the subscription
+	queries  map[string]*probeQuery    // subscription id → a query in progress
 	accepted []string                  // ids of the probe's events that got OK true
+	nextSub  int
+}
+
+type probeOK struct {
+	at     time.Time
+	ok     bool
+	reason string
+}
+
+type probeQuery struct {
+	events int
+	eose   chan string // the EOSE (""), or CLOSED's reason
 }
 
 // probeRun is what one run of the probe measured.
@@ -59,124 +80,193 @@ func (r *probeRun) fail(format string, args ...any) {
 // newProbe connects the probe to url and waits until its subscription is live (EOSE).
 func newProbe(tb testing.TB, url string) *probe {
 	tb.Helper()
-	dial := func() *relayconn.Conn {
+	p := &probe{tb: tb, tag: "probe-" + randomHex(8),
+		oks: map[string]chan probeOK{}, arrivals: map[string]chan time.Time{}, queries: map[string]*probeQuery{},
+		pubDone: make(chan struct{}), subDone: make(chan struct{})}
+	for _, c := range []**websocket.Conn{&p.pub, &p.sub} {
 		ctx, cancel := context.WithTimeout(context.Background(), probeWait)
-		defer cancel()
-		c, err := relayconn.Dial(ctx, url)
+		conn, err := dialFrom(ctx, url, "127.0.0.1", 0, nil)
+		cancel()
 		if err != nil {
 			tb.Fatalf("probe: %v", err)
 		}
-		tb.Cleanup(func() { c.Close() })
-		return c
+		*c = conn
 	}
-	p := &probe{tb: tb, tag: "probe-" + nostr.GeneratePrivateKey()[:16], waiting: map[string]chan time.Time{},
-		followed: make(chan struct{})}
-	p.pub, p.sub = dial(), dial()
-	ctx, cancel := context.WithCancel(context.Background())
-	tb.Cleanup(func() { cancel(); <-p.followed })
-	s, err := p.sub.Subscribe(ctx, nostr.Filter{Kinds: []int{5000, 7000}, Tags: nostr.TagMap{"t": {p.tag}}})
-	if err != nil {
-		tb.Fatalf("probe: %v", err)
+	tb.Cleanup(func() {
+		p.pub.Close()
+		p.sub.Close()
+		<-p.pubDone
+		<-p.subDone
+	})
+	go p.readPub()
+	req := fmt.Appendf(nil, `["REQ","follow",{"kinds":[5000,7000],"#t":[%q]}]`, p.tag)
+	p.sub.SetWriteDeadline(time.Now().Add(probeWait))
+	if err := p.sub.WriteMessage(websocket.TextMessage, req); err != nil {
+		tb.Fatalf("probe: subscribe: %v", err)
 	}
-	p.s = s
-	timer := time.NewTimer(probeWait)
-	defer timer.Stop()
-	select {
-	case <-s.EOSE:
-	case <-s.Done():
-		tb.Fatalf("probe: subscription ended before EOSE: %s", s.Reason())
-	case <-timer.C:
-		tb.Fatalf("probe: no EOSE within %v", probeWait)
+	p.sub.SetReadDeadline(time.Now().Add(probeWait))
+	for {
+		_, b, err := p.sub.ReadMessage()
+		if err != nil {
+			close(p.subDone)
+			tb.Fatalf("probe: no EOSE for its subscription: %v", err)
+		}
+		if bytes.HasPrefix(b, []byte(`["EOSE"`)) {
+			break
+		}
 	}
-	go p.follow()
+	p.sub.SetReadDeadline(time.Time{})
+	go p.readSub()
 	return p
 }
 
-// follow stamps each of the probe's events as it arrives and hands the time to its publisher.
-func (p *probe) follow() {
-	defer close(p.followed)
+// readSub stamps each of the probe's events as it arrives and hands the time to its publisher.
+func (p *probe) readSub() {
+	defer close(p.subDone)
 	for {
-		select {
-		case evt := <-p.s.Events:
-			at := time.Now()
-			p.mu.Lock()
-			ch := p.waiting[evt.ID]
-			delete(p.waiting, evt.ID)
-			p.mu.Unlock()
-			if ch != nil {
-				ch <- at // buffered
-			}
-		case <-p.s.Done():
+		_, b, err := p.sub.ReadMessage()
+		at := time.Now()
+		if err != nil {
 			return
 		}
+		_, rest, found := bytes.Cut(b, []byte(`"id":"`))
+		if !found || len(rest) < 64 {
+			continue
+		}
+		p.mu.Lock()
+		ch := p.arrivals[string(rest[:64])]
+		delete(p.arrivals, string(rest[:64]))
+		p.mu.Unlock()
+		if ch != nil {
+			ch <- at // buffered
+		}
 	}
+}
+
+// readPub hands OKs to publishers and query results to queries.
+func (p *probe) readPub() {
+	defer close(p.pubDone)
+	for {
+		_, b, err := p.pub.ReadMessage()
+		at := time.Now()
+		if err != nil {
+			return
+		}
+		switch env := nostr.ParseMessage(string(b)).(type) {
+		case *nostr.OKEnvelope:
+			p.mu.Lock()
+			ch := p.oks[env.EventID]
+			delete(p.oks, env.EventID)
+			p.mu.Unlock()
+			if ch != nil {
+				ch <- probeOK{at, env.OK, env.Reason} // buffered
+			}
+		case *nostr.EventEnvelope:
+			if env.SubscriptionID != nil {
+				p.mu.Lock()
+				if q := p.queries[*env.SubscriptionID]; q != nil {
+					q.events++
+				}
+				p.mu.Unlock()
+			}
+		case *nostr.EOSEEnvelope:
+			p.endQuery(string(*env), "")
+		case *nostr.ClosedEnvelope:
+			p.endQuery(env.SubscriptionID, "CLOSED: "+env.Reason)
+		}
+	}
+}
+
+func (p *probe) endQuery(id, why string) {
+	p.mu.Lock()
+	q := p.queries[id]
+	delete(p.queries, id)
+	p.mu.Unlock()
+	if q != nil {
+		q.eose <- why // buffered
+	}
+}
+
+// send writes one message on the publishing connection.
+func (p *probe) send(msg []byte) error {
+	p.pub.SetWriteDeadline(time.Now().Add(probeWait))
+	return p.pub.WriteMessage(websocket.TextMessage, msg)
 }
 
 // run plays rounds rounds (fewer if ctx ends or maxProbeFailures steps fail).
 func (p *probe) run(ctx context.Context, rounds int) probeRun {
-	var r probeRun
-	for i := 0; i < rounds && len(r.failures) < maxProbeFailures && ctx.Err() == nil; i++ {
-		p.round(ctx, &r)
+	// sign first: the run then measures the relay, not this process's signing
+	type round struct{ req, claim nostr.Event }
+	plan := make([]round, rounds)
+	for i := range plan {
+		customer, worker := nostr.GeneratePrivateKey(), nostr.GeneratePrivateKey()
+		plan[i].req = signed(customer, nostr.Event{Kind: 5000, Tags: nostr.Tags{
+			{"i", "what the probe asks", "text"}, {"bid", "1000"}, {"t", p.tag},
+		}})
+		plan[i].claim = signed(worker, nostr.Event{Kind: 7000, Tags: nostr.Tags{
+			{"status", "processing"}, {"e", plan[i].req.ID}, {"p", plan[i].req.PubKey}, lease.Tag(time.Minute), {"t", p.tag},
+		}})
 	}
-	if err := ctx.Err(); err != nil && len(r.failures) < maxProbeFailures {
-		r.fail("probe run cut short: %v", err)
+	var r probeRun
+	for _, rd := range plan {
+		if len(r.failures) >= maxProbeFailures {
+			break
+		}
+		if ctx.Err() != nil {
+			r.fail("probe run cut short: %v", ctx.Err())
+			break
+		}
+		if !p.publish(ctx, rd.req, &r) {
+			continue
+		}
+		p.query(ctx, rd.req.ID, &r)
+		p.publish(ctx, rd.claim, &r)
 	}
 	return r
-}
-
-func (p *probe) round(ctx context.Context, r *probeRun) {
-	customer, worker := nostr.GeneratePrivateKey(), nostr.GeneratePrivateKey()
-	req := signed(customer, nostr.Event{Kind: 5000, Tags: nostr.Tags{
-		{"i", "what the probe asks", "text"}, {"bid", "1000"}, {"t", p.tag},
-	}})
-	if !p.publish(ctx, req, r) {
-		return
-	}
-	// OK true means stored: a REQ sent after the OK finds it
-	qctx, cancel := context.WithTimeout(ctx, probeWait)
-	t0 := time.Now()
-	got, err := p.pub.Query(qctx, nostr.Filter{IDs: []string{req.ID}, Limit: 1})
-	cancel()
-	switch {
-	case err != nil:
-		r.fail("query for an accepted request: no EOSE within %v: %v", probeWait, err)
-		return
-	case len(got) != 1:
-		r.fail("query right after OK true did not return the request %s", req.ID)
-	}
-	r.query = append(r.query, time.Since(t0))
-	claim := signed(worker, nostr.Event{Kind: 7000, Tags: nostr.Tags{
-		{"status", "processing"}, {"e", req.ID}, {"p", req.PubKey}, lease.Tag(time.Minute), {"t", p.tag},
-	}})
-	p.publish(ctx, claim, r)
 }
 
 // publish sends evt, expecting OK true and its delivery on the probe's subscription; it reports
 // whether both happened.
 func (p *probe) publish(ctx context.Context, evt nostr.Event, r *probeRun) bool {
-	arrived := make(chan time.Time, 1)
+	msg, err := (&nostr.EventEnvelope{Event: evt}).MarshalJSON()
+	if err != nil {
+		p.tb.Fatal(err)
+	}
+	okc, arrived := make(chan probeOK, 1), make(chan time.Time, 1)
 	p.mu.Lock()
-	p.waiting[evt.ID] = arrived
+	p.oks[evt.ID], p.arrivals[evt.ID] = okc, arrived
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		delete(p.waiting, evt.ID)
+		delete(p.oks, evt.ID)
+		delete(p.arrivals, evt.ID)
 		p.mu.Unlock()
 	}()
-	pctx, cancel := context.WithTimeout(ctx, probeWait)
-	defer cancel()
+	timer := time.NewTimer(probeWait)
+	defer timer.Stop()
 	t0 := time.Now()
-	ok, err := p.pub.Publish(pctx, evt)
-	okAt := time.Now()
-	if err != nil {
-		r.fail("kind %d: no OK within %v: %v", evt.Kind, probeWait, err)
+	if err := p.send(msg); err != nil {
+		r.fail("kind %d: write: %v", evt.Kind, err)
 		return false
 	}
-	if !ok.Accepted {
-		r.fail("kind %d refused: %s", evt.Kind, ok.Reason)
+	var ok probeOK
+	select {
+	case ok = <-okc:
+	case <-p.pubDone:
+		r.fail("kind %d: the probe's connection ended before its OK", evt.Kind)
+		return false
+	case <-timer.C:
+		r.fail("kind %d: no OK within %v", evt.Kind, probeWait)
+		return false
+	case <-ctx.Done():
+		r.fail("kind %d: no OK: %v", evt.Kind, ctx.Err())
 		return false
 	}
-	r.ok = append(r.ok, okAt.Sub(t0))
+	if !ok.ok {
+		r.fail("kind %d refused: %s", evt.Kind, ok.reason)
+		return false
+	}
+	r.ok = append(r.ok, ok.at.Sub(t0))
 	p.mu.Lock()
 	p.accepted = append(p.accepted, evt.ID)
 	p.mu.Unlock()
@@ -184,12 +274,59 @@ func (p *probe) publish(ctx context.Context, evt nostr.Event, r *probeRun) bool 
 	case at := <-arrived:
 		r.delivery = append(r.delivery, at.Sub(t0))
 		return true
-	case <-p.followed:
-		r.fail("kind %d: the probe's subscription ended (%s)", evt.Kind, p.s.Reason())
-	case <-pctx.Done():
+	case <-p.subDone:
+		r.fail("kind %d: the probe's subscription connection ended", evt.Kind)
+	case <-timer.C:
 		r.fail("kind %d: accepted but not delivered to the probe's subscription within %v", evt.Kind, probeWait)
+	case <-ctx.Done():
+		r.fail("kind %d: not delivered: %v", evt.Kind, ctx.Err())
 	}
 	return false
+}
+
+// query reads an accepted event back by id: OK true means stored, so a REQ sent after the OK
+// must find it.
+func (p *probe) query(ctx context.Context, id string, r *probeRun) {
+	p.mu.Lock()
+	p.nextSub++
+	sub := "q" + strconv.Itoa(p.nextSub)
+	q := &probeQuery{eose: make(chan string, 1)}
+	p.queries[sub] = q
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.queries, sub)
+		p.mu.Unlock()
+	}()
+	timer := time.NewTimer(probeWait)
+	defer timer.Stop()
+	t0 := time.Now()
+	if err := p.send(fmt.Appendf(nil, `["REQ",%q,{"ids":[%q],"limit":1}]`, sub, id)); err != nil {
+		r.fail("query: write: %v", err)
+		return
+	}
+	select {
+	case why := <-q.eose:
+		took := time.Since(t0)
+		p.mu.Lock()
+		n := q.events
+		p.mu.Unlock()
+		switch {
+		case why != "":
+			r.fail("query for an accepted request: %s", why)
+		case n != 1:
+			r.fail("query right after OK true did not return the request %s", id)
+		default:
+			r.query = append(r.query, took)
+		}
+		p.send(fmt.Appendf(nil, `["CLOSE",%q]`, sub))
+	case <-p.pubDone:
+		r.fail("query: the probe's connection ended")
+	case <-timer.C:
+		r.fail("query for an accepted request: no EOSE within %v", probeWait)
+	case <-ctx.Done():
+		r.fail("query: %v", ctx.Err())
+	}
 }
 
 // checkStored reports the probe's accepted events that a fresh connection cannot read back.
