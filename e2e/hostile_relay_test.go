@@ -91,6 +91,9 @@ type relayProc struct {
 	data  string
 	flags []string
 	log   logTail
+	// errorf reports a relay killed by the watchdog: tb.Errorf unless a scenario routes its
+	// reports elsewhere (BenchmarkHostile logs them).
+	errorf func(format string, args ...any)
 
 	mu  sync.Mutex
 	run *relayRun // the current process
@@ -112,7 +115,7 @@ type relayRun struct {
 // and waits until it logs that it serves.
 func startRelayProc(tb testing.TB, flags ...string) *relayProc {
 	tb.Helper()
-	p := &relayProc{tb: tb, data: tb.TempDir(), flags: flags}
+	p := &relayProc{tb: tb, data: tb.TempDir(), flags: flags, errorf: tb.Errorf}
 	tb.Cleanup(p.stop) // registered after TempDir's, so it runs before the folder goes
 	if err := p.start(); err != nil {
 		tb.Fatal(err)
@@ -287,7 +290,7 @@ func (p *relayProc) stop() {
 	}
 	p.kill()
 	if run.rssKilled.Load() {
-		p.tb.Errorf("the relay passed %d MiB of RSS and was killed to protect the machine", hardRSSLimit>>20)
+		p.errorf("the relay passed %d MiB of RSS and was killed to protect the machine", hardRSSLimit>>20)
 	}
 	if p.tb.Failed() && run.addr != "" {
 		p.tb.Logf("relay log, last lines:\n%s", p.log.String())

@@ -151,6 +151,7 @@ func runScenario(tb testing.TB, sc scenario, strict bool) *hostileRun {
 		h.errorf = func(format string, args ...any) { tb.Logf("FAILS THE SUITE: "+format, args...) }
 	}
 	h.relay = startRelayProc(tb, append(slices.Clone(flags), sc.flags...)...)
+	h.relay.errorf = h.errorf
 	h.probe = newProbe(tb, h.relay.url())
 	if warm := h.probe.run(ctx, warmupRounds); len(warm.failures) > 0 {
 		tb.Fatalf("probe, before any attack: %s", warm)
