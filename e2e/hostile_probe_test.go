@@ -102,13 +102,14 @@ func newProbe(tb testing.TB, url string) *probe {
 	req := fmt.Appendf(nil, `["REQ","follow",{"kinds":[5000,7000],"#t":[%q]}]`, p.tag)
 	p.sub.SetWriteDeadline(time.Now().Add(probeWait))
 	if err := p.sub.WriteMessage(websocket.TextMessage, req); err != nil {
+		close(p.subDone) // its reader never started
 		tb.Fatalf("probe: subscribe: %v", err)
 	}
 	p.sub.SetReadDeadline(time.Now().Add(probeWait))
 	for {
 		_, b, err := p.sub.ReadMessage()
 		if err != nil {
-			close(p.subDone)
+			close(p.subDone) // its reader never started
 			tb.Fatalf("probe: no EOSE for its subscription: %v", err)
 		}
 		if bytes.HasPrefix(b, []byte(`["EOSE"`)) {
