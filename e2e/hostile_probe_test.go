@@ -90,26 +90,20 @@ func newProbe(tb testing.TB, url string) *probe {
 		if err != nil {
 			tb.Fatalf("probe: %v", err)
 		}
+		tb.Cleanup(func() { conn.Close() })
 		*c = conn
 	}
-	tb.Cleanup(func() {
-		p.pub.Close()
-		p.sub.Close()
-		<-p.pubDone
-		<-p.subDone
-	})
 	go p.readPub()
+	tb.Cleanup(func() { p.pub.Close(); <-p.pubDone }) // runs before the Close above
 	req := fmt.Appendf(nil, `["REQ","follow",{"kinds":[5000,7000],"#t":[%q]}]`, p.tag)
 	p.sub.SetWriteDeadline(time.Now().Add(probeWait))
 	if err := p.sub.WriteMessage(websocket.TextMessage, req); err != nil {
-		close(p.subDone) // its reader never started
 		tb.Fatalf("probe: subscribe: %v", err)
 	}
 	p.sub.SetReadDeadline(time.Now().Add(probeWait))
 	for {
 		_, b, err := p.sub.ReadMessage()
 		if err != nil {
-			close(p.subDone) // its reader never started
 			tb.Fatalf("probe: no EOSE for its subscription: %v", err)
 		}
 		if bytes.HasPrefix(b, []byte(`["EOSE"`)) {
@@ -118,6 +112,7 @@ func newProbe(tb testing.TB, url string) *probe {
 	}
 	p.sub.SetReadDeadline(time.Time{})
 	go p.readSub()
+	tb.Cleanup(func() { p.sub.Close(); <-p.subDone })
 	return p
 }
 
