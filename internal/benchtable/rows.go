@@ -41,6 +41,20 @@ var Rows = []Row{
 		Ours: "ours-B/conn", Base: Ref{Metric: "vanilla-B/conn"}, BaseName: "vanilla", Unit: "B",
 		Ratio: "ratio"},
 
+	// the relay under attack: the e2e hostile suite's honest probe (one connection publishing job
+	// requests and lease claims, another following them) under each attack, against the same
+	// probe unloaded on the same relay
+	hostile("1,000 COUNTs on one connection", "count-flood", "ok"),
+	hostile("1,000 COUNTs on one connection", "count-flood", "delivery"),
+	hostile("1,100 REQs for large events, never read", "reader-exhaustion", "ok"),
+	hostile("1,100 REQs for large events, never read", "reader-exhaustion", "delivery"),
+	hostile("a kind 7000 subscriber that stops reading", "slow-reader", "ok"),
+	hostile("a kind 7000 subscriber that stops reading", "slow-reader", "delivery"),
+	hostile("20,000 REQs on one connection", "many-subscriptions", "ok"),
+	hostile("20,000 REQs on one connection", "many-subscriptions", "delivery"),
+	hostile("400 REQs of 7,000 ids", "many-ids", "ok"),
+	hostile("400 REQs of 7,000 ids", "many-ids", "delivery"),
+
 	// OCR against the Node peer
 	ocrPeer("OCR image → text, 10-word line, 1 thread", "threads=1/line"),
 	ocrPeer("OCR, 3-line page, 1 thread", "threads=1/page"),
@@ -98,4 +112,16 @@ func paidOverhead(how, sub, pct string) Row {
 	return Row{What: "market overhead per OCR job, paid over " + how + ", " + pct, Bench: "BenchmarkJobOverhead/" + sub,
 		Ours: pct + "-overhead-ms", Base: Ref{Bench: "BenchmarkJobOverhead/unpaid", Metric: pct + "-overhead-ms"},
 		BaseName: "unpaid", Unit: "ms"}
+}
+
+// hostile is a row of BenchmarkHostile: the probe's p99 publish→OK ("ok") or publish→delivery
+// ("delivery") under one attack, against its unloaded p99. The target is the hostile suite's
+// 3× (which TestHostile applies above floors of 100 ms and 50 ms); a probe step that failed
+// outright fails the row whatever the ratio.
+func hostile(attack, sub, metric string) Row {
+	what := map[string]string{"ok": "publish→OK", "delivery": "publish→delivery"}[metric]
+	return Row{What: "honest probe p99 " + what + " under " + attack, Bench: "BenchmarkHostile/" + sub,
+		Ours: "loaded-p99-" + metric + "-ms", Base: Ref{Metric: "unloaded-p99-" + metric + "-ms"}, BaseName: "unloaded", Unit: "ms",
+		Ratio: "p99-" + metric + "-x", Target: AtMost(3),
+		Must: []Check{{Metric: "probe-failures", Cmp: Equal(0), Text: "no failed probe step"}}}
 }
