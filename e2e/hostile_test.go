@@ -756,7 +756,8 @@ func sizes(h *hostileRun) func() {
 		if err != nil || len(got) != 1 || got[0].Content != big.Content {
 			h.errorf("sizes: the accepted %d-byte result is not served back (%d events, %v)", len(big.Content), len(got), err)
 		}
-		h.checkJob(job.ID, "done", worker)
+		workerPK, _ := nostr.GetPublicKey(worker)
+		h.checkJob(job.ID, "done", workerPK)
 	}
 
 	over := jobResult(worker, tooBig, strings.Repeat("x", maxContent+1))

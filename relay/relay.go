@@ -703,6 +703,10 @@ func (g *gate) close(d time.Duration) bool {
 	}
 }
 
+// socketSendBuffer is each connection's kernel send buffer (Linux doubles it): enough for a
+// 256 KiB event in flight, and bandwidth × delay for ~2.5 MB/s at 100 ms per connection.
+const socketSendBuffer = 128 << 10
+
 // trackingListener remembers accepted connections so shutdown can close the hijacked
 // websockets that http.Server no longer tracks.
 type trackingListener struct {
@@ -715,6 +719,13 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		// A client that stops reading leaves what the kernel buffers for it in the kernel: on
+		// loopback its autotuned send buffer grew to 4 MB and more, out of the outbox's sight.
+		// A fixed buffer keeps that small, and so what a stalled client holds is the outbox's,
+		// which has a bound and a deadline.
+		tcp.SetWriteBuffer(socketSendBuffer)
 	}
 	tc := &trackedConn{Conn: c, l: l}
 	l.mu.Lock()
