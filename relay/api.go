@@ -41,6 +41,7 @@ type InfoDocument struct {
 type Limits struct {
 	MaxConnectionsPerIP int  `json:"max_connections_per_ip,omitempty"` // 0: none
 	MaxFilterValues     int  `json:"max_filter_values"`                // ids, authors, kinds and tag values in one REQ or COUNT
+	MaxRequestBytes     int  `json:"max_request_bytes"`                // of any message but an EVENT
 	MaxQueriesPerConn   int  `json:"max_queries_per_connection"`       // stored-event reads in progress; more wait
 	MaxIndexEntries     int  `json:"max_index_entries"`                // visited by one filter (it gets what was found) or COUNT (refused)
 	MaxOutboundBytes    int  `json:"max_outbound_bytes"`               // queued for one connection before it is dropped
@@ -103,6 +104,7 @@ func (r *Relay) Info() InfoDocument {
 		Limits: Limits{
 			MaxConnectionsPerIP: r.cfg.MaxConnsPerIP,
 			MaxFilterValues:     r.cfg.MaxFilterValues,
+			MaxRequestBytes:     r.cfg.MaxRequestBytes,
 			MaxQueriesPerConn:   r.cfg.MaxQueriesPerConn,
 			MaxIndexEntries:     r.cfg.QueryScan,
 			MaxOutboundBytes:    r.cfg.MaxOutboundBytes,

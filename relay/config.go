@@ -54,6 +54,7 @@ type Config struct {
 	MaxFilters        int           // filters in one REQ
 	MaxFilterValues   int           // ids, authors, kinds and tag values in one REQ or COUNT
 	MaxSubIDLength    int           // bytes of a subscription id
+	MaxRequestBytes   int           // bytes of any message but an EVENT (REQ, COUNT, CLOSE, AUTH)
 	MaxLimit          int           // most stored events one filter returns
 	DefaultLimit      int           // stored events a filter without a limit returns
 	MaxQueriesPerConn int           // stored-event reads (REQ filters, COUNTs) in progress per connection
@@ -112,6 +113,7 @@ func DefaultConfig() Config {
 		MaxFilters:        10,
 		MaxFilterValues:   1000,
 		MaxSubIDLength:    64,
+		MaxRequestBytes:   128 << 10,
 		MaxLimit:          1500,
 		DefaultLimit:      375,
 		MaxQueriesPerConn: 4,
@@ -162,6 +164,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxFilters, "max-filters", c.MaxFilters, "filters in one REQ")
 	fs.IntVar(&c.MaxFilterValues, "max-filter-values", c.MaxFilterValues, "ids, authors, kinds and tag values in one REQ or COUNT")
 	fs.IntVar(&c.MaxSubIDLength, "max-subid-length", c.MaxSubIDLength, "bytes of a subscription id")
+	fs.IntVar(&c.MaxRequestBytes, "max-req-bytes", c.MaxRequestBytes, "bytes of any message but an EVENT (REQ, COUNT, CLOSE, AUTH); larger ones are refused unparsed")
 	fs.IntVar(&c.MaxLimit, "max-limit", c.MaxLimit, "most stored events one filter returns")
 	fs.IntVar(&c.DefaultLimit, "default-limit", c.DefaultLimit, "stored events a filter without a limit returns")
 	fs.IntVar(&c.MaxQueriesPerConn, "max-queries-per-conn", c.MaxQueriesPerConn, "stored-event reads (REQ filters, COUNTs) in progress per connection; more wait")
@@ -208,6 +211,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("relay config: --max-conns-per-ip must not be negative")
 	case c.MaxSubscriptions < 1 || c.MaxFilters < 1 || c.MaxFilterValues < 1 || c.MaxSubIDLength < 1:
 		return fmt.Errorf("relay config: --max-subscriptions, --max-filters, --max-filter-values and --max-subid-length must be positive")
+	case c.MaxRequestBytes < 4096:
+		return fmt.Errorf("relay config: --max-req-bytes %d is below 4096", c.MaxRequestBytes)
 	case c.MaxLimit < 1 || c.DefaultLimit < 1 || c.DefaultLimit > c.MaxLimit:
 		return fmt.Errorf("relay config: need 1 <= --default-limit <= --max-limit")
 	case c.MaxQueriesPerConn < 1 || c.MaxQueries < 1 || c.MaxQueries > maxReaders/2:

@@ -360,8 +360,12 @@ func TestRequestCaps(t *testing.T) {
 		ids[i] = fmt.Sprintf("%064x", i)
 	}
 	rc.send("REQ", "big", nostr.Filter{IDs: ids})
-	if label, msg := rc.next(); label != "CLOSED" || !strings.Contains(string(msg[2]), "invalid: 7000 ids") {
-		t.Fatalf("7,000 ids: %s", msg)
+	if label, msg := rc.next(); label != "CLOSED" || !strings.Contains(string(msg[2]), "invalid: a message of 469") {
+		t.Fatalf("7,000 ids (over --max-req-bytes): %s", msg)
+	}
+	rc.send("REQ", "big", nostr.Filter{IDs: ids[:101]})
+	if label, msg := rc.next(); label != "CLOSED" || !strings.Contains(string(msg[2]), "invalid: 101 ids") {
+		t.Fatalf("101 ids (over --max-filter-values): %s", msg)
 	}
 	rc.send("REQ", "s1", nostr.Filter{IDs: ids[:100]}) // s1 was closed: room again
 	if label, msg := rc.next(); label != "EOSE" {

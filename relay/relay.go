@@ -142,6 +142,7 @@ func (r *Relay) khatru() *khatru.Relay {
 	kr.MaxOutboundBytes = r.cfg.MaxOutboundBytes
 	kr.WriteWait = r.cfg.WriteTimeout
 	kr.MaxMessagesInFlight = r.cfg.MaxInFlight
+	kr.MaxRequestSize = r.cfg.MaxRequestBytes
 
 	policies := Policies(r.cfg)
 	for _, p := range policies {

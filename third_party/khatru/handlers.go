@@ -138,7 +138,8 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 		smp := nostr.NewMessageParser()
 
 		for {
-			typ, msgb, err := ws.conn.ReadMessage()
+			// sparecycles patch: readMessage, not ReadMessage: see Relay.MaxRequestSize
+			typ, msgb, size, tooLarge, err := readMessage(ws.conn, rl.MaxRequestSize)
 			if err != nil {
 				if websocket.IsUnexpectedCloseError(
 					err,
@@ -159,7 +160,13 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 
-			// this is safe because ReadMessage() will always create a new slice
+			// sparecycles patch: see Relay.MaxRequestSize
+			if tooLarge {
+				ws.WriteJSON(requestTooLarge(msgb, size, rl.MaxRequestSize))
+				continue
+			}
+
+			// this is safe because readMessage always creates a new slice
 			message := unsafe.String(unsafe.SliceData(msgb), len(msgb))
 
 			// parse messages sequentially otherwise sonic breaks

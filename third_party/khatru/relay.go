@@ -139,6 +139,12 @@ type Relay struct {
 	// sends faster than it is served is slowed down rather than given a goroutine per message.
 	MaxMessagesInFlight int
 
+	// sparecycles patch: MaxRequestSize, when set, bounds every message other than an EVENT
+	// (REQ, COUNT, CLOSE, AUTH...). A larger one is refused (CLOSED for a REQ or COUNT, else
+	// NOTICE) before it is parsed: a REQ of 7,000 ids costs far more to parse than any cap on
+	// its filters can save afterwards. EVENTs stay bounded by MaxMessageSize.
+	MaxRequestSize int
+
 	// sparecycles patch: RejectRequest hooks see a whole REQ before any of its filters is
 	// queried or subscribed: its id, its filters and how many other subscriptions the connection
 	// has open. A rejection is answered with CLOSED and the reason.
