@@ -11,6 +11,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/rs/zerolog"
 
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/relay/internal/store"
 )
 
@@ -172,7 +173,7 @@ func TestSubscriptionSeesEventQueuedBeforeIt(t *testing.T) {
 	published := make(chan string, 1)
 	go func() { published <- publish(t, tr.connect(t), evt) }()
 	<-queued // evt is queued and was broadcast to nobody
-	got := testQuery(t, tr.connect(t), nostr.Filter{Kinds: []int{5000}, Authors: []string{k.pk}})
+	got := testrelay.Query(t, tr.connect(t), nostr.Filter{Kinds: []int{5000}, Authors: []string{k.pk}})
 	if len(got) != 1 || got[0].ID != evt.ID {
 		t.Fatalf("a subscription that started after the broadcast found %d events", len(got))
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 )
 
 func TestRejectLargeRequests(t *testing.T) {
@@ -452,7 +454,7 @@ func TestLargeEventsStoredUpToTheLimit(t *testing.T) {
 	if msg := publish(t, c, big); msg != "" {
 		t.Fatalf("200 KB result: %q", msg)
 	}
-	evs := testQuery(t, c, nostr.Filter{IDs: []string{big.ID}})
+	evs := testrelay.Query(t, c, nostr.Filter{IDs: []string{big.ID}})
 	if len(evs) != 1 || evs[0].Content != big.Content || !evs[0].CheckID() {
 		t.Fatalf("200 KB result not served back intact (%d events)", len(evs))
 	}
@@ -487,19 +489,6 @@ func TestLargeEventsStoredUpToTheLimit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("subscriber did not get the marker")
 	}
-}
-
-func testQuery(t *testing.T, c interface {
-	Query(context.Context, ...nostr.Filter) ([]*nostr.Event, error)
-}, f nostr.Filter) []*nostr.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	evs, err := c.Query(ctx, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
 }
 
 // REQs and COUNTs are rate-limited per client address.
