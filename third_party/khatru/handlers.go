@@ -136,6 +136,7 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 		})
 
 		smp := nostr.NewMessageParser()
+		oversized := 0 // sparecycles patch: messages refused for Relay.MaxRequestSize
 
 		for {
 			// sparecycles patch: readMessage, not ReadMessage: see Relay.MaxRequestSize
@@ -163,6 +164,13 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 			// sparecycles patch: see Relay.MaxRequestSize
 			if tooLarge {
 				ws.WriteJSON(requestTooLarge(msgb, size, rl.MaxRequestSize))
+				if oversized++; oversized >= maxOversized {
+					// a client that keeps sending what NIP-11 says is refused is not reading
+					// the answers: stop reading what it sends
+					ws.fail("invalid: too many oversized messages")
+					ws.cancel()
+					return
+				}
 				continue
 			}
 

@@ -53,6 +53,10 @@ func readMessage(c *websocket.Conn, limit int) (typ int, msg []byte, size int, t
 	return typ, buf.Bytes()[:min(buf.Len(), 1024)], n + int(k) + int(discarded), true, err
 }
 
+// maxOversized is how many messages over Relay.MaxRequestSize a connection may send; with the
+// last the relay closes it.
+const maxOversized = 4
+
 // isEventMessage reports whether msg is an EVENT message: `[`, `"EVENT"`, with JSON
 // whitespace allowed around them.
 func isEventMessage(msg []byte) bool {

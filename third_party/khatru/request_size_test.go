@@ -60,6 +60,15 @@ func TestMaxRequestSize(t *testing.T) {
 	if msg := next(t, c); label(msg) != "EOSE" {
 		t.Fatalf("small REQ: %s", msg)
 	}
+	// the fourth oversized message is answered, and then the connection is closed
+	send(t, c, "REQ", "big", nostr.Filter{IDs: ids})
+	if msg := next(t, c); label(msg) != "CLOSED" {
+		t.Fatalf("fourth big REQ: %s", msg)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("after the fourth oversized message: %v, want the connection closed (policy violation)", err)
+	}
 }
 
 // readMessage around the limit: exactly the limit is read whole, one byte more is refused with
