@@ -25,7 +25,7 @@ func NewRelay() *Relay {
 		Info: &nip11.RelayInformationDocument{
 			Software:      "https://github.com/fiatjaf/khatru",
 			Version:       "n/a",
-			SupportedNIPs: []any{1, 11, 40, 42, 70, 86},
+			SupportedNIPs: []any{1, 11, 40, 42, 70}, // sparecycles patch 16: no NIP-86
 		},
 
 		upgrader: websocket.Upgrader{
@@ -81,9 +81,6 @@ type Relay struct {
 	getSubRelayFromEvent  func(*nostr.Event) *Relay // used for handling EVENTs
 	getSubRelayFromFilter func(nostr.Filter) *Relay // used for handling REQs
 
-	// setting up handlers here will enable these methods
-	ManagementAPI RelayManagementAPI
-
 	// editing info will affect the NIP-11 responses
 	Info *nip11.RelayInformationDocument
 
@@ -99,9 +96,6 @@ type Relay struct {
 	clients      map[*WebSocket][]listenerSpec
 	listeners    []listener
 	clientsMutex sync.Mutex
-
-	// set this to true to support negentropy
-	Negentropy bool
 
 	// EncodeOnce makes a broadcast encode each event's JSON once and write it to every matching
 	// listener with only the subscription id around it, instead of encoding the whole EVENT

@@ -9,7 +9,6 @@ import (
 const (
 	wsKey = iota
 	subscriptionIdKey
-	nip86HeaderAuthKey
 	internalCallKey
 )
 
@@ -34,9 +33,6 @@ func GetConnection(ctx context.Context) *WebSocket {
 func GetAuthed(ctx context.Context) string {
 	if conn := GetConnection(ctx); conn != nil {
 		return conn.AuthedPublicKey
-	}
-	if nip86Auth := ctx.Value(nip86HeaderAuthKey); nip86Auth != nil {
-		return nip86Auth.(string)
 	}
 	return ""
 }

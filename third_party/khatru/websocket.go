@@ -8,7 +8,6 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/puzpuzpuz/xsync/v3"
 )
 
 type WebSocket struct {
@@ -26,9 +25,6 @@ type WebSocket struct {
 	Challenge       string
 	AuthedPublicKey string
 	Authed          chan struct{}
-
-	// nip77
-	negentropySessions *xsync.MapOf[string, *NegentropySession]
 
 	authLock sync.Mutex
 
