@@ -637,6 +637,12 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	if !r.gate.close(5 * time.Second) {
 		r.log.Warn().Msg("operations still in flight after 5s; closing connections")
 	}
+	// and the answers owed go out (an OK is written after its write finished), within a bound
+	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if !r.kr.Drain(dctx) {
+		r.log.Warn().Msg("answers still unsent after 2s; closing connections")
+	}
+	dcancel()
 	tl.closeAll()
 	<-errc
 	r.log.Info().Msg("relay stopped")

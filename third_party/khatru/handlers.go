@@ -182,7 +182,9 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 			}
 
 			// then delegate to the goroutine
+			rl.handling.add(1) // sparecycles patch: see Relay.Drain
 			rl.handle(func() { // sparecycles patch: see Relay.ReuseGoroutines
+				defer rl.handling.add(-1)
 				if inFlight != nil {
 					defer func() { <-inFlight }()
 				}

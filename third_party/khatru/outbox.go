@@ -17,6 +17,7 @@ package khatru
 // is not empty.
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -181,4 +182,80 @@ func (ws *WebSocket) fail(reason string) {
 		ws.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 	}
 	ws.conn.Close()
+}
+
+// Drain waits, until ctx is done, for the messages being handled to finish (a write's OK is sent
+// after its hook returns) and then for every connection's outbox to be written out, so that a
+// relay shutting down delivers the answers it owes before it closes the connections. It
+// reports whether everything was drained. sparecycles patch.
+func (rl *Relay) Drain(ctx context.Context) bool {
+	if !rl.handling.idle(ctx) {
+		return false
+	}
+	rl.clientsMutex.Lock()
+	var outs []*outbox
+	for ws := range rl.clients {
+		if ws.out != nil {
+			outs = append(outs, ws.out)
+		}
+	}
+	rl.clientsMutex.Unlock()
+	for _, o := range outs {
+		if !o.flushed(ctx) {
+			return false
+		}
+	}
+	return true
+}
+
+// flushed waits until nothing is queued or being written, the outbox closes, or ctx is done.
+func (o *outbox) flushed(ctx context.Context) bool {
+	stop := context.AfterFunc(ctx, func() {
+		o.mu.Lock()
+		o.room.Broadcast()
+		o.mu.Unlock()
+	})
+	defer stop()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for !o.closed && o.bytes > 0 && ctx.Err() == nil {
+		o.room.Wait()
+	}
+	return o.closed || o.bytes == 0
+}
+
+// handlerCount counts messages being handled; unlike a WaitGroup it may be added to while
+// someone waits for it to reach zero (clients keep sending while a relay drains).
+type handlerCount struct {
+	mu   sync.Mutex
+	n    int
+	zero *sync.Cond
+}
+
+func (h *handlerCount) add(d int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n += d
+	if h.n == 0 && h.zero != nil {
+		h.zero.Broadcast()
+	}
+}
+
+// idle waits until no message is being handled, or ctx is done; it reports which.
+func (h *handlerCount) idle(ctx context.Context) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.zero == nil {
+		h.zero = sync.NewCond(&h.mu)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		h.zero.Broadcast()
+		h.mu.Unlock()
+	})
+	defer stop()
+	for h.n > 0 && ctx.Err() == nil {
+		h.zero.Wait()
+	}
+	return h.n == 0
 }

@@ -426,3 +426,39 @@ func TestReqListensBeforeQuery(t *testing.T) {
 		t.Fatalf("got %v, want each event once", got)
 	}
 }
+
+// Drain waits for the messages being handled and for what they queued to be written, so a
+// relay that shuts down delivers the OKs it owes; with a handler stuck it gives up with ctx.
+func TestDrain(t *testing.T) {
+	rl := NewRelay()
+	rl.MaxOutboundBytes = 1 << 20
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	rl.RejectEvent = append(rl.RejectEvent, func(ctx context.Context, evt *nostr.Event) (bool, string) {
+		entered <- struct{}{}
+		<-release
+		return false, ""
+	})
+	url := serve(t, rl)
+	c := dial(t, url, 0)
+	send(t, c, "EVENT", signed(t, 1, "owed an OK"))
+	<-entered
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if rl.Drain(short) {
+		t.Fatal("drained while a message was still being handled")
+	}
+	drained := make(chan bool, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		drained <- rl.Drain(ctx)
+	}()
+	close(release)
+	if !<-drained {
+		t.Fatal("Drain gave up")
+	}
+	if msg := next(t, c); label(msg) != "OK" {
+		t.Fatalf("after Drain: %s, want the OK", msg)
+	}
+}

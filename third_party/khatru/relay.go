@@ -133,6 +133,9 @@ type Relay struct {
 	// sends faster than it is served is slowed down rather than given a goroutine per message.
 	MaxMessagesInFlight int
 
+	// sparecycles patch: handling counts messages being handled, for Drain.
+	handling handlerCount
+
 	// sparecycles patch: MaxRequestSize, when set, bounds every message other than an EVENT
 	// (REQ, COUNT, CLOSE, AUTH...). A larger one is refused (CLOSED for a REQ or COUNT, else
 	// NOTICE) before it is parsed: a REQ of 7,000 ids costs far more to parse than any cap on
