@@ -58,16 +58,17 @@ const (
 
 	latencyFactor = 3
 	// Under these floors the suite does not compare p99s. On this 2-core VM the attacker runs
-	// beside the relay and the probe, so while an attack is sent at full speed both cores are
-	// busy and any wakeup can wait a few scheduler slices: a handful of the probe's 200 samples
-	// then take 5-15 ms whatever the relay does (the p99 of publish→OK, which waits for the
-	// group commit's fdatasync, and of publish→delivery). Measured with the fixed relay under
-	// -race: unloaded p99s of 1.5-2 ms (OK) and 0.6-0.8 ms (delivery) on an idle machine and
-	// 6-18 ms and 3.5-7 ms with a CPU hog on both cores; under the heaviest attack (many-ids)
-	// 6-18 ms and 3-11 ms. The attacks as reported cost the probe 170 ms to seconds, or its
-	// OKs altogether.
-	okLatencyFloor       = 25 * time.Millisecond
-	deliveryLatencyFloor = 15 * time.Millisecond
+	// beside the relay and the probe, and CI runs other packages' tests beside this one: a
+	// handful of the probe's samples then wait several scheduler slices whatever the relay does,
+	// and with 80 samples (the subtests with rate limits on) the p99 is the slowest of them.
+	// Measured with the fixed relay under -race, over 85 runs of a subtest, most of them with a
+	// CPU hog on both cores and some inside the whole `go test ./...`: the probe's p99 under
+	// attack was at most 16.5 ms (publish→OK, which waits for the group commit's fdatasync) and
+	// 16.2 ms (publish→delivery), while its unloaded p99 alone reached 17 ms (once 133 ms). The
+	// floors are about twice those maxima; the attacks as reported cost the probe 170 ms to
+	// seconds, or its OKs altogether.
+	okLatencyFloor       = 50 * time.Millisecond
+	deliveryLatencyFloor = 30 * time.Millisecond
 
 	// maxRelayRSS bounds the relay process's peak resident memory (VmHWM) over a whole
 	// subtest. An idle relay uses about 30 MB; the bound leaves room for its bounded queues

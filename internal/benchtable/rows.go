@@ -116,7 +116,7 @@ func paidOverhead(how, sub, pct string) Row {
 
 // hostile is a row of BenchmarkHostile: the probe's p99 publish→OK ("ok") or publish→delivery
 // ("delivery") under one attack, against its unloaded p99. The target is the hostile suite's
-// 3× (which TestHostile applies above floors of 25 ms and 15 ms); a probe step that failed
+// 3× (which TestHostile applies above floors of 50 ms and 30 ms); a probe step that failed
 // outright fails the row whatever the ratio.
 func hostile(attack, sub, metric string) Row {
 	what := map[string]string{"ok": "publish→OK", "delivery": "publish→delivery"}[metric]
