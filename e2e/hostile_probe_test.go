@@ -17,6 +17,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/lease"
 )
 
@@ -85,7 +86,7 @@ func newProbe(tb testing.TB, url string) *probe {
 		pubDone: make(chan struct{}), subDone: make(chan struct{})}
 	for _, c := range []**websocket.Conn{&p.pub, &p.sub} {
 		ctx, cancel := context.WithTimeout(context.Background(), probeWait)
-		conn, err := dialFrom(ctx, url, "127.0.0.1", 0, nil)
+		conn, _, err := testrelay.DialFrom(ctx, url, "127.0.0.1", 0, nil)
 		cancel()
 		if err != nil {
 			tb.Fatalf("probe: %v", err)

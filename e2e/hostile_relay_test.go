@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/relay"
 )
 
@@ -442,38 +442,6 @@ func (l *logTail) String() string {
 	return strings.Join(append(append([]string(nil), l.lines[l.next:]...), l.lines[:l.next]...), "\n")
 }
 
-// dialFrom opens a websocket to url from the loopback address ip (all of 127.0.0.0/8 reaches
-// the relay, and each address is a different client to its per-IP limits), sending header with
-// the handshake. rcvbuf > 0 fixes the socket's receive buffer before it connects, so that a
-// client that stops reading is felt after a few kilobytes instead of megabytes of autotuned
-// buffer.
-func dialFrom(ctx context.Context, url, ip string, rcvbuf int, header http.Header) (*websocket.Conn, error) {
-	nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	if rcvbuf > 0 {
-		nd.Control = func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
-			})
-			return errors.Join(err, serr)
-		}
-	}
-	d := websocket.Dialer{
-		NetDialContext:   nd.DialContext,
-		HandshakeTimeout: 5 * time.Second,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  64 << 10,
-	}
-	c, resp, err := d.DialContext(ctx, url, header)
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dial %s from %s: %w", url, ip, err)
-	}
-	return c, nil
-}
-
 // rawClient is a bare websocket client for attackers, storms and duplicate publishers: one
 // goroutine uses it at a time, every read and write has a deadline, and it reads only what it
 // is waiting for (other messages are skipped).
@@ -482,7 +450,7 @@ type rawClient struct {
 }
 
 func dialRaw(ctx context.Context, url, ip string, header http.Header) (*rawClient, error) {
-	c, err := dialFrom(ctx, url, ip, 0, header)
+	c, _, err := testrelay.DialFrom(ctx, url, ip, 0, header)
 	if err != nil {
 		return nil, err
 	}

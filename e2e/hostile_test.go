@@ -41,6 +41,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/lease"
 )
 
@@ -225,7 +226,7 @@ func (h *hostileRun) finish() {
 // dial opens a websocket from ip (see dialFrom), closed when the test ends.
 func (h *hostileRun) dial(ip string, rcvbuf int, header http.Header) *websocket.Conn {
 	h.tb.Helper()
-	c, err := dialFrom(h.ctx, h.relay.url(), ip, rcvbuf, header)
+	c, _, err := testrelay.DialFrom(h.ctx, h.relay.url(), ip, rcvbuf, header)
 	if err != nil {
 		h.tb.Fatal(err)
 	}
@@ -996,7 +997,7 @@ func statsConnections(h *hostileRun) func() {
 		return st.Connections
 	}
 	for i := 0; i < 50; i++ {
-		c, err := dialFrom(h.ctx, h.relay.url(), fmt.Sprintf("127.0.3.%d", i+1), 0, nil)
+		c, _, err := testrelay.DialFrom(h.ctx, h.relay.url(), fmt.Sprintf("127.0.3.%d", i+1), 0, nil)
 		if err != nil {
 			h.tb.Fatal(err)
 		}

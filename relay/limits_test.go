@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -82,13 +81,9 @@ type rawConn struct {
 // loopback), with extra request headers.
 func dialFrom(t *testing.T, url, from string, header http.Header) (*rawConn, *http.Response, error) {
 	t.Helper()
-	d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-		return nd.DialContext(ctx, network, addr)
-	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, resp, err := d.DialContext(ctx, url, header)
+	c, resp, err := testrelay.DialFrom(ctx, url, from, 0, header)
 	if err != nil {
 		return nil, resp, err
 	}
