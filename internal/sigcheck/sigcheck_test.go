@@ -73,15 +73,16 @@ func TestVerify(t *testing.T) {
 		{"signature not hex", badHex, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := NewVerifier(0)
-			for range 2 { // a second time with the key cached
-				err := v.Verify(&tc.evt)
-				if (err == nil) != tc.ok || errors.Is(err, ErrBadSignature) != tc.bad {
-					t.Fatalf("Verify: %v, want ok=%v bad-signature=%v", err, tc.ok, tc.bad)
-				}
-				ok, cerr := v.CheckSignature(&tc.evt)
-				if ok != tc.ok || (cerr != nil) != (!tc.ok && !tc.bad) {
-					t.Fatalf("CheckSignature: %v %v", ok, cerr)
+			for _, v := range []*Verifier{NewVerifier(0), NewSequentialVerifier(0)} {
+				for range 2 { // a second time with the key cached
+					err := v.Verify(&tc.evt)
+					if (err == nil) != tc.ok || errors.Is(err, ErrBadSignature) != tc.bad {
+						t.Fatalf("Verify (sequential %v): %v, want ok=%v bad-signature=%v", v.sequential, err, tc.ok, tc.bad)
+					}
+					ok, cerr := v.CheckSignature(&tc.evt)
+					if ok != tc.ok || (cerr != nil) != (!tc.ok && !tc.bad) {
+						t.Fatalf("CheckSignature (sequential %v): %v %v", v.sequential, ok, cerr)
+					}
 				}
 			}
 		})
