@@ -19,11 +19,11 @@ import (
 	"github.com/sparecycles/sparecycles/internal/testrelay"
 )
 
-// BenchmarkIngest publishes the same signed job requests to our relay and to a vanilla khatru
-// relay with the same LMDB store, in one run, over 8 connections with up to 16 events in
-// flight on each, and reports events/s for both and their ratio. Each op is one event
-// published to each relay. The load generator is a child process (see ingest). Run it with
-// scripts/bench.
+// BenchmarkIngest publishes the same signed job requests, one author per event, to our relay
+// and to a vanilla khatru relay with the same LMDB store, in one run, over 8 connections with
+// up to 16 events in flight on each, and reports events/s for both and their ratio. Each op is
+// one event published to each relay. The load generator is a child process (see ingest). Run
+// it with scripts/bench.
 func BenchmarkIngest(b *testing.B) {
 	const conns, window = 8, 16
 	events := signedJobRequests(b, b.N)
@@ -42,15 +42,62 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(oursRate/vanillaRate, "ratio")
 }
 
+// signedJobRequests returns n signed kind 5000 job requests, each by an author of its own, so
+// that no cache of lifted keys (ours or a verifier library's) serves the load.
 func signedJobRequests(b *testing.B, n int) []nostr.Event {
 	b.Helper()
-	k := newKey(b)
 	events := make([]nostr.Event, n)
 	now := time.Now()
 	for i := range events {
-		events[i] = jobRequest(b, k, now, nostr.Tag{"param", "seq", fmt.Sprint(i)})
+		events[i] = jobRequest(b, newKey(b), now, nostr.Tag{"param", "seq", fmt.Sprint(i)})
 	}
 	return events
+}
+
+// clientEventBytes is the size, as an EVENT message, of clientJobRequests' events: about what
+// a client's OCR job request with an image URL, a bid, a few parameters and a short
+// description comes to.
+const clientEventBytes = 820
+
+// clientJobRequests returns n signed kind 5000 job requests of clientEventBytes bytes each as
+// EVENT messages, each by an author of its own.
+func clientJobRequests(b *testing.B, n int) []nostr.Event {
+	b.Helper()
+	events := make([]nostr.Event, n)
+	now := time.Now()
+	for i := range events {
+		k := newKey(b)
+		tags := nostr.Tags{
+			{"i", fmt.Sprintf("https://images.example.com/scans/%08d.png", i), "url"},
+			{"param", "model", "pp-ocrv4"}, {"param", "seq", fmt.Sprint(i)},
+			{"relays", "wss://relay.example.com"},
+		}
+		evt := jobRequest(b, k, now, tags...)
+		// the message's size does not depend on the content's value: pad the content to size
+		evt.Content = paddedText(clientEventBytes - messageSize(b, evt))
+		events[i] = k.sign(b, evt)
+		if got := messageSize(b, events[i]); got != clientEventBytes {
+			b.Fatalf("event of %d bytes, want %d", got, clientEventBytes)
+		}
+	}
+	return events
+}
+
+func messageSize(b *testing.B, evt nostr.Event) int {
+	m, err := json.Marshal([]any{"EVENT", evt})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(m)
+}
+
+// paddedText is n bytes of prose that JSON does not escape.
+func paddedText(n int) string {
+	const words = "Please read the text on this scanned page and return it as plain text. "
+	if n < 0 {
+		n = 0
+	}
+	return strings.Repeat(words, n/len(words)+1)[:n]
 }
 
 // ingest publishes events to url from a load generator in a child process (this test binary
