@@ -122,11 +122,11 @@ func TestDocs(t *testing.T) {
 	tests := []struct {
 		what, ours, baseline, ratio, met string
 	}{
-		{"relay ingest, signed job requests, 8 connections", "4125 ev/s", "vanilla khatru + LMDB 2228 ev/s", "1.85×", "no"},
-		{"relay ingest (CPU section, btcec verifier)", "6240 ev/s", "vanilla 1845 ev/s", "3.38×", "yes"},
-		{"relay ingest, -tags libsecp256k1", "10779 ev/s", "vanilla 2300 ev/s", "4.69×", "yes"},
-		{"relay CPU per accepted event, btcec verifier", "292.0 µs", "signature floor 215.0 µs", "1.36×", "yes"},
-		{"relay CPU per accepted event, libsecp256k1", "142.0 µs", "floor 49.0 µs", "2.90×", "no"},
+		{"relay ingest, 8 connections, 16 events in flight on each", "4125 ev/s", "vanilla khatru + LMDB 2228 ev/s", "1.85×", "no"},
+		{"relay ingest, 8 connections, 16 in flight, btcec", "6240 ev/s", "vanilla 1845 ev/s", "3.38×", "yes"},
+		{"relay ingest, 8 connections, 16 in flight, libsecp256k1", "10779 ev/s", "vanilla 2300 ev/s", "4.69×", "yes"},
+		{"relay CPU per accepted event, 16 in flight, btcec", "292.0 µs", "signature floor 215.0 µs", "1.36×", "yes"},
+		{"relay CPU per accepted event, 16 in flight, libsecp256k1", "142.0 µs", "signature floor 49.0 µs", "2.90×", "no"},
 		{"publish→delivery, 1 subscriber, p50", "465.0 µs", "vanilla 484.0 µs", "0.96×", "no"},
 		{"publish→delivery, 100 subscribers, p50", "828.0 µs", "vanilla 1063 µs", "0.78×", "—"},
 		{"publish→delivery, 100 subscribers, last subscriber p99", "7116 µs", "vanilla 4465 µs", "1.59×", "no"},
@@ -199,7 +199,7 @@ func TestRuns(t *testing.T) {
 	if l.Ours != "15565 B" || l.Ratio != "1.02× (0.99–1.04)" || l.Met != "—" {
 		t.Errorf("idle row %+v", l)
 	}
-	if l := got["relay ingest, signed job requests, 8 connections"]; l.Run || l.Ours != "not run" {
+	if l := got["relay ingest, 8 connections, 16 events in flight on each"]; l.Run || l.Ours != "not run" {
 		t.Errorf("ingest row %+v", l)
 	}
 	if tab.Runs != 2 || len(tab.Notes) != 0 {
@@ -288,6 +288,188 @@ func TestRowsMatchBenchmarks(t *testing.T) {
 		}
 		if r.Base.Metric == "" && (r.Ratio != "" || r.Target.Op != "") {
 			t.Errorf("row %q has a ratio or target but no baseline", r.What)
+		}
+	}
+}
+
+// TestDiff: a row with Diff shows ours' range over the runs, the ratio and the difference per
+// run, and judges the difference against its target.
+func TestDiff(t *testing.T) {
+	in := strings.Join([]string{
+		"# section client-post",
+		"BenchmarkClientPost/ledger-2 20 1 ns/op 300 p50-ms 200 inference-ms 260 max-ms",
+		"BenchmarkClientPost/ledger-2 20 1 ns/op 420 p50-ms 210 inference-ms",
+		"BenchmarkClientPost/ledger-2 20 1 ns/op 330 p50-ms 190 inference-ms",
+	}, "\n")
+	s, err := Read(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	what := "client post end to end (binary, default quote window), ledger wallet, p50"
+	l := lines(t, Build(s, Rows))[what]
+	// differences 100, 210, 140; ratios 1.50, 2.00, 1.74
+	want := Line{What: what, Ours: "330.0 ms (300.0–420.0)", Baseline: "inference 200.0 ms",
+		Ratio: "1.74× (1.50–2.00), +140.0 ms (+100.0 to +210.0)", Target: "≤ inference + 150 ms", Met: "yes", Run: true}
+	if l != want {
+		t.Errorf("row\n%+v, want\n%+v", l, want)
+	}
+	runs := s.Runs[Key{"", "BenchmarkClientPost/ledger"}]
+	runs[0].Metrics[1].Value, runs[1].Metrics[1].Value = 400, 700 // differences 200, 490, 140
+	if l := lines(t, Build(s, Rows))[what]; l.Met != "no" || l.Ratio != "2.00× (1.74–3.33), +200.0 ms (+140.0 to +490.0)" {
+		t.Errorf("row %+v", l)
+	}
+	for _, tc := range []struct {
+		runs []float64 // p50-ms with inference-ms 200
+		met  string
+	}{{[]float64{351}, "no"}, {[]float64{350}, "yes"}, {[]float64{100}, "yes"}} {
+		s := &Set{}
+		for _, v := range tc.runs {
+			s.Add("", Result{Name: "BenchmarkClientPost/ledger", Iters: 1, Metrics: []Metric{{v, "p50-ms"}, {200, "inference-ms"}}})
+		}
+		if l := lines(t, Build(s, Rows))[what]; l.Met != tc.met {
+			t.Errorf("p50 %v: met %q, want %q (%+v)", tc.runs, l.Met, tc.met, l)
+		}
+	}
+}
+
+// TestRowsReadTheirOwnBenchmark gives every benchmark a row names a distinct value for every
+// metric, and checks that each row's figure is its own benchmark's under its own tag: no row
+// can show another's figure (as docs/benchmarks.md once showed 15321 for both libsecp256k1
+// ingest and idle-connection memory, a figure copied by hand from one row to the other).
+func TestRowsReadTheirOwnBenchmark(t *testing.T) {
+	s := &Set{}
+	value := map[Key]float64{}
+	next := 1000.0
+	for _, r := range Rows {
+		for _, k := range []Key{{r.Tag, r.Bench}, {r.Tag, r.Base.Bench}} {
+			if k.Name == "" || value[k] != 0 {
+				continue
+			}
+			value[k] = next
+			var ms []Metric
+			for _, u := range []string{r.Ours, r.Base.Metric, r.Ratio} {
+				if u != "" {
+					ms = append(ms, Metric{next, u})
+				}
+			}
+			s.Add(k.Tag, Result{Name: k.Name, Iters: 1, Metrics: ms})
+			next += 1000
+		}
+	}
+	// a row's metrics may be another row's too (same benchmark): give each benchmark every unit
+	for k, runs := range s.Runs {
+		units := map[string]bool{}
+		for _, r := range Rows {
+			if r.Bench == k.Name && r.Tag == k.Tag {
+				units[r.Ours], units[r.Base.Metric], units[r.Ratio] = true, true, true
+			}
+		}
+		runs[0].Metrics = nil
+		for u := range units {
+			if u != "" {
+				runs[0].Metrics = append(runs[0].Metrics, Metric{value[k], u})
+			}
+		}
+	}
+	got := lines(t, Build(s, Rows))
+	for _, r := range Rows {
+		want := num(value[Key{r.Tag, r.Bench}]) + " " + r.Unit
+		if l := got[r.What]; !strings.HasPrefix(l.Ours, want) {
+			t.Errorf("row %q shows %q, want its own benchmark's %q", r.What, l.Ours, want)
+		}
+	}
+}
+
+// TestDocsTablesMatchTheirRuns checks that every table docs/benchmarks.md introduces with a
+// "<!-- benchtable: bench-runs/FILE -->" line is what benchtable makes of that raw run, cell for
+// cell: a table is pasted as scripts/bench printed it, never edited by hand.
+func TestDocsTablesMatchTheirRuns(t *testing.T) {
+	docs := filepath.Join("..", "..", "docs")
+	text, err := os.ReadFile(filepath.Join(docs, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := docTables(string(text))
+	if len(tables) == 0 {
+		t.Skip("docs/benchmarks.md names no raw run (no <!-- benchtable: ... --> line)")
+	}
+	for run, got := range tables {
+		f, err := os.Open(filepath.Join(docs, filepath.FromSlash(run)))
+		if err != nil {
+			t.Fatalf("docs/benchmarks.md names %s: %v", run, err)
+		}
+		s, err := Read(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		if err := Build(s, Rows).Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		if want := tableLines(out.String()); !slices.Equal(got, want) {
+			t.Errorf("the table after <!-- benchtable: %s --> is not benchtable's output of that run; got\n%s\nwant\n%s",
+				run, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
+
+// docTables returns, for each "<!-- benchtable: FILE -->" line of a Markdown text, the lines of
+// the table that follows it (from its first line starting with "|" to its last).
+func docTables(text string) map[string][]string {
+	tables := map[string][]string{}
+	var run string
+	for _, l := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "<!-- benchtable:"); ok {
+			run = strings.TrimSpace(strings.TrimSuffix(rest, "-->"))
+			tables[run] = []string{}
+			continue
+		}
+		if run == "" {
+			continue
+		}
+		if strings.HasPrefix(l, "|") {
+			tables[run] = append(tables[run], strings.TrimRight(l, " "))
+		} else if len(tables[run]) > 0 {
+			run = ""
+		}
+	}
+	return tables
+}
+
+// tableLines is docTables for one table printed alone.
+func tableLines(text string) []string {
+	return docTables("<!-- benchtable: x -->\n" + text)["x"]
+}
+
+func TestDocTables(t *testing.T) {
+	text := strings.Join([]string{
+		"intro",
+		"| not | this |",
+		"<!-- benchtable: bench-runs/a.txt -->",
+		"",
+		"Figures are medians of 3 runs.",
+		"",
+		"| what | ours |   ",
+		"| ---- | ---- |",
+		"| x    | 1 B  |",
+		"",
+		"- a note",
+		"| later | table |",
+		"<!-- benchtable: bench-runs/b.txt-->",
+		"| y | 2 |",
+	}, "\n")
+	got := docTables(text)
+	want := map[string][]string{
+		"bench-runs/a.txt": {"| what | ours |", "| ---- | ---- |", "| x    | 1 B  |"},
+		"bench-runs/b.txt": {"| y | 2 |"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("tables %q", got)
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("table %s = %q, want %q", k, got[k], v)
 		}
 	}
 }

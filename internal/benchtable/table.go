@@ -25,10 +25,14 @@ type Row struct {
 	// is computed per run from Ours and Base (runs paired in order when Base is another
 	// benchmark).
 	Ratio   string
-	Percent bool    // show the ratio as +x% (ratio − 1)
-	Target  Cmp     // what the ratio should be; zero for none
-	Must    []Check // other metrics of our benchmark that must hold for the target to be met
-	Notes   []Check // checks that, when they fail, add a note under the table
+	Percent bool // show the ratio as +x% (ratio − 1)
+	// Diff adds ours − baseline (the median of the per-run differences, with their range) to
+	// the ratio column, and ours' range over the runs to its column; Target then applies to the
+	// difference, in Unit, rather than to the ratio.
+	Diff   bool
+	Target Cmp     // what the ratio (or with Diff, the difference) should be; zero for none
+	Must   []Check // other metrics of our benchmark that must hold for the target to be met
+	Notes  []Check // checks that, when they fail, add a note under the table
 }
 
 // Ref names a metric of a benchmark; Bench "" means the row's own.
@@ -104,6 +108,9 @@ func (r Row) eval(s *Set) (l Line, notes []string, runs int) {
 	}
 	l.Run = true
 	l.Ours = num(median(ov)) + " " + r.Unit
+	if lo, hi := slices.Min(ov), slices.Max(ov); r.Diff && len(ov) > 1 {
+		l.Ours += " (" + num(lo) + "–" + num(hi) + ")"
+	}
 	var base []Result
 	if r.Base.Metric != "" {
 		base = ours
@@ -115,18 +122,21 @@ func (r Row) eval(s *Set) (l Line, notes []string, runs int) {
 			l.Baseline = strings.TrimSpace(r.BaseName + " " + num(median(bv)) + " " + r.Unit)
 		}
 	}
-	var ratios []float64
-	switch {
-	case r.Ratio != "":
-		ratios = values(ours, r.Ratio)
-	case r.Base.Metric != "":
+	var ratios, diffs []float64
+	if r.Base.Metric != "" {
 		for i := 0; i < len(ours) && i < len(base); i++ {
 			o, ok1 := ours[i].Metric(r.Ours)
 			b, ok2 := base[i].Metric(r.Base.Metric)
-			if ok1 && ok2 && b != 0 {
-				ratios = append(ratios, o/b)
+			if ok1 && ok2 {
+				diffs = append(diffs, o-b)
+				if b != 0 && r.Ratio == "" {
+					ratios = append(ratios, o/b)
+				}
 			}
 		}
+	}
+	if r.Ratio != "" {
+		ratios = values(ours, r.Ratio)
 	}
 	ratio := math.NaN()
 	if len(ratios) > 0 {
@@ -140,8 +150,24 @@ func (r Row) eval(s *Set) (l Line, notes []string, runs int) {
 			}
 		}
 	}
+	judged := ratio // what Target applies to
+	if r.Diff {
+		judged = math.NaN()
+		if len(diffs) > 0 {
+			judged = median(diffs)
+			d := signed(judged) + " " + r.Unit
+			if lo, hi := slices.Min(diffs), slices.Max(diffs); len(diffs) > 1 {
+				d += " (" + signed(lo) + " to " + signed(hi) + ")"
+			}
+			if l.Ratio == "—" {
+				l.Ratio = d
+			} else {
+				l.Ratio += ", " + d
+			}
+		}
+	}
 	if r.Target.Op != "" || len(r.Must) > 0 {
-		met := r.Target.Op == "" || (!math.IsNaN(ratio) && r.Target.Holds(ratio))
+		met := r.Target.Op == "" || (!math.IsNaN(judged) && r.Target.Holds(judged))
 		for _, c := range r.Must {
 			met = met && c.holds(ours)
 		}
@@ -149,7 +175,7 @@ func (r Row) eval(s *Set) (l Line, notes []string, runs int) {
 		if met {
 			l.Met = "yes"
 		}
-		if r.Target.Op != "" && math.IsNaN(ratio) {
+		if r.Target.Op != "" && math.IsNaN(judged) {
 			l.Met = "—"
 		}
 	}
@@ -177,7 +203,9 @@ func (r Row) targetText() string {
 	var parts []string
 	if c := r.Target; c.Op != "" {
 		op := map[string]string{"<=": "≤", ">=": "≥", "==": "="}[c.Op]
-		if r.Percent {
+		if r.Diff {
+			parts = append(parts, strings.TrimSpace(op+" "+r.BaseName+" "+signedSpaced(c.Value)+" "+r.Unit))
+		} else if r.Percent {
 			parts = append(parts, fmt.Sprintf("%s %+.4g%%", op, 100*(c.Value-1)))
 		} else {
 			parts = append(parts, op+" "+strconv.FormatFloat(c.Value, 'g', -1, 64)+"×")
@@ -190,6 +218,22 @@ func (r Row) targetText() string {
 		return "—"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// signed shows a difference with its sign.
+func signed(v float64) string {
+	if v >= 0 {
+		return "+" + num(v)
+	}
+	return num(v)
+}
+
+// signedSpaced is signed with a space after the sign: "+ 150", "− 20".
+func signedSpaced(v float64) string {
+	if v < 0 {
+		return "− " + strconv.FormatFloat(-v, 'g', -1, 64)
+	}
+	return "+ " + strconv.FormatFloat(v, 'g', -1, 64)
 }
 
 // values returns metric u of every run that has it, in order.
