@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sparecycles/sparecycles/internal/private"
 	"github.com/sparecycles/sparecycles/internal/testimage"
 )
 
@@ -155,7 +156,7 @@ func (d *run) run(ctx context.Context) (Report, error) {
 		}
 	}
 	for name, uri := range map[string]string{"customer.nwc": customerURI, "worker.nwc": workerURI} {
-		if err := os.WriteFile(data(name), []byte(uri+"\n"), 0o600); err != nil {
+		if err := private.WriteFile(data(name), []byte(uri+"\n")); err != nil {
 			return rep, err
 		}
 	}
