@@ -17,7 +17,7 @@ func TestRun(t *testing.T) {
 		args    []string
 		env     map[string]string
 		wantURI bool
-		wantErr error // nil with !wantURI: any error
+		wantErr error  // nil with !wantURI: any error
 		errText string // in the error, when set
 		stderr  string // in stderr, when set
 	}{
