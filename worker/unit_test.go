@@ -109,8 +109,11 @@ func FuzzFetchDataURL(f *testing.F) {
 func TestLoadManifests(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string) { os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644) }
-	if _, err := LoadManifests(dir); !errors.Is(err, ErrManifest) {
-		t.Fatalf("empty folder: %v", err)
+	for name, d := range map[string]string{"empty folder": dir, "missing folder": filepath.Join(dir, "none")} {
+		want := "no models in " + d + ": run scripts/fetch-models (or set --models)"
+		if _, err := LoadManifests(d); !errors.Is(err, ErrNoModels) || err.Error() != want {
+			t.Fatalf("%s: %v, want %q", name, err, want)
+		}
 	}
 	write("m.onnx", "x")
 	tests := []struct{ name, body, want string }{
@@ -118,7 +121,7 @@ func TestLoadManifests(t *testing.T) {
 		{"unknown field", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"m.onnx"},"color":"red"}`, "unknown field"},
 		{"bad task", `{"name":"m","task":"dance","kind":5800,"files":{"model":"m.onnx"}}`, "task"},
 		{"bad kind", `{"name":"m","task":"tensor","kind":1,"files":{"model":"m.onnx"}}`, "kind 1"},
-		{"missing file", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"gone.onnx"}}`, "scripts/fetch-models"},
+		{"missing file", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"gone.onnx"}}`, "no models in " + dir + ": a.json names gone.onnx (model), which is missing: run scripts/fetch-models (or set --models)"},
 		{"path escape", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"../m.onnx"}}`, "plain file name"},
 		{"negative price", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"m.onnx"},"price":{"base_msat":-1}}`, "negative"},
 	}
@@ -132,7 +135,7 @@ func TestLoadManifests(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrManifest) || !strings.Contains(err.Error(), tc.want) {
+			if !(errors.Is(err, ErrManifest) || errors.Is(err, ErrNoModels)) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
 		})
