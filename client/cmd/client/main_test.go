@@ -221,7 +221,6 @@ func TestInputFrom(t *testing.T) {
 	}
 }
 
-
 func TestReorder(t *testing.T) {
 	fs := newFlagSet(commands[1])
 	o := newOptions()
