@@ -51,6 +51,7 @@ func TestFetch(t *testing.T) {
 		{"too big", open, srv.URL + "/big", "more than the 1024 bytes"},
 		{"timeout", NewFetcher(1024, 200*time.Millisecond, true), srv.URL + "/slow", "timed out"},
 		{"loopback refused", strict, srv.URL + "/png", "private, loopback, link-local or reserved"},
+		{"name resolving to loopback refused", strict, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) + "/png", "private, loopback, link-local or reserved"},
 		{"private refused", strict, "http://10.255.255.1:9/x.png", "private, loopback, link-local or reserved"},
 		{"link-local refused", strict, "http://169.254.169.254/latest/meta-data", "private, loopback, link-local or reserved"},
 		{"ipv6 loopback refused", strict, "http://[::1]:9/x.png", "private, loopback, link-local or reserved"},

@@ -732,3 +732,38 @@ func TestBalance(t *testing.T) {
 		t.Fatalf("exit %d, document %v", code, doc)
 	}
 }
+
+// Variables are the client's own (SPARECYCLES_CLIENT_*): a shared name of before is ignored
+// with a warning naming the new one, and an error about a value names the variable it came
+// from.
+func TestEnvNames(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		want, warn string // in stderr
+	}{
+		{"error names the variable", map[string]string{"SPARECYCLES_CLIENT_NWC": "bogus"},
+			"client: balance: SPARECYCLES_CLIENT_NWC: ", ""},
+		{"shared name ignored with a warning", map[string]string{"SPARECYCLES_NWC": "bogus"},
+			"no NWC wallet configured", "client: warning: SPARECYCLES_NWC is no longer read: set SPARECYCLES_CLIENT_NWC instead\n"},
+		{"the worker's wallet is not the client's", map[string]string{"SPARECYCLES_WORKER_NWC": "bogus"},
+			"no NWC wallet configured", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			code, _, stderr := cli(t, "", "balance")
+			if code == exitOK || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, tc.warn) {
+				t.Fatalf("exit %d, stderr %q; want %q and %q", code, stderr, tc.want, tc.warn)
+			}
+			if strings.Contains(stderr, "client: client:") {
+				t.Fatalf("repeated prefix: %q", stderr)
+			}
+			if tc.warn == "" && strings.Contains(stderr, "warning") {
+				t.Fatalf("unexpected warning: %q", stderr)
+			}
+		})
+	}
+}
