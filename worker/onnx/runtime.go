@@ -194,10 +194,19 @@ func appendCUDA(opts *ort.SessionOptions, id int) error {
 // cudaProviderLib is the library a GPU build of ONNX Runtime keeps beside libonnxruntime.
 const cudaProviderLib = "libonnxruntime_providers_cuda.so"
 
-// cudaBeside reports whether the CUDA provider library sits beside lib.
+// cudaBeside reports whether the CUDA provider library sits beside lib, or beside the file a
+// symlinked lib points to.
 func cudaBeside(lib string) bool {
-	_, err := os.Stat(filepath.Join(filepath.Dir(lib), cudaProviderLib))
-	return err == nil
+	dirs := []string{filepath.Dir(lib)}
+	if real, err := filepath.EvalSymlinks(lib); err == nil {
+		dirs = append(dirs, filepath.Dir(real))
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, cudaProviderLib)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // firstLine keeps the first non-empty line of a multi-line runtime report.
