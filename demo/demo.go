@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sparecycles/sparecycles/internal/private"
 	"github.com/sparecycles/sparecycles/internal/testimage"
 )
 
@@ -155,7 +156,7 @@ func (d *run) run(ctx context.Context) (Report, error) {
 		}
 	}
 	for name, uri := range map[string]string{"customer.nwc": customerURI, "worker.nwc": workerURI} {
-		if err := os.WriteFile(data(name), []byte(uri+"\n"), 0o600); err != nil {
+		if err := private.WriteFile(data(name), []byte(uri+"\n")); err != nil {
 			return rep, err
 		}
 	}
@@ -251,6 +252,7 @@ func (d *run) output(ctx context.Context, name string, args ...string) (string, 
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, filepath.Join(d.bin, name), args...)
+	cmd.Env = binaryEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -258,6 +260,22 @@ func (d *run) output(ctx context.Context, name string, args ...string) (string, 
 		return strings.TrimSpace(string(out)), fmt.Errorf("%s %s: %v\n%s%s", name, args[0], err, out, stderr.String())
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// binaryEnv is this process's environment without the binaries' own variables
+// (SPARECYCLES_WORKER_NWC, ...) and the shared names they once read, so that a wallet or
+// setting exported in the user's shell cannot change what the demo runs. The ONNX Runtime
+// library and the cache stay.
+func binaryEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "SPARECYCLES_") && name != "SPARECYCLES_ONNXRUNTIME_LIB" && name != "SPARECYCLES_CACHE" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 type proc struct {
@@ -278,7 +296,7 @@ func (d *run) start(ctx context.Context, name, ready string, env []string, args 
 	}
 	bin, _, _ := strings.Cut(name, "-") // "wallet-customer" runs the wallet binary
 	cmd := exec.Command(filepath.Join(d.bin, bin), args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(binaryEnv(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

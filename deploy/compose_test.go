@@ -27,7 +27,13 @@ import (
 // root is the repository root: docker-compose.yml, .dockerignore and every build context.
 const root = ".."
 
-const envPrefix = "SPARECYCLES" // as the cmd/ mains pass it to envflag.Parse
+// envPrefix is the prefix of fs's variables, as the cmd/ mains pass it to envflag.Parse: the
+// binary's, named by the flag set's first word ("wallet serve" -> SPARECYCLES_WALLET).
+func envPrefix(fs *flag.FlagSet) string { return envflag.Prefix(strings.Fields(fs.Name())[0]) }
+
+// stillShared are variables a binary reads besides its flags' twins, by the flag they stand
+// in for: worker/onnx finds the library by SPARECYCLES_ONNXRUNTIME_LIB, which the images set.
+var stillShared = map[string]string{"SPARECYCLES_ONNXRUNTIME_LIB": "onnxruntime-lib"}
 
 // image is one service docker-compose.yml may hold, and what it must satisfy.
 type image struct {
@@ -67,7 +73,7 @@ var images = []image{
 }
 
 // secretFlags would put a secret in the process list: secrets come from a file or a variable.
-var secretFlags = map[string]string{"nwc": "SPARECYCLES_NWC in an env file, or --nwc-file"}
+var secretFlags = map[string]string{"nwc": "SPARECYCLES_WORKER_NWC in an env file, or --nwc-file"}
 
 func relayFlags(args []string) (*flag.FlagSet, []string, error) {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
@@ -218,7 +224,7 @@ func configure(img image, args []string, layers ...map[string]string) (*flag.Fla
 	names := envNames(fs)
 	for _, layer := range layers {
 		for _, k := range slices.Sorted(maps.Keys(layer)) {
-			if strings.HasPrefix(k, envPrefix+"_") && names[k] == "" {
+			if strings.HasPrefix(k, envflag.Shared+"_") && names[k] == "" {
 				errs = append(errs, fmt.Errorf("variable %s is no flag of %s, whose flags are %s", k, fs.Name(), flagList(fs)))
 			}
 		}
@@ -229,7 +235,7 @@ func configure(img image, args []string, layers ...map[string]string) (*flag.Fla
 		if onCommandLine[f.Name] {
 			return
 		}
-		env := envflag.Name(envPrefix, f.Name)
+		env := envflag.Name(envPrefix(fs), f.Name)
 		for _, layer := range layers {
 			if v, ok := layer[env]; ok {
 				if err := fs.Set(f.Name, v); err != nil {
@@ -262,7 +268,12 @@ func (r recorder) IsBoolFlag() bool {
 
 func envNames(fs *flag.FlagSet) map[string]string {
 	names := map[string]string{}
-	fs.VisitAll(func(f *flag.Flag) { names[envflag.Name(envPrefix, f.Name)] = f.Name })
+	fs.VisitAll(func(f *flag.Flag) { names[envflag.Name(envPrefix(fs), f.Name)] = f.Name })
+	for env, name := range stillShared {
+		if fs.Lookup(name) != nil {
+			names[env] = name
+		}
+	}
 	return names
 }
 

@@ -52,16 +52,16 @@ func TestParseKindSet(t *testing.T) {
 }
 
 func TestFlagsAndEnv(t *testing.T) {
-	t.Setenv("SPARECYCLES_MAX_LEASE", "2m")
+	t.Setenv("SPARECYCLES_RELAY_MAX_LEASE", "2m")
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	var cfg Config
 	cfg.RegisterFlags(fs)
-	if err := envflag.Parse(fs, "SPARECYCLES", []string{"--listen", "127.0.0.1:0", "--kinds", "5000-5999", "--allow-pubkeys", "aa"}); err == nil {
+	if _, err := envflag.Parse(fs, envflag.Prefix("relay"), []string{"--listen", "127.0.0.1:0", "--kinds", "5000-5999", "--allow-pubkeys", "aa"}); err == nil {
 		t.Fatal("a malformed pubkey in --allow-pubkeys was accepted")
 	}
 	fs = flag.NewFlagSet("relay", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	if err := envflag.Parse(fs, "SPARECYCLES", []string{"--listen", "127.0.0.1:0", "--kinds", "5000-5999"}); err != nil {
+	if _, err := envflag.Parse(fs, envflag.Prefix("relay"), []string{"--listen", "127.0.0.1:0", "--kinds", "5000-5999"}); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:0" || cfg.MaxLease != 2*time.Minute || !cfg.Kinds.Has(5001) || cfg.Kinds.Has(7000) {

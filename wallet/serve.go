@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sparecycles/sparecycles/internal/logging"
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 )
@@ -144,7 +145,7 @@ func serveNWC(ctx context.Context, svc *nip47.Service, log zerolog.Logger) error
 		if ctx.Err() != nil || !errors.Is(err, relayconn.ErrNoRelay) {
 			return err
 		}
-		log.Warn().Err(err).Dur("retry_in", backoff).Msg("no relay reachable yet")
+		log.Warn().Err(err).Str("retry_in", logging.Dur(backoff)).Msg("no relay reachable yet")
 		select {
 		case <-ctx.Done():
 			return nil
@@ -205,9 +206,9 @@ func (h *handler) handle(ctx context.Context, c nip47.Connection, method string,
 	var werr *nip47.Error
 	switch {
 	case errors.As(err, &werr):
-		log.Info().Str("code", werr.Code).Dur("took", time.Since(start)).Msg("refused")
+		log.Info().Str("code", werr.Code).Str("took", logging.Dur(time.Since(start))).Msg("refused")
 	case err == nil:
-		log.Debug().Dur("took", time.Since(start)).Msg("answered")
+		log.Debug().Str("took", logging.Dur(time.Since(start))).Msg("answered")
 	} // other errors are answered INTERNAL and logged by the Service's OnError
 	return res, err
 }

@@ -2,6 +2,8 @@ package wallet
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -244,5 +246,31 @@ func TestInvoiceAccount(t *testing.T) {
 	}
 	if got := h.accountOf(t.Context(), event("", hash)); got != "" {
 		t.Fatalf("after pruning, accountOf = %q", got)
+	}
+}
+
+// The wallet's SQLite file holds its NWC key: it is 0600 in a 0700 folder also when --data
+// already existed, world-readable, from an earlier run or a mkdir.
+func TestStoreFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wallet-data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	db := filepath.Join(dir, "wallet.sqlite")
+	os.WriteFile(db, nil, 0o644)
+	os.Chmod(db, 0o644)
+	st := openTestStore(t, dir)
+	if _, err := st.walletKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, db: 0o600, db + "-wal": 0o600, db + "-shm": 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Fatalf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
 	}
 }

@@ -34,6 +34,7 @@ type Config struct {
 	FetchTime     time.Duration
 	AllowPrivate  bool          // fetch inputs from private and loopback addresses (tests, LANs)
 	NWC           string        // nostr+walletconnect:// URI of the worker's wallet; "" serves free
+	nwcFlag       string        // the flag NWC came from, for errors: "nwc" or "nwc-file"
 	Data          string        // the worker's state: its job store
 	InvoiceExpiry time.Duration // how long a quote's invoice stays payable
 	PaymentPoll   time.Duration // how often open invoices are looked up (notifications are the fast path)
@@ -92,7 +93,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NWC, "nwc", c.NWC, "nostr+walletconnect:// URI of the wallet paid invoices go to (prefer the env var or --nwc-file: flags show in ps); none serves jobs free")
 	fs.Func("nwc-file", "file holding the nostr+walletconnect:// URI", func(path string) error {
 		b, err := os.ReadFile(path)
-		c.NWC = strings.TrimSpace(string(b))
+		c.NWC, c.nwcFlag = strings.TrimSpace(string(b)), "nwc-file"
 		return err
 	})
 	fs.StringVar(&c.Data, "data", c.Data, "state folder: the job store that survives restarts")
@@ -129,7 +130,11 @@ func (c *Config) Validate() error {
 	}
 	if c.NWC != "" {
 		if _, err := nip47.ParseURI(c.NWC); err != nil {
-			return fmt.Errorf("worker config: --nwc: %w", err)
+			from := c.nwcFlag
+			if from == "" {
+				from = "nwc"
+			}
+			return fmt.Errorf("worker config: --%s: %w", from, err)
 		}
 	}
 	return nil

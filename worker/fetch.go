@@ -20,8 +20,9 @@ import (
 )
 
 // Fetcher downloads job inputs named by URL: http(s) with a size cap, a time limit and a
-// content-type check, refusing private, loopback and link-local addresses unless AllowPrivate
-// (checked on the address actually dialled, so DNS tricks and redirects cannot reach them);
+// content-type check, refusing private, loopback, link-local and other special-purpose
+// addresses (refusedBy) unless AllowPrivate, checked on the address actually dialled after DNS
+// resolution and on every redirect, so DNS tricks and redirects cannot reach them;
 // and data: URLs, for clients that cannot host a file.
 type Fetcher struct {
 	MaxBytes     int64
@@ -69,16 +70,7 @@ func (f *Fetcher) control(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("address %s: %w", address, err)
 	}
-	if a := ap.Addr().Unmap(); !publicAddr(a) {
-		return fmt.Errorf("address %s is private, loopback or link-local", a)
-	}
-	return nil
-}
-
-func publicAddr(a netip.Addr) bool {
-	return a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLoopback() && !a.IsLinkLocalUnicast() &&
-		!netip.MustParsePrefix("100.64.0.0/10").Contains(a) && // carrier-grade NAT
-		!netip.MustParsePrefix("fc00::/7").Contains(a)
+	return checkDial(ap.Addr())
 }
 
 func fetchErr(format string, args ...any) error {
@@ -168,8 +160,8 @@ func fetchReason(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		return "timed out"
-	case strings.Contains(err.Error(), "is private, loopback or link-local"):
-		return "address is private, loopback or link-local"
+	case errors.Is(err, errNotPublic):
+		return errNotPublic.Error()
 	case strings.Contains(err.Error(), "connection refused"):
 		return "connection refused"
 	case strings.Contains(err.Error(), "no such host"):

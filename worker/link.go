@@ -14,6 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/rs/zerolog"
 
+	"github.com/sparecycles/sparecycles/internal/logging"
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/nips/lease"
 	"github.com/sparecycles/sparecycles/nips/nip90"
@@ -68,7 +69,7 @@ func (l *link) run(ctx context.Context) {
 			backoff = first // it was up for a while: this is a fresh failure
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		l.log.Warn().Err(err).Dur("retry_in", wait).Msg("relay connection lost")
+		l.log.Warn().Err(err).Str("retry_in", logging.Dur(wait)).Msg("relay connection lost")
 		select {
 		case <-ctx.Done():
 			return

@@ -35,7 +35,18 @@ const (
 )
 
 // ErrManifest is wrapped by every manifest problem.
-var ErrManifest = errors.New("worker: bad model manifest")
+var ErrManifest = errors.New("bad model manifest")
+
+// ErrNoModels is wrapped when the models folder is missing, holds no manifests, or lacks a
+// file a manifest names: the models were not fetched.
+var ErrNoModels = errors.New("no models")
+
+func noModels(dir, detail string) error {
+	if detail != "" {
+		detail = ": " + detail
+	}
+	return fmt.Errorf("%w in %s%s: run scripts/fetch-models (or set --models)", ErrNoModels, dir, detail)
+}
 
 // LoadManifests reads every *.json manifest in dir, sorted by name. A manifest whose files
 // are missing is an error naming scripts/fetch-models.
@@ -45,7 +56,7 @@ func LoadManifests(dir string) ([]Manifest, error) {
 		return nil, err
 	}
 	if len(paths) == 0 {
-		return nil, fmt.Errorf("%w: no *.json manifests in %s", ErrManifest, dir)
+		return nil, noModels(dir, "")
 	}
 	var out []Manifest
 	names := map[string]bool{}
@@ -99,7 +110,7 @@ func (m *Manifest) validate(dir string) error {
 			return bad("file %s for %s must be a plain file name in the models folder", f, role)
 		}
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return bad("file %s (%s) is missing: run scripts/fetch-models", f, role)
+			return noModels(dir, fmt.Sprintf("%s names %s (%s), which is missing", filepath.Base(m.path), f, role))
 		}
 	}
 	return nil

@@ -50,10 +50,18 @@ func TestFetch(t *testing.T) {
 		{"redirect", open, srv.URL + "/redirect", ""},
 		{"too big", open, srv.URL + "/big", "more than the 1024 bytes"},
 		{"timeout", NewFetcher(1024, 200*time.Millisecond, true), srv.URL + "/slow", "timed out"},
-		{"loopback refused", strict, srv.URL + "/png", "private, loopback or link-local"},
-		{"private refused", strict, "http://10.255.255.1:9/x.png", "private, loopback or link-local"},
-		{"link-local refused", strict, "http://169.254.169.254/latest/meta-data", "private, loopback or link-local"},
-		{"ipv6 loopback refused", strict, "http://[::1]:9/x.png", "private, loopback or link-local"},
+		{"loopback refused", strict, srv.URL + "/png", "private, loopback, link-local or reserved"},
+		{"name resolving to loopback refused", strict, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) + "/png", "private, loopback, link-local or reserved"},
+		{"private refused", strict, "http://10.255.255.1:9/x.png", "private, loopback, link-local or reserved"},
+		{"link-local refused", strict, "http://169.254.169.254/latest/meta-data", "private, loopback, link-local or reserved"},
+		{"ipv6 loopback refused", strict, "http://[::1]:9/x.png", "private, loopback, link-local or reserved"},
+		{"nat64 of loopback refused", strict, "http://[64:ff9b::7f00:1]:9/x.png", "private, loopback, link-local or reserved"},
+		{"6to4 refused", strict, "http://[2002:7f00:1::1]:9/x.png", "private, loopback, link-local or reserved"},
+		{"ipv4-compatible refused", strict, "http://[::127.0.0.1]:9/x.png", "private, loopback, link-local or reserved"},
+		{"ipv4-mapped loopback refused", strict, "http://[::ffff:127.0.0.1]:9/x.png", "private, loopback, link-local or reserved"},
+		{"this network refused", strict, "http://0.0.0.0:9/x.png", "private, loopback, link-local or reserved"},
+		{"benchmarking refused", strict, "http://198.18.0.1:9/x.png", "private, loopback, link-local or reserved"},
+		{"class E refused", strict, "http://240.0.0.1:9/x.png", "private, loopback, link-local or reserved"},
 		{"file scheme", open, "file:///etc/passwd", `scheme "file"`},
 		{"data url", open, "data:image/png;base64," + base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n")), ""},
 		{"data url wrong type", open, "data:text/plain;base64,aGk=", "input is text/plain"},
@@ -102,8 +110,11 @@ func FuzzFetchDataURL(f *testing.F) {
 func TestLoadManifests(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string) { os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644) }
-	if _, err := LoadManifests(dir); !errors.Is(err, ErrManifest) {
-		t.Fatalf("empty folder: %v", err)
+	for name, d := range map[string]string{"empty folder": dir, "missing folder": filepath.Join(dir, "none")} {
+		want := "no models in " + d + ": run scripts/fetch-models (or set --models)"
+		if _, err := LoadManifests(d); !errors.Is(err, ErrNoModels) || err.Error() != want {
+			t.Fatalf("%s: %v, want %q", name, err, want)
+		}
 	}
 	write("m.onnx", "x")
 	tests := []struct{ name, body, want string }{
@@ -111,7 +122,7 @@ func TestLoadManifests(t *testing.T) {
 		{"unknown field", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"m.onnx"},"color":"red"}`, "unknown field"},
 		{"bad task", `{"name":"m","task":"dance","kind":5800,"files":{"model":"m.onnx"}}`, "task"},
 		{"bad kind", `{"name":"m","task":"tensor","kind":1,"files":{"model":"m.onnx"}}`, "kind 1"},
-		{"missing file", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"gone.onnx"}}`, "scripts/fetch-models"},
+		{"missing file", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"gone.onnx"}}`, "no models in " + dir + ": a.json names gone.onnx (model), which is missing: run scripts/fetch-models (or set --models)"},
 		{"path escape", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"../m.onnx"}}`, "plain file name"},
 		{"negative price", `{"name":"m","task":"tensor","kind":5800,"files":{"model":"m.onnx"},"price":{"base_msat":-1}}`, "negative"},
 	}
@@ -125,7 +136,7 @@ func TestLoadManifests(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrManifest) || !strings.Contains(err.Error(), tc.want) {
+			if !(errors.Is(err, ErrManifest) || errors.Is(err, ErrNoModels)) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
 		})

@@ -92,16 +92,16 @@ func New(cfg Config, log zerolog.Logger) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	manifests, err := LoadManifests(cfg.Models) // first: without models, make no key
+	if err != nil {
+		return nil, err
+	}
 	key, created, err := keyfile.LoadOrCreate(cfg.KeyFile)
 	if err != nil {
 		return nil, err
 	}
 	if created {
 		log.Info().Str("file", cfg.KeyFile).Str("pubkey", key.PubKey).Msg("generated a new worker key")
-	}
-	manifests, err := LoadManifests(cfg.Models)
-	if err != nil {
-		return nil, err
 	}
 	rt, err := onnx.NewRuntime(onnx.RuntimeConfig{LibraryPath: cfg.Library, Device: cfg.Device, Threads: cfg.Threads}, log)
 	if err != nil {

@@ -284,7 +284,7 @@ func TestBadInput(t *testing.T) {
 		{"not an image", w, 5000, nostr.Tags{{"i", site + "/notes.txt", "url"}}, "input is text/plain, want image/png or image/jpeg"},
 		{"oversized image", w, 5000, nostr.Tags{{"i", site + "/huge.png", "url"}}, "more than the 65536 bytes allowed"},
 		{"image that is not one", w, 5000, nostr.Tags{{"i", site + "/fake.png", "url"}}, "image"},
-		{"private address", ws, 5000, nostr.Tags{{"i", site + "/page.png", "url"}}, "private, loopback or link-local"},
+		{"private address", ws, 5000, nostr.Tags{{"i", site + "/page.png", "url"}}, "private, loopback, link-local or reserved"},
 		{"text input to ocr", w, 5000, nostr.Tags{{"i", "hello", "text"}}, `input type "text" not supported`},
 		{"malformed tensor json", w, 5800, nostr.Tags{{"i", `{"inputs":[{"name":"x"`, "text"}, {"param", "model", "ppocrv4-det"}}, "tensor: invalid tensor document"},
 		{"wrong data length", w, 5800, nostr.Tags{{"i", `{"inputs":[{"name":"x","dtype":"float32","shape":[1,3,2,2],"data":[1]}]}`, "text"}, {"param", "model", "ppocrv4-det"}}, "holds 12 elements, data has 1"},

@@ -39,3 +39,42 @@ func TestLoadOrCreate(t *testing.T) {
 		t.Fatal("a bad nsec was accepted")
 	}
 }
+
+// A new key is 0600 whatever the folder's mode, and a new folder is 0700. An existing folder
+// keeps its mode (it may be the working directory); an existing key readable by others is
+// refused rather than quietly tightened, since others may have read it already.
+func TestNewKeyModes(t *testing.T) {
+	tests := []struct {
+		name    string
+		dirMode os.FileMode // 0: the folder does not exist yet
+		wantDir os.FileMode
+	}{
+		{"new folder", 0, 0o700},
+		{"existing 0755 folder", 0o755, 0o755},
+		{"existing 0777 folder", 0o777, 0o777},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "keys")
+			if tc.dirMode != 0 {
+				if err := os.Mkdir(dir, tc.dirMode); err != nil {
+					t.Fatal(err)
+				}
+				os.Chmod(dir, tc.dirMode)
+			}
+			path := filepath.Join(dir, "client.nsec")
+			if _, created, err := LoadOrCreate(path); err != nil || !created {
+				t.Fatalf("LoadOrCreate: %v, created %v", err, created)
+			}
+			for p, want := range map[string]os.FileMode{path: 0o600, dir: tc.wantDir} {
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != want {
+					t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+				}
+			}
+		})
+	}
+}

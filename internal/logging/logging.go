@@ -35,3 +35,15 @@ func (l *Level) Set(s string) error {
 	l.Level = lv
 	return nil
 }
+
+// Dur shows a duration with its unit for a log field ("815ms", "2.5s"), rounded to what a
+// reader needs; zerolog's Dur writes a bare number of milliseconds.
+func Dur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.String()
+}

@@ -8,19 +8,26 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"modernc.org/sqlite" // also registers the "sqlite" driver
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/sparecycles/sparecycles/internal/private"
 )
 
 // Open opens (creating if needed) the database at path and applies schema, a list of
-// idempotent statements (CREATE TABLE IF NOT EXISTS ...).
+// idempotent statements (CREATE TABLE IF NOT EXISTS ...). The databases hold secrets (NWC
+// keys, invoices), so the folder is made 0700 and the file with its -wal and -shm 0600, also
+// when they existed with looser modes.
 func Open(ctx context.Context, path string, schema ...string) (*sql.DB, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := private.Dir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// SQLite creates -wal and -shm with the database file's mode
+	if err := privateFiles(path, true); err != nil {
+		return nil, err
 	}
 	// busy_timeout first: switching to WAL takes a lock that another process may hold
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
@@ -32,7 +39,27 @@ func Open(ctx context.Context, path string, schema ...string) (*sql.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: schema: %w", path, err)
 	}
+	if err := privateFiles(path, false); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
+}
+
+// privateFiles makes the database file (created when create and missing) and its -wal and
+// -shm files 0600.
+func privateFiles(path string, create bool) error {
+	if create {
+		if err := private.File(path); err != nil {
+			return fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := private.IfExists(p); err != nil {
+			return fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // busyFor bounds how long Open retries a schema that SQLite reports busy.

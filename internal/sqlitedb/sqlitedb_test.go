@@ -2,6 +2,7 @@ package sqlitedb
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -52,5 +53,81 @@ func TestConcurrentCreate(t *testing.T) {
 		if t.Failed() {
 			return
 		}
+	}
+}
+
+// Open makes the folder 0700 and the database with its -wal and -shm 0600, also when they
+// existed with looser modes.
+func TestPrivateModes(t *testing.T) {
+	ctx := context.Background()
+	schema := "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)"
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, dir, path string)
+	}{
+		{"new folder", func(t *testing.T, dir, path string) {}},
+		{"existing 0755 folder", func(t *testing.T, dir, path string) {
+			mustChmod(t, dir, 0o755, true)
+		}},
+		{"existing 0644 database", func(t *testing.T, dir, path string) {
+			mustChmod(t, dir, 0o755, true)
+			db, err := Open(ctx, path, schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			mustChmod(t, dir, 0o755, false)
+			for _, p := range []string{path, path + "-wal", path + "-shm"} {
+				if _, err := os.Stat(p); err == nil {
+					mustChmod(t, p, 0o644, false)
+				}
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			path := filepath.Join(dir, "wallet.sqlite")
+			tc.prepare(t, dir, path)
+			db, err := Open(ctx, path, schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.ExecContext(ctx, "INSERT OR REPLACE INTO kv VALUES ('x', '1')"); err != nil {
+				t.Fatal(err)
+			}
+			checkMode(t, dir, 0o700)
+			checkMode(t, path, 0o600)
+			for _, p := range []string{path + "-wal", path + "-shm"} {
+				if _, err := os.Stat(p); err != nil {
+					t.Fatalf("%s: %v (WAL mode makes it)", p, err)
+				}
+				checkMode(t, p, 0o600)
+			}
+		})
+	}
+}
+
+func mustChmod(t *testing.T, path string, mode os.FileMode, mkdir bool) {
+	t.Helper()
+	if mkdir {
+		if err := os.MkdirAll(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != want {
+		t.Fatalf("%s has mode %v, want %v", path, got, want)
 	}
 }

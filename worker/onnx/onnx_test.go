@@ -205,19 +205,32 @@ func TestNewRuntimeMissingLibrary(t *testing.T) {
 	}
 }
 
-// TestDeviceFallback runs on the CPU-only library: auto falls back with a warning, cuda fails.
+// TestDeviceFallback runs on the CPU-only library: auto stays on the CPU quietly, or, when a
+// CUDA provider library sits beside the runtime but cannot be added, with one warning line;
+// cuda fails with a one-line error.
 func TestDeviceFallback(t *testing.T) {
 	lib := library(t)
+	// the same library in a folder that also holds a (broken) CUDA provider, as a GPU build would
+	gpuDir := t.TempDir()
+	gpuLib := filepath.Join(gpuDir, filepath.Base(lib))
+	if err := os.Symlink(lib, gpuLib); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(gpuDir, cudaProviderLib), []byte("not a library"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		device   string
+		lib      string
 		wantErr  error
 		wantWarn bool
 	}{
-		{"cpu", "cpu", nil, false},
-		{"auto falls back", "auto", nil, true},
-		{"cuda fails", "cuda", ErrNoCUDA, false},
-		{"cuda:1 fails", "cuda:1", ErrNoCUDA, false},
+		{"cpu", "cpu", lib, nil, false},
+		{"auto on a CPU build stays quiet", "auto", lib, nil, false},
+		{"auto falls back with one line", "auto", gpuLib, nil, true},
+		{"cuda fails", "cuda", lib, ErrNoCUDA, false},
+		{"cuda:1 fails", "cuda:1", lib, ErrNoCUDA, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,13 +239,20 @@ func TestDeviceFallback(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logs bytes.Buffer
-			rt, err := NewRuntime(RuntimeConfig{LibraryPath: lib, Device: dev}, zerolog.New(&logs))
+			rt, err := NewRuntime(RuntimeConfig{LibraryPath: tc.lib, Device: dev}, zerolog.New(&logs).Level(zerolog.InfoLevel))
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("NewRuntime(%s) error = %v, want %v", tc.device, err, tc.wantErr)
 			}
 			if err != nil {
-				t.Logf("error: %v", err)
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("error spans lines: %q", err)
+				}
 				return
+			}
+			for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, `\n`) {
+					t.Errorf("warning holds a multi-line report: %s", line)
+				}
 			}
 			defer rt.Close()
 			if rt.Provider() != ProviderCPU {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -98,8 +99,10 @@ func FindLibrary(flagValue string) (string, error) {
 }
 
 // NewRuntime loads the ONNX Runtime library and resolves cfg.Device to an execution provider.
-// For "cuda" it fails with ErrNoCUDA when the CUDA provider cannot be added; for "auto" it
-// logs a warning and uses the CPU. It returns ErrNoLibrary when the library is missing and
+// For "cuda" it fails with ErrNoCUDA when the CUDA provider cannot be added. "auto" tries
+// CUDA only when the CUDA provider library sits beside the runtime (a GPU build): without it
+// the CPU is used quietly, and when it fails one warning line says so (the runtime's own
+// report is logged at debug level). It returns ErrNoLibrary when the library is missing and
 // ErrOtherLibrary when another open runtime loaded a different one.
 func NewRuntime(cfg RuntimeConfig, log zerolog.Logger) (*Runtime, error) {
 	lib, err := FindLibrary(cfg.LibraryPath)
@@ -134,15 +137,22 @@ func NewRuntime(cfg RuntimeConfig, log zerolog.Logger) (*Runtime, error) {
 	env.refs++
 	rt := &Runtime{log: log, lib: lib, device: device, provider: ProviderCPU, threads: threads}
 
-	if device.Kind != DeviceCPU {
+	switch {
+	case device.Kind == DeviceCPU:
+	case device.Kind == DeviceAuto && !cudaBeside(lib):
+		log.Debug().Str("lib", lib).Msg("no CUDA provider beside the runtime (a CPU build): running on cpu")
+	default:
 		switch err := probeCUDA(device.ID); {
 		case err == nil:
 			rt.provider = ProviderCUDA
 		case device.Kind == DeviceCUDA:
 			releaseEnv()
-			return nil, err
+			log.Debug().Err(err).Msg("cuda provider")
+			return nil, fmt.Errorf("%w on device %d: %s (it needs a GPU build of ONNX Runtime %s with %s beside the library, CUDA 12 and cuDNN 9)",
+				ErrNoCUDA, device.ID, firstLine(err.Error()), LibraryVersion, cudaProviderLib)
 		default:
-			log.Warn().Err(err).Msg("no cuda, running on cpu")
+			log.Debug().Err(err).Msg("cuda provider")
+			log.Warn().Str("error", firstLine(err.Error())).Msg("cuda unavailable, running on cpu (details at log level debug)")
 		}
 	}
 	log.Info().Str("lib", lib).Str("version", ort.GetVersion()).Str("device", device.String()).
@@ -178,11 +188,35 @@ func appendCUDA(opts *ort.SessionOptions, id int) error {
 		}
 		return opts.AppendExecutionProviderCUDA(cuda)
 	}()
-	if err != nil {
-		return fmt.Errorf("%w on device %d: %v (it needs a GPU build of ONNX Runtime %s with libonnxruntime_providers_cuda.so beside the library, CUDA 12 and cuDNN 9)",
-			ErrNoCUDA, id, err, LibraryVersion)
+	return err
+}
+
+// cudaProviderLib is the library a GPU build of ONNX Runtime keeps beside libonnxruntime.
+const cudaProviderLib = "libonnxruntime_providers_cuda.so"
+
+// cudaBeside reports whether the CUDA provider library sits beside lib, or beside the file a
+// symlinked lib points to.
+func cudaBeside(lib string) bool {
+	dirs := []string{filepath.Dir(lib)}
+	if real, err := filepath.EvalSymlinks(lib); err == nil {
+		dirs = append(dirs, filepath.Dir(real))
 	}
-	return nil
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, cudaProviderLib)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// firstLine keeps the first non-empty line of a multi-line runtime report.
+func firstLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return s
 }
 
 // releaseEnv drops one reference to the environment and destroys it with the last. Called

@@ -146,7 +146,7 @@ func (rt *Runtime) newORTSession(data []byte, ins, outs []TensorInfo, cuda bool)
 	}
 	if cuda {
 		if err := appendCUDA(opts, rt.device.ID); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w on device %d: %s", ErrNoCUDA, rt.device.ID, firstLine(err.Error()))
 		}
 	}
 	return ort.NewDynamicAdvancedSessionWithONNXData(data, names(ins), names(outs), opts)

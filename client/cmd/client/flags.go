@@ -20,8 +20,8 @@ import (
 	"github.com/sparecycles/sparecycles/internal/logging"
 )
 
-// envPrefix names every flag's environment twin: --key-file is SPARECYCLES_KEY_FILE.
-const envPrefix = "SPARECYCLES"
+// envPrefix names every flag's environment twin: --key-file is SPARECYCLES_CLIENT_KEY_FILE.
+var envPrefix = envflag.Prefix("client")
 
 // options are the settings the commands share; each command registers those it uses.
 type options struct {
@@ -29,6 +29,7 @@ type options struct {
 	keyFile  string
 	data     string
 	nwc      string
+	nwcFlag  string // the flag nwc came from, for errors: "nwc" or "nwc-file"
 	logLevel logging.Level
 	json     bool
 	timeout  time.Duration
@@ -61,9 +62,17 @@ func (o *options) walletFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.nwc, "nwc", o.nwc, "nostr+walletconnect:// URI of the wallet that pays (prefer the env var or --nwc-file: flags show in ps)")
 	fs.Func("nwc-file", "file holding the nostr+walletconnect:// URI", func(path string) error {
 		b, err := os.ReadFile(path)
-		o.nwc = strings.TrimSpace(string(b))
+		o.nwc, o.nwcFlag = strings.TrimSpace(string(b)), "nwc-file"
 		return err
 	})
+}
+
+// nwcName is the flag the wallet URI came from, for errors.
+func (o *options) nwcName() string {
+	if o.nwcFlag != "" {
+		return "--" + o.nwcFlag
+	}
+	return "--nwc"
 }
 
 func (o *options) outputFlags(fs *flag.FlagSet, timeout time.Duration, timeoutHelp string) {
@@ -106,10 +115,19 @@ func newFlagSet(c command) *flag.FlagSet {
 
 // parse reads args into fs and the environment twins; it returns the positional arguments,
 // which may come before, between or after the flags (`client status <id> --json`). --help
-// prints the command's usage to w and returns flag.ErrHelp.
-func parse(fs *flag.FlagSet, c command, args []string, w io.Writer) ([]string, error) {
+// prints the command's usage to std.out and returns flag.ErrHelp. A shared variable no longer
+// read (SPARECYCLES_NWC) draws a warning on std.errOut naming the one to set; std.parsed
+// keeps where each flag came from, so that run's error names the variable that gave it.
+func parse(fs *flag.FlagSet, c command, args []string, std stdio) ([]string, error) {
+	w := std.out
 	flags, positional := reorder(fs, args)
-	err := envflag.Parse(fs, envPrefix, flags)
+	parsed, err := envflag.Parse(fs, envPrefix, flags)
+	if std.parsed != nil {
+		*std.parsed = parsed
+	}
+	for _, s := range parsed.Stale {
+		fmt.Fprintln(std.errOut, "client: warning:", s)
+	}
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(w, "Usage: client %s %s\n\n%s. Every flag also reads an env var.\n\n", c.name, c.args, capitalize(c.summary))
 		fs.SetOutput(w)
@@ -242,6 +260,23 @@ func age(now time.Time, t nostr.Timestamp) string {
 		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+// sats shows an amount in sats, exactly: 98944 msat is "98.944 sats", never "98 sats".
+func sats(v int64) string {
+	sign := ""
+	if v < 0 {
+		sign, v = "-", -v
+	}
+	whole, frac := v/1000, v%1000
+	unit := " sats"
+	if v == 1000 {
+		unit = " sat"
+	}
+	if frac == 0 {
+		return fmt.Sprintf("%s%d%s", sign, whole, unit)
+	}
+	return fmt.Sprintf("%s%d.%s%s", sign, whole, strings.TrimRight(fmt.Sprintf("%03d", frac), "0"), unit)
 }
 
 // msat shows an amount in sats when it is whole, else in msat.

@@ -17,7 +17,7 @@ func keygen(ctx context.Context, std stdio, c command, args []string) error {
 	fs := newFlagSet(c)
 	o := newOptions()
 	o.keyFlag(fs)
-	positional, err := parse(fs, c, args, std.out)
+	positional, err := parse(fs, c, args, std)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func balance(ctx context.Context, std stdio, c command, args []string) error {
 	o := newOptions()
 	o.walletFlags(fs)
 	o.outputFlags(fs, 30*time.Second, "give up on the wallet after this long")
-	positional, err := parse(fs, c, args, std.out)
+	positional, err := parse(fs, c, args, std)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func balance(ctx context.Context, std stdio, c command, args []string) error {
 	}
 	uri, err := nip47.ParseURI(o.nwc)
 	if err != nil {
-		return fmt.Errorf("balance: --nwc: %w", err)
+		return fmt.Errorf("balance: %s: %w", o.nwcName(), err)
 	}
 	pool := relayconn.NewPool(uri.Relays)
 	defer pool.Close()
@@ -70,10 +70,10 @@ func balance(ctx context.Context, std stdio, c command, args []string) error {
 	}
 	if o.json {
 		return writeJSON(std.out, struct {
-			Sat  int64 `json:"balance_sat"`
+			Sat  int64 `json:"balance_sat"` // whole sats, rounded down: balance_msat is exact
 			Msat int64 `json:"balance_msat"`
 		}{bal / 1000, bal})
 	}
-	fmt.Fprintf(std.out, "%d sats\n", bal/1000)
+	fmt.Fprintln(std.out, sats(bal))
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"github.com/sparecycles/sparecycles/client"
+	bin "github.com/sparecycles/sparecycles/internal/cli"
+	"github.com/sparecycles/sparecycles/internal/envflag"
 )
 
 func main() {
@@ -51,6 +53,7 @@ const exitCodesHelp = `Exit codes:
 type stdio struct {
 	in          io.Reader
 	out, errOut io.Writer
+	parsed      **envflag.Parsed // set by parse: where the flags came from
 }
 
 type command struct {
@@ -81,12 +84,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(ctx, stdio{stdin, stdout, stderr}, c, args[1:])
+		var parsed *envflag.Parsed
+		err := c.run(ctx, stdio{stdin, stdout, stderr, &parsed}, c, args[1:])
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "client:", err)
+			fmt.Fprintln(stderr, bin.Line("client", parsed.Explain(err)))
 		}
 		return exitCode(err)
 	}
@@ -118,5 +122,5 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "\n`client <command> --help` lists a command's flags; each also reads an env var (SPARECYCLES_...).\n\n", exitCodesHelp)
+	fmt.Fprint(w, "\n`client <command> --help` lists a command's flags; each also reads an env var (SPARECYCLES_CLIENT_...).\n\n", exitCodesHelp)
 }

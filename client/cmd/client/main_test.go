@@ -104,6 +104,9 @@ func TestFlagErrors(t *testing.T) {
 		{"workers bad kind", []string{"workers", "--relay", nowhere, "--kind", "42"}, "not a job kind"},
 		{"keygen argument", []string{"keygen", "x.nsec"}, "unexpected argument"},
 		{"balance without wallet", []string{"balance"}, "no NWC wallet"},
+		{"text file for OCR", []string{"post", "--relay", nowhere, "--input", writeFile(t, "note.txt", []byte("hello"))}, "invalid: input"},
+		{"png named .txt still read", []string{"post", "--relay", nowhere, "--input", writeFile(t, "page.txt", []byte("\x89PNG\r\n\x1a\nbroken"))}, "not a readable png image"},
+		{"data URL of text for OCR", []string{"post", "--relay", nowhere, "--input", "data:image/png;base64,aGVsbG8="}, "is text/plain, not a PNG or JPEG image"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,7 +144,7 @@ func TestHelp(t *testing.T) {
 		t.Errorf("no arguments: exit %d, stderr %q", code, stderr)
 	}
 	code, stdout, _ := cli(t, "", "status", "-h")
-	if code != exitOK || !strings.Contains(stdout, "SPARECYCLES_RELAY") || !strings.Contains(stdout, "<job-id>") {
+	if code != exitOK || !strings.Contains(stdout, "SPARECYCLES_CLIENT_RELAY") || !strings.Contains(stdout, "<job-id>") {
 		t.Errorf("status -h: exit %d, stdout %q", code, stdout)
 	}
 }
@@ -216,13 +219,6 @@ func TestInputFrom(t *testing.T) {
 			}
 		})
 	}
-}
-
-func short(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
-	}
-	return s
 }
 
 func TestReorder(t *testing.T) {
@@ -707,17 +703,67 @@ func TestKeygenKeepsExistingKey(t *testing.T) {
 	}
 }
 
+func TestSats(t *testing.T) {
+	tests := []struct {
+		msat int64
+		want string
+	}{
+		{0, "0 sats"}, {1, "0.001 sats"}, {999, "0.999 sats"}, {1000, "1 sat"}, {21_500, "21.5 sats"},
+		{98_944, "98.944 sats"}, {100_000, "100 sats"}, {-1_500, "-1.5 sats"},
+	}
+	for _, tc := range tests {
+		if got := sats(tc.msat); got != tc.want {
+			t.Errorf("sats(%d) = %q, want %q", tc.msat, got, tc.want)
+		}
+	}
+}
+
 func TestBalance(t *testing.T) {
 	t.Parallel()
 	relay := testrelay.Start(t)
 	wal := startWallet(t, relay)
 	nwc := wal.file(t)
 	code, stdout, stderr := cli(t, "", "balance", "--nwc-file", nwc)
-	if code != exitOK || stdout != "21 sats\n" {
+	if code != exitOK || stdout != "21.5 sats\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 	code, stdout, _ = cli(t, "", "balance", "--nwc-file", nwc, "--json")
 	if doc := decodeOne(t, stdout); code != exitOK || doc["balance_msat"] != float64(21_500) || doc["balance_sat"] != float64(21) {
 		t.Fatalf("exit %d, document %v", code, doc)
+	}
+}
+
+// Variables are the client's own (SPARECYCLES_CLIENT_*): a shared name of before is ignored
+// with a warning naming the new one, and an error about a value names the variable it came
+// from.
+func TestEnvNames(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		want, warn string // in stderr
+	}{
+		{"error names the variable", map[string]string{"SPARECYCLES_CLIENT_NWC": "bogus"},
+			"client: balance: SPARECYCLES_CLIENT_NWC: ", ""},
+		{"shared name ignored with a warning", map[string]string{"SPARECYCLES_NWC": "bogus"},
+			"no NWC wallet configured", "client: warning: SPARECYCLES_NWC is no longer read: set SPARECYCLES_CLIENT_NWC instead\n"},
+		{"the worker's wallet is not the client's", map[string]string{"SPARECYCLES_WORKER_NWC": "bogus"},
+			"no NWC wallet configured", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			code, _, stderr := cli(t, "", "balance")
+			if code == exitOK || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, tc.warn) {
+				t.Fatalf("exit %d, stderr %q; want %q and %q", code, stderr, tc.want, tc.warn)
+			}
+			if strings.Contains(stderr, "client: client:") {
+				t.Fatalf("repeated prefix: %q", stderr)
+			}
+			if tc.warn == "" && strings.Contains(stderr, "warning") {
+				t.Fatalf("unexpected warning: %q", stderr)
+			}
+		})
 	}
 }

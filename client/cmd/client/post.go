@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	_ "image/jpeg" // image.DecodeConfig reads the formats the OCR workers take
+	_ "image/png"
 	"io"
 	"mime"
 	"net/http"
@@ -75,7 +78,7 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 	})
 	fs.StringVar(&spec.output, "output", "", "MIME type of the result to ask for, e.g. text/plain")
 	fs.DurationVar(&window, "quote-window", window, "how long to collect quotes before choosing the cheapest")
-	positional, err := parse(fs, c, args, std.out)
+	positional, err := parse(fs, c, args, std)
 	if err != nil {
 		return err
 	}
@@ -212,6 +215,11 @@ func (s *jobSpec) request(stdin io.Reader) (nip90.JobRequest, error) {
 		if err != nil {
 			return req, err
 		}
+		if req.Kind == kindOCR {
+			if err := checkImage(in, i); err != nil {
+				return req, err
+			}
+		}
 		req.Inputs = append(req.Inputs, i)
 	}
 	if s.tensors != "" {
@@ -264,6 +272,42 @@ func inputFrom(arg string, stdin io.Reader) (nip90.Input, error) {
 		return nip90.Input{}, tooLarge(arg, len(b))
 	}
 	return nip90.Input{Value: u, Type: nip90.InputURL}, nil
+}
+
+// kindOCR is the text-extraction kind the OCR workers serve: they read PNG and JPEG images.
+const kindOCR = 5000
+
+// checkImage refuses, before anything is posted, an inline input (a local file, stdin or a
+// data: URL) that is not a PNG or JPEG image whose header decodes; a URL is the worker's to
+// fetch and check.
+func checkImage(arg string, in nip90.Input) error {
+	meta, payload, ok := strings.Cut(strings.TrimPrefix(in.Value, "data:"), ",")
+	if !strings.HasPrefix(in.Value, "data:") || !ok || !strings.HasSuffix(meta, ";base64") {
+		return nil
+	}
+	if arg == "-" {
+		arg = "stdin"
+	}
+	b, err := base64.StdEncoding.DecodeString(payload)
+	if err != nil {
+		return fmt.Errorf("invalid: input %s is not valid base64", short(arg))
+	}
+	mt, _, _ := mime.ParseMediaType(http.DetectContentType(b))
+	if mt != "image/png" && mt != "image/jpeg" {
+		return fmt.Errorf("invalid: input %s is %s, not a PNG or JPEG image (kind %d reads images)", short(arg), mt, kindOCR)
+	}
+	if _, _, err := image.DecodeConfig(bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("invalid: input %s is not a readable %s image: %v", short(arg), strings.TrimPrefix(mt, "image/"), err)
+	}
+	return nil
+}
+
+// short keeps a long argument (a data: URL) readable in a message.
+func short(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
 }
 
 // tensorInput reads a tensor input document, checks it as a worker will and sends it as text.

@@ -21,7 +21,7 @@ func status(ctx context.Context, std stdio, c command, args []string) error {
 	o.keyFlag(fs)
 	o.dataFlag(fs)
 	o.outputFlags(fs, 20*time.Second, "give up on relays that have not answered after this long")
-	positional, err := parse(fs, c, args, std.out)
+	positional, err := parse(fs, c, args, std)
 	if err != nil {
 		return err
 	}

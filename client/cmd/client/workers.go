@@ -21,7 +21,7 @@ func workers(ctx context.Context, std stdio, c command, args []string) error {
 	o.outputFlags(fs, 20*time.Second, "give up on relays that have not answered after this long")
 	var kind int
 	fs.IntVar(&kind, "kind", 0, "only workers serving this job kind (default: all)")
-	positional, err := parse(fs, c, args, std.out)
+	positional, err := parse(fs, c, args, std)
 	if err != nil {
 		return err
 	}

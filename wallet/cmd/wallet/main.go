@@ -18,11 +18,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sparecycles/sparecycles/internal/cli"
 	"github.com/sparecycles/sparecycles/internal/envflag"
 	"github.com/sparecycles/sparecycles/internal/logging"
 	"github.com/sparecycles/sparecycles/wallet"
 	"github.com/sparecycles/sparecycles/wallet/lnd"
 )
+
+// envPrefix names every flag's environment twin: --data is SPARECYCLES_WALLET_DATA.
+var envPrefix = envflag.Prefix("wallet")
 
 const usage = `Usage:
   wallet serve   [flags]   answer NWC requests (wallet serve -h for flags)
@@ -33,7 +37,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "wallet:", err)
+		fmt.Fprintln(os.Stderr, cli.Line("wallet", err))
 		os.Exit(1)
 	}
 }
@@ -66,11 +70,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var cfg wallet.Config
 	cfg.RegisterFlags(fs)
-	if err := envflag.Parse(fs, "SPARECYCLES", args); err != nil {
+	parsed, err := envflag.Parse(fs, envPrefix, args)
+	if err != nil {
 		return err
 	}
+	log := logging.New(os.Stderr, cfg.LogLevel.Level)
+	for _, s := range parsed.Stale {
+		log.Warn().Str("ignored", s.Old).Str("set", s.New).Msg(s.String())
+	}
 	cfg.OpenLND = lnd.Open
-	return wallet.Serve(ctx, cfg, logging.New(os.Stderr, cfg.LogLevel.Level))
+	return parsed.Explain(wallet.Serve(ctx, cfg, log))
 }
 
 func connect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,12 +91,16 @@ func connect(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var cfg wallet.ConnectConfig
 	cfg.RegisterFlags(fs)
-	if err := envflag.Parse(fs, "SPARECYCLES", args); err != nil {
+	parsed, err := envflag.Parse(fs, envPrefix, args)
+	if err != nil {
 		return err
+	}
+	for _, s := range parsed.Stale {
+		fmt.Fprintln(stderr, "wallet: warning:", s)
 	}
 	uri, err := wallet.Connect(ctx, cfg)
 	if err != nil {
-		return err
+		return parsed.Explain(err)
 	}
 	_, err = fmt.Fprintln(stdout, uri.Encode())
 	return err

@@ -17,11 +17,18 @@ func TestRun(t *testing.T) {
 		args    []string
 		env     map[string]string
 		wantURI bool
-		wantErr error // nil with !wantURI: any error
+		wantErr error  // nil with !wantURI: any error
+		errText string // in the error, when set
+		stderr  string // in stderr, when set
 	}{
 		{name: "connect", args: []string{"connect", "--relay", "ws://127.0.0.1:7447", "--name", "worker", "--budget", "100"}, wantURI: true},
 		{name: "connect funded, relays from env", args: []string{"connect", "--name", "buyer", "--fund", "1000"},
-			env: map[string]string{"SPARECYCLES_RELAY": "ws://a.example,ws://b.example"}, wantURI: true},
+			env: map[string]string{"SPARECYCLES_WALLET_RELAY": "ws://a.example,ws://b.example"}, wantURI: true},
+		{name: "shared name ignored, with a warning", args: []string{"connect", "--name", "buyer"},
+			env:     map[string]string{"SPARECYCLES_RELAY": "ws://a.example"},
+			errText: "--relay", stderr: "SPARECYCLES_RELAY is no longer read: set SPARECYCLES_WALLET_RELAY instead"},
+		{name: "error names the variable that gave the value", args: []string{"connect", "--relay", "ws://x.example"},
+			env: map[string]string{"SPARECYCLES_WALLET_NAME": ""}, errText: "SPARECYCLES_WALLET_NAME must be 1 to 64 characters"},
 		{name: "fund on lnd", args: []string{"connect", "--relay", "ws://x.example", "--name", "n", "--fund", "5", "--backend", "lnd"}, wantErr: wallet.ErrFundNeedsLedger},
 		{name: "connect without name", args: []string{"connect", "--relay", "ws://x.example"}},
 		{name: "serve without relay", args: []string{"serve"}},
@@ -32,7 +39,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("SPARECYCLES_DATA", t.TempDir())
+			t.Setenv("SPARECYCLES_WALLET_DATA", t.TempDir())
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
@@ -41,6 +48,9 @@ func TestRun(t *testing.T) {
 			if !tc.wantURI {
 				if err == nil || (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				if !strings.Contains(err.Error(), tc.errText) || !strings.Contains(stderr.String(), tc.stderr) {
+					t.Fatalf("err %q, stderr %q; want %q and %q in them", err, stderr.String(), tc.errText, tc.stderr)
 				}
 				if stdout.Len() != 0 {
 					t.Errorf("stdout %q, want nothing", stdout.String())
