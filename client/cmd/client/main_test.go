@@ -794,7 +794,9 @@ func TestPostIgnoresSniper(t *testing.T) {
 			publishAs(t, relay, real.sk, evt)
 		}
 		t.Run(tc.name, func(t *testing.T) {
-			args := slices.Concat([]string{"post", "--relay", relay, "--input", writeFile(t, "page.png", pngBytes(t)), "--bid", "500sat", "--nwc-file", wal.file(t), "--json"}, tc.args, h)
+			// each job its own: the same request signed twice in one second is one event
+			args := slices.Concat([]string{"post", "--relay", relay, "--input", writeFile(t, "page.png", pngBytes(t)), "--param", "case=" + tc.name,
+				"--bid", "500sat", "--nwc-file", wal.file(t), "--json"}, tc.args, h)
 			code, stdout, stderr := cli(t, "", args...)
 			doc := decodeOne(t, stdout)
 			if code != exitOK || doc["result"] != "the real text" || doc["worker"] != real.pk || doc["amount_msat"] != float64(price) {
