@@ -358,7 +358,7 @@ type watch struct {
 	named      []string // the request's "p" tags: only these may be chosen
 	candidates []candidate
 	errors     map[string]string // worker → error info
-	answered   map[string]bool   // workers that quoted, offered, refused or started
+	answered   map[string]bool   // workers that quoted, offered or refused (not a free worker at work: its result may come)
 	live       []string          // workers announced live for the kind
 	liveKnown  bool
 }
@@ -397,9 +397,9 @@ func (w *watch) see(evt *nostr.Event) (*nostr.Event, string) {
 	if err != nil || !w.may(evt.PubKey) {
 		return nil, ""
 	}
-	w.answered[evt.PubKey] = true
 	switch fb.Status {
 	case nip90.StatusPaymentRequired:
+		w.answered[evt.PubKey] = true
 		if slices.ContainsFunc(w.candidates, func(c candidate) bool { return c.Worker == evt.PubKey }) {
 			break // a worker's first offer stands
 		}
@@ -409,6 +409,7 @@ func (w *watch) see(evt *nostr.Event) (*nostr.Event, string) {
 			w.candidates = append(w.candidates, candidate{Quote{JobID: w.job, Worker: evt.PubKey, AmountMsat: fb.Amount.Msat, Bolt11: fb.Amount.Bolt11, BidMsat: w.bid}, false})
 		}
 	case nip90.StatusError:
+		w.answered[evt.PubKey] = true
 		if w.errors == nil {
 			w.errors = map[string]string{}
 		}
