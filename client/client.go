@@ -20,6 +20,7 @@ import (
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/nips/postpay"
 )
 
 // Errors a caller tells apart (the CLI maps them to exit codes).
@@ -39,8 +40,8 @@ type Config struct {
 	NWC         string        // nostr+walletconnect:// URI; "" for free jobs only
 	Data        string        // state folder: the payment store
 	SecretKey   string        // hex; the customer's key
-	QuoteWindow time.Duration // how long to collect quotes before choosing
-	FirstQuote  bool          // take the first acceptable quote at once instead of waiting the window
+	QuoteWindow time.Duration // the longest Do collects quotes before choosing (less once every live worker answered)
+	FirstQuote  bool          // take the first acceptable quote at once instead of waiting for the others
 	Timeout     time.Duration // overall limit for a job
 }
 
@@ -157,11 +158,27 @@ type Outcome struct {
 	Result     string        `json:"result"`
 	Took       time.Duration `json:"-"`
 	Preimage   string        `json:"preimage,omitempty"`
+	// IgnoredResults counts results from workers the client did not choose: never read as the
+	// job's result, never paid.
+	IgnoredResults int `json:"ignored_results"`
 }
 
-// Do posts req, waits QuoteWindow for offers, pays the best acceptable one (cheapest, then
-// first) and waits for its result. A free job's first result wins. progress, if set, hears each
-// stage.
+// LiveFor is how fresh a worker's NIP-89 announcement for a kind must be for Do to count the
+// worker as live (workers refresh theirs every few minutes; 900 s is the DVM heartbeat
+// convention). Do stops collecting quotes once every live worker has answered.
+const LiveFor = 15 * time.Minute
+
+// Do posts req and pays only a worker it chose. It collects quotes (pay first) and post-pay
+// offers (nips/postpay.md) for QuoteWindow, or less: until every worker announced live for the
+// kind (or every worker req names in its "p" tags) has quoted, offered or refused, or with
+// FirstQuote at the first acceptable quote. It then takes the cheapest acceptable one (first
+// come wins a tie): a quote is paid at once; an offer is accepted, and the worker's result is
+// paid when its invoice asks no more than the offer and the bid. A worker req names alone is
+// chosen by the request itself. No bid means free workers only: every priced quote is refused.
+//
+// Results from workers not chosen are ignored and counted (Outcome.IgnoredResults): arriving
+// first decides nothing. The one exception moves no money: a result without an invoice, while
+// nothing has been chosen yet, wins as a free job's result. progress, if set, hears each stage.
 func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Stage)) (Outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
@@ -176,45 +193,111 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 	if err != nil {
 		return Outcome{}, fmt.Errorf("subscribe: %w", err)
 	}
+	// who is live is asked while the job is posted: it costs no wait
+	liveCh := make(chan []string, 1)
+	if len(req.Providers) == 0 {
+		go func() { liveCh <- c.liveWorkers(ctx, req.Kind) }()
+	}
 	job, err := c.Post(ctx, req)
 	if err != nil {
 		return Outcome{}, err
 	}
 	say(StagePosted)
 	out := Outcome{Job: job.ID}
-	w := &watch{job: job.ID, bid: req.BidMsat}
+	w := &watch{job: job.ID, bid: req.BidMsat, named: req.Providers, answered: map[string]bool{}}
 	window := time.NewTimer(c.cfg.QuoteWindow)
 	defer window.Stop()
-	var chosen *Quote
+	var chosen *candidate
+	early := false // the choice was tried before the window ended
+
+	// payAfter pays a post-pay result's invoice: no more than the offer (when one was made)
+	// and the bid
+	payAfter := func(worker string, a *nip90.Amount, offered int64) error {
+		if offered > 0 && a.Msat > offered {
+			return fmt.Errorf("job %s: %w: the result asks %d msat, the offer was %d msat", job.ID, ErrRefusedInvoice, a.Msat, offered)
+		}
+		say(StagePaying)
+		p, err := c.Pay(ctx, Quote{JobID: job.ID, Worker: worker, AmountMsat: a.Msat, Bolt11: a.Bolt11, BidMsat: req.BidMsat})
+		if err != nil {
+			return err
+		}
+		out.AmountMsat, out.FeeMsat, out.Preimage = p.AmountMsat, p.FeeMsat, p.Preimage
+		return nil
+	}
+	// choose takes the best candidate: done with an error, or chosen (or nothing to choose yet)
+	choose := func() error {
+		q, refusals := w.best()
+		if q == nil {
+			if len(refusals) > 0 {
+				return fmt.Errorf("job %s: %w: %s", job.ID, ErrNoOffer, strings.Join(refusals, "; "))
+			}
+			return nil // nobody offered yet (a free worker may still answer)
+		}
+		chosen = q
+		out.Worker = q.Worker
+		if q.PostPay {
+			if !w.namedAlone(q.Worker) { // named alone, it runs without being asked
+				acc := postpay.Acceptance{JobID: job.ID, Worker: q.Worker, Msat: q.AmountMsat}.Event()
+				if err := acc.Sign(c.cfg.SecretKey); err != nil {
+					return fmt.Errorf("job %s: sign acceptance: %w", job.ID, err)
+				}
+				if err := c.pool.Publish(ctx, acc); err != nil {
+					return fmt.Errorf("job %s: accept the offer of %s: %w", job.ID, short(q.Worker), err)
+				}
+			}
+			say(StageProcessing)
+			return nil
+		}
+		say(StagePaying)
+		p, err := c.Pay(ctx, q.Quote)
+		if err != nil {
+			return err
+		}
+		out.AmountMsat, out.FeeMsat, out.Preimage = p.AmountMsat, p.FeeMsat, p.Preimage
+		say(StageProcessing)
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if chosen == nil && len(w.quotes) == 0 {
+			if chosen == nil && !w.offered() {
 				return out, fmt.Errorf("job %s: %w", job.ID, ErrNoOffer)
 			}
 			return out, fmt.Errorf("job %s: %w", job.ID, ErrTimeout)
+		case live := <-liveCh:
+			w.live, w.liveKnown = live, true
 		case evt, ok := <-events:
 			if !ok {
 				return out, fmt.Errorf("job %s: %w", job.ID, ErrTimeout)
 			}
 			res, errInfo := w.see(evt)
-			if c.cfg.FirstQuote && chosen == nil && len(w.quotes) > 0 && window.Stop() {
-				window.Reset(0) // choose now
-			}
-			if res != nil && (chosen == nil || res.PubKey == chosen.Worker) {
-				if chosen == nil {
-					if r, err := nip90.ParseJobResult(res); err == nil && r.Amount != nil && r.Amount.Msat > 0 {
-						// post-pay: pay what the result asks, within the bid, once
-						q := Quote{JobID: job.ID, Worker: res.PubKey, AmountMsat: r.Amount.Msat, Bolt11: r.Amount.Bolt11, BidMsat: req.BidMsat}
-						say(StagePaying)
-						p, err := c.Pay(ctx, q)
-						if err != nil {
+			if res != nil {
+				r, perr := nip90.ParseJobResult(res)
+				var bill *nip90.Amount // the invoice a result carries
+				if perr == nil && r.Amount != nil && r.Amount.Msat > 0 {
+					bill = r.Amount
+				}
+				from := res.PubKey
+				switch {
+				case chosen != nil && from == chosen.Worker:
+					if chosen.PostPay && bill != nil {
+						if err := payAfter(from, bill, chosen.AmountMsat); err != nil {
 							return out, err
 						}
-						out.AmountMsat, out.FeeMsat, out.Preimage = p.AmountMsat, p.FeeMsat, p.Preimage
+					} // a quote's worker was paid already: an invoice on its result is not paid again
+				case chosen == nil && bill == nil && w.may(from):
+					// a free result before anything was chosen: no money moves, first wins
+				case chosen == nil && bill != nil && w.namedAlone(from):
+					// the request chose this worker: pay within its offer, if it made one, and the bid
+					if err := payAfter(from, bill, w.offerOf(from)); err != nil {
+						return out, err
 					}
+				default:
+					out.IgnoredResults++
+					c.log.Debug().Str("job", job.ID).Str("worker", from).Msg("ignored a result from a worker not chosen")
+					continue
 				}
-				out.Worker, out.Status, out.Result, out.Took = res.PubKey, "success", res.Content, time.Since(start)
+				out.Worker, out.Status, out.Result, out.Took = from, "success", res.Content, time.Since(start)
 				say(StageDone)
 				return out, nil
 			}
@@ -226,33 +309,81 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 			if chosen != nil {
 				continue
 			}
-			q, refusals := w.best()
-			if q == nil {
-				if len(refusals) > 0 {
-					return out, fmt.Errorf("job %s: %w: %s", job.ID, ErrNoOffer, strings.Join(refusals, "; "))
-				}
-				window.Reset(c.cfg.QuoteWindow) // nobody quoted yet (a free worker may still answer)
-				continue
-			}
-			chosen = q
-			say(StagePaying)
-			p, err := c.Pay(ctx, *q)
-			if err != nil {
+			if err := choose(); err != nil {
 				return out, err
 			}
-			out.Worker, out.AmountMsat, out.FeeMsat, out.Preimage = q.Worker, p.AmountMsat, p.FeeMsat, p.Preimage
-			say(StageProcessing)
+			if chosen == nil {
+				window.Reset(c.cfg.QuoteWindow)
+			}
+			continue
+		}
+		// waiting longer cannot change the choice: choose now
+		if chosen == nil && !early && w.ready(c.cfg.FirstQuote) {
+			early = true
+			if err := choose(); err != nil {
+				return out, err
+			}
 		}
 	}
 }
 
+// liveWorkers lists the workers whose announcement for kind is at most LiveFor old; nil when
+// the relays cannot tell (then the quote window runs its full length).
+func (c *Client) liveWorkers(ctx context.Context, kind int) []string {
+	ws, err := Workers(ctx, c.cfg.Relays, kind, c.log)
+	if err != nil {
+		c.log.Debug().Err(err).Msg("list live workers")
+		return nil
+	}
+	since := nostr.Timestamp(time.Now().Add(-LiveFor).Unix())
+	var live []string
+	for _, h := range ws {
+		if h.CreatedAt >= since && h.PubKey != c.pubkey {
+			live = append(live, h.PubKey)
+		}
+	}
+	return live
+}
+
+// candidate is a quote (pay first) or a post-pay offer (no invoice yet) the client may choose.
+type candidate struct {
+	Quote
+	PostPay bool
+}
+
 // watch follows one job's feedback.
 type watch struct {
-	job    string
-	bid    int64
-	quotes []Quote
-	errors map[string]string // worker → error info
+	job        string
+	bid        int64
+	named      []string // the request's "p" tags: only these may be chosen
+	candidates []candidate
+	errors     map[string]string // worker → error info
+	answered   map[string]bool   // workers that quoted, offered or refused (not a free worker at work: its result may come)
+	live       []string          // workers announced live for the kind
+	liveKnown  bool
 }
+
+// may reports whether worker may be chosen: any worker, or one the request names.
+func (w *watch) may(worker string) bool {
+	return len(w.named) == 0 || slices.Contains(w.named, worker)
+}
+
+// namedAlone reports whether the request names worker and no other.
+func (w *watch) namedAlone(worker string) bool {
+	return len(w.named) == 1 && w.named[0] == worker
+}
+
+// offerOf is the amount worker offered to run the job for, post-pay; 0 when it made no offer.
+func (w *watch) offerOf(worker string) int64 {
+	for _, c := range w.candidates {
+		if c.Worker == worker && c.PostPay {
+			return c.AmountMsat
+		}
+	}
+	return 0
+}
+
+func (w *watch) offered() bool { return len(w.candidates) > 0 }
 
 // see takes one event; it returns the result, or an error feedback's info.
 func (w *watch) see(evt *nostr.Event) (*nostr.Event, string) {
@@ -263,15 +394,22 @@ func (w *watch) see(evt *nostr.Event) (*nostr.Event, string) {
 		return evt, ""
 	}
 	fb, err := nip90.ParseJobFeedback(evt)
-	if err != nil {
+	if err != nil || !w.may(evt.PubKey) {
 		return nil, ""
 	}
 	switch fb.Status {
 	case nip90.StatusPaymentRequired:
-		if fb.Amount != nil && fb.Amount.Bolt11 != "" && !slices.ContainsFunc(w.quotes, func(q Quote) bool { return q.Worker == evt.PubKey }) {
-			w.quotes = append(w.quotes, Quote{JobID: w.job, Worker: evt.PubKey, AmountMsat: fb.Amount.Msat, Bolt11: fb.Amount.Bolt11, BidMsat: w.bid})
+		w.answered[evt.PubKey] = true
+		if slices.ContainsFunc(w.candidates, func(c candidate) bool { return c.Worker == evt.PubKey }) {
+			break // a worker's first offer stands
+		}
+		if msat, ok := postpay.OfferAmount(fb); ok {
+			w.candidates = append(w.candidates, candidate{Quote{JobID: w.job, Worker: evt.PubKey, AmountMsat: msat, BidMsat: w.bid}, true})
+		} else if fb.Amount != nil && fb.Amount.Bolt11 != "" {
+			w.candidates = append(w.candidates, candidate{Quote{JobID: w.job, Worker: evt.PubKey, AmountMsat: fb.Amount.Msat, Bolt11: fb.Amount.Bolt11, BidMsat: w.bid}, false})
 		}
 	case nip90.StatusError:
+		w.answered[evt.PubKey] = true
 		if w.errors == nil {
 			w.errors = map[string]string{}
 		}
@@ -281,18 +419,52 @@ func (w *watch) see(evt *nostr.Event) (*nostr.Event, string) {
 	return nil, ""
 }
 
-// best picks the cheapest quote within the bid whose invoice passes the offline checks
-// (first come wins a tie); refusals say why the others were passed over.
-func (w *watch) best() (*Quote, []string) {
-	var best *Quote
+// ready reports whether waiting longer cannot change the choice: with firstQuote, an
+// acceptable candidate is in; otherwise every worker the request names, or every worker
+// announced live, has answered. Without either list it is never ready.
+func (w *watch) ready(firstQuote bool) bool {
+	if firstQuote {
+		if q, _ := w.best(); q != nil {
+			return true
+		}
+	}
+	expect := w.named
+	if len(expect) == 0 {
+		expect = w.live
+	}
+	if len(expect) == 0 {
+		return false
+	}
+	for _, pk := range expect {
+		if !w.answered[pk] {
+			return false
+		}
+	}
+	return true
+}
+
+// best picks the cheapest acceptable candidate (first come wins a tie): a quote within the
+// bid whose invoice passes the offline checks, or an offer within the bid. No bid accepts
+// nothing priced. refusals say why the others were passed over.
+func (w *watch) best() (*candidate, []string) {
+	var best *candidate
 	var refusals []string
-	for i, q := range w.quotes {
-		if _, err := invoice.Check(q.Bolt11, invoice.Expect{JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat}); err != nil {
+	for i, q := range w.candidates {
+		var err error
+		switch {
+		case q.PostPay && w.bid <= 0:
+			err = fmt.Errorf("%w: %d msat offered (pay after) and no bid was given (no bid: free workers only)", invoice.ErrOverBid, q.AmountMsat)
+		case q.PostPay && q.AmountMsat > w.bid:
+			err = fmt.Errorf("%w: %d msat offered (pay after), %d msat bid", invoice.ErrOverBid, q.AmountMsat, w.bid)
+		case !q.PostPay:
+			_, err = invoice.Check(q.Bolt11, invoice.Expect{JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat})
+		}
+		if err != nil {
 			refusals = append(refusals, fmt.Sprintf("%s: %v", short(q.Worker), err))
 			continue
 		}
 		if best == nil || q.AmountMsat < best.AmountMsat {
-			best = &w.quotes[i]
+			best = &w.candidates[i]
 		}
 	}
 	for worker, info := range w.errors {

@@ -9,6 +9,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/nips/postpay"
 )
 
 // ErrUnknownJob means no relay has the job's request, feedback or results, and no payment
@@ -74,6 +75,9 @@ func summarize(jobID string, evs []*nostr.Event, payments []Payment) (JobStatus,
 			fb, err := nip90.ParseJobFeedback(evt)
 			if err != nil {
 				continue
+			}
+			if _, err := postpay.ParseAcceptance(evt); err == nil {
+				continue // the customer accepting an offer: not a worker's feedback
 			}
 			if latest[fb.PubKey] == nil {
 				workers = append(workers, fb.PubKey)

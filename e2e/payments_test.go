@@ -25,6 +25,7 @@ import (
 	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/nips/postpay"
 	"github.com/sparecycles/sparecycles/wallet"
 	"github.com/sparecycles/sparecycles/worker"
 )
@@ -350,8 +351,10 @@ func TestPaidJobSurvivesWorkerRestart(t *testing.T) {
 	}
 }
 
-// Post-pay: the result comes first with an invoice, the client pays it after reading; a
-// customer who does not pay is refused once it owes more than the worker's limit.
+// Post-pay: the worker offers its price, the client accepts, the result comes with an invoice
+// for the offered amount and the client pays it after reading; a customer who does not pay is
+// refused once it owes more than the worker's limit. The jobs of the customer that does not
+// pay name the worker (a "p" tag), which chooses it without an acceptance.
 func TestPostPay(t *testing.T) {
 	_, url := startRelay(t)
 	data := startLedgerWallet(t, url)
@@ -364,7 +367,7 @@ func TestPostPay(t *testing.T) {
 
 	c := newClient(t, url, clientURI)
 	out, err := c.Do(context.Background(), ocrJob(img, 10_000), nil)
-	if err != nil || strings.ToLower(strings.TrimSpace(out.Result)) != "pay later" || out.AmountMsat != 3000 {
+	if err != nil || strings.ToLower(strings.TrimSpace(out.Result)) != "pay later" || out.AmountMsat != 3000 || out.Worker != w.PubKey() {
 		t.Fatalf("post-pay job: %+v %v", out, err)
 	}
 	if b := balance(t, clientURI); b != 100_000-3000 {
@@ -376,8 +379,8 @@ func TestPostPay(t *testing.T) {
 	conn := testrelay.Dial(t, url)
 	sk := nostr.GeneratePrivateKey()
 	for i := 0; i < 2; i++ {
-		job := post(t, conn, sk, nostr.Tags{{"i", img, "url"}, {"bid", "10000"}, {"param", "n", fmt.Sprint(i)}})
-		res, info := testrelay.JobOutcome(t, conn, job)
+		job := post(t, conn, sk, nostr.Tags{{"i", img, "url"}, {"bid", "10000"}, {"p", w.PubKey()}, {"param", "n", fmt.Sprint(i)}})
+		res, info := jobOutcome(t, conn, job)
 		if i == 0 {
 			r, err := nip90.ParseJobResult(res)
 			if err != nil || r.Amount == nil || r.Amount.Msat != 3000 || r.Amount.Bolt11 == "" {
@@ -391,5 +394,65 @@ func TestPostPay(t *testing.T) {
 	}
 	if w.Stats().Executed != 2 {
 		t.Fatalf("worker executed %d jobs, want 2 (the refused one never ran)", w.Stats().Executed)
+	}
+}
+
+// A post-pay offer nobody accepts is never run: the worker states its price and waits; a
+// request without a "p" tag does not start it.
+func TestPostPayWaitsForAcceptance(t *testing.T) {
+	_, url := startRelay(t)
+	data := startLedgerWallet(t, url)
+	workerURI := connect(t, data, url, "worker", 0, 0)
+	w := startWorkerWith(t, func(cfg *worker.Config) {
+		cfg.NWC, cfg.Models = workerURI.Encode(), pricedModels(t, 3000, 0, worker.PayAfter)
+	}, url)
+	conn := testrelay.Dial(t, url)
+	job := post(t, conn, nostr.GeneratePrivateKey(), nostr.Tags{{"i", servePNG(t, "offered"), "url"}, {"bid", "10000"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sub, err := conn.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}}, Authors: []string{w.PubKey()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case evt := <-sub.Events:
+		fb, err := nip90.ParseJobFeedback(evt)
+		if msat, ok := postpay.OfferAmount(fb); err != nil || !ok || msat != 3000 {
+			t.Fatalf("first feedback %+v (%v), want an offer of 3000 msat", fb, err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no offer")
+	}
+	if n := w.Stats().Executed; n != 0 {
+		t.Fatalf("the worker ran %d jobs before anyone accepted its offer", n)
+	}
+	if evs := testrelay.Query(t, conn, nostr.Filter{Kinds: []int{6000}, Tags: nostr.TagMap{"e": {job.ID}}}); len(evs) != 0 {
+		t.Fatalf("a result without an acceptance: %v", evs)
+	}
+}
+
+// jobOutcome is testrelay.JobOutcome with a deadline for a loaded machine: it returns the
+// job's result, or nil and its error feedback's text.
+func jobOutcome(t testing.TB, c *relayconn.Conn, job nostr.Event) (*nostr.Event, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sub, err := c.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.ResultKind(job.Kind), nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for {
+		select {
+		case evt := <-sub.Events:
+			if nip90.IsResultKind(evt.Kind) {
+				return evt, ""
+			}
+			if fb, err := nip90.ParseJobFeedback(evt); err == nil && fb.Status == nip90.StatusError {
+				return nil, fb.Info
+			}
+		case <-ctx.Done():
+			t.Fatalf("no result or error for job %s within 3 minutes", job.ID)
+		}
 	}
 }

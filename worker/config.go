@@ -39,6 +39,8 @@ type Config struct {
 	InvoiceExpiry time.Duration // how long a quote's invoice stays payable
 	PaymentPoll   time.Duration // how often open invoices are looked up (notifications are the fast path)
 	MaxUnpaidMsat int64         // post-pay: what one customer may owe for delivered jobs
+	OfferWait     time.Duration // post-pay: how long an offer waits for the customer's acceptance
+	Reannounce    time.Duration // how often the NIP-89 announcement is refreshed (clients count a fresh one as live)
 	LogLevel      logging.Level
 }
 
@@ -61,6 +63,8 @@ func DefaultConfig() Config {
 		InvoiceExpiry: 10 * time.Minute,
 		PaymentPoll:   5 * time.Second,
 		MaxUnpaidMsat: 100_000,
+		OfferWait:     time.Minute,
+		Reannounce:    5 * time.Minute,
 		LogLevel:      logging.Level{Level: zerolog.InfoLevel},
 	}
 }
@@ -100,6 +104,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.InvoiceExpiry, "invoice-expiry", c.InvoiceExpiry, "how long a quote's invoice stays payable")
 	fs.DurationVar(&c.PaymentPoll, "payment-poll", c.PaymentPoll, "how often open invoices are looked up besides wallet notifications")
 	fs.Int64Var(&c.MaxUnpaidMsat, "max-unpaid", c.MaxUnpaidMsat, "post-pay models: msats one customer may owe for delivered jobs")
+	fs.DurationVar(&c.OfferWait, "offer-wait", c.OfferWait, "post-pay models: how long an offer waits for the customer to accept it before it is forgotten")
+	fs.DurationVar(&c.Reannounce, "reannounce", c.Reannounce, "how often the NIP-89 announcement is refreshed; clients count a worker announced within 15 minutes as live")
 	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
 }
 
@@ -127,6 +133,10 @@ func (c *Config) Validate() error {
 		return errors.New("worker config: --data is empty")
 	case c.InvoiceExpiry < time.Minute || c.PaymentPoll <= 0:
 		return errors.New("worker config: --invoice-expiry must be at least 1m and --payment-poll positive")
+	case c.OfferWait < time.Second:
+		return errors.New("worker config: --offer-wait must be at least 1s")
+	case c.Reannounce < time.Minute || c.Reannounce > 10*time.Minute:
+		return errors.New("worker config: --reannounce must be between 1m and 10m (clients count an announcement up to 15 minutes old as live)")
 	}
 	if c.NWC != "" {
 		if _, err := nip47.ParseURI(c.NWC); err != nil {

@@ -106,7 +106,7 @@ func (l *link) session(ctx context.Context) error {
 	l.log.Info().Bool("leases", info.leases).Int("max_event_bytes", info.limits.event).
 		Int("max_content_length", info.limits.content).Int("max_message_length", info.limits.message).Msg("relay connected")
 
-	l.publishAsync(ctx, l.w.announcement)
+	l.publishAsync(ctx, l.w.currentAnnouncement())
 	sub, err := conn.Subscribe(ctx,
 		nostr.Filter{Kinds: l.w.kinds(), Since: &since},
 		nostr.Filter{Tags: nostr.TagMap{"p": {l.w.key.PubKey}}, Since: &since},
@@ -120,6 +120,10 @@ func (l *link) session(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case evt := <-sub.Events:
+			if evt.Kind == nip90.KindFeedback { // addressed to us: a customer accepting an offer
+				l.w.accepted(ctx, evt)
+				continue
+			}
 			if !nip90.IsRequestKind(evt.Kind) {
 				continue
 			}

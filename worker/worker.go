@@ -51,7 +51,10 @@ type Worker struct {
 	closeNWC func()
 	store    *jobStore
 	awaiting awaiting
-	paid     map[*model]chan *job // paid jobs, served before the queue
+	offers   offers               // post-pay offers waiting for their customers
+	paid     map[*model]chan *job // paid (or accepted post-pay) jobs, served before the queue
+
+	annMu sync.Mutex // guards announcement
 
 	executed atomic.Int64
 	busy     atomic.Int64
@@ -64,9 +67,10 @@ type job struct {
 	event *nostr.Event
 	model *model
 
-	mu      sync.Mutex
-	seen    []*link // where it was seen, in arrival order
-	retries int     // claims retried after another worker's lease
+	mu        sync.Mutex
+	seen      []*link // where it was seen, in arrival order
+	retries   int     // claims retried after another worker's lease
+	postPrice *int64  // an accepted post-pay offer: the result carries an invoice for it
 }
 
 func (j *job) addRelay(l *link) {
@@ -202,6 +206,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.watchPayments(ctx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); w.reannounce(ctx) }()
 	if err := w.resume(ctx); err != nil {
 		w.log.Error().Err(err).Msg("resume stored jobs")
 	}
@@ -240,6 +246,38 @@ func (w *Worker) announce() (nostr.Event, error) {
 		return evt, err
 	}
 	return evt, w.key.Sign(&evt)
+}
+
+// currentAnnouncement is the newest signed announcement.
+func (w *Worker) currentAnnouncement() nostr.Event {
+	w.annMu.Lock()
+	defer w.annMu.Unlock()
+	return w.announcement
+}
+
+// reannounce refreshes the announcement every Reannounce and publishes it on every link, so
+// clients can tell a live worker (announced within 15 minutes) from a gone one.
+func (w *Worker) reannounce(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Reannounce)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		evt, err := w.announce()
+		if err != nil {
+			w.log.Error().Err(err).Msg("refresh announcement")
+			continue
+		}
+		w.annMu.Lock()
+		w.announcement = evt
+		w.annMu.Unlock()
+		for _, l := range w.links {
+			l.publishAsync(ctx, evt)
+		}
+	}
 }
 
 // intake takes a request seen on link l. It runs on the link's goroutine, so it never blocks:
@@ -347,7 +385,7 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 	}
 	price := j.model.price(units)
 	if w.wallet == nil || price == 0 {
-		w.claimRunDeliver(ctx, j, log, run, t0, nil)
+		w.claimRunDeliver(ctx, j, log, run, t0, nil, false)
 		return
 	}
 	if j.req.BidMsat > 0 && j.req.BidMsat < price {
@@ -359,7 +397,7 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 			w.fail(ctx, j, log, err)
 			return
 		}
-		w.claimRunDeliver(ctx, j, log, run, t0, &price)
+		w.offerPostPay(ctx, j, log, run, t0, price)
 		return
 	}
 	if err := w.quote(ctx, j, price, log); err != nil {
@@ -367,22 +405,32 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 	}
 }
 
-// runPaid runs a job whose invoice has settled; it was recorded paid before it was queued.
+// runPaid runs a job whose invoice has settled (it was recorded paid before it was queued), or
+// a post-pay job whose offer its customer accepted.
 func (w *Worker) runPaid(ctx context.Context, j *job) {
 	log := w.log.With().Str("job", j.event.ID).Int("kind", j.event.Kind).Str("model", j.model.manifest.Name).Logger()
 	t0 := time.Now()
-	run, _, err := j.model.prepare(ctx, j.req)
+	run, units, err := j.model.prepare(ctx, j.req)
 	if err != nil {
 		w.fail(ctx, j, log, err) // paid but the input is gone: the customer hears why
 		return
 	}
-	w.claimRunDeliver(ctx, j, log, run, t0, nil)
+	j.mu.Lock()
+	postPrice := j.postPrice
+	j.mu.Unlock()
+	if postPrice != nil && j.model.price(units) != *postPrice {
+		// the input changed since the offer: the invoice must be what was offered
+		w.fail(ctx, j, log, reject("the input changed since the offer of %d msat; post the job again", *postPrice))
+		return
+	}
+	w.claimRunDeliver(ctx, j, log, run, t0, postPrice, true)
 }
 
 // claimRunDeliver claims the job, runs it and publishes the result. With postPrice set the
-// result carries an invoice for that amount.
-func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, postPrice *int64) {
-	home, claimed, err := w.claim(ctx, j)
+// result carries an invoice for that amount. chosen is for a job the customer chose this
+// worker for (paid, accepted or addressed to it alone): someone else's result does not stop it.
+func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, postPrice *int64, chosen bool) {
+	home, claimed, err := w.claim(ctx, j, chosen)
 	if err != nil {
 		log.Info().Err(err).Msg("not running job")
 		var held *leaseHeld
@@ -468,12 +516,13 @@ func (w *Worker) fail(ctx context.Context, j *job, log zerolog.Logger, err error
 }
 
 // claim takes the job: a lease on its home relay when one coordinates leases, else plain
-// processing feedback after checking that nobody has delivered it yet. It returns the home
-// relay (nil without one) and whether a lease is held.
-func (w *Worker) claim(ctx context.Context, j *job) (*link, bool, error) {
+// processing feedback after checking that nobody has delivered it yet (unless the customer
+// chose this worker: a stranger's result, fake or not, is not what it asked for). It returns
+// the home relay (nil without one) and whether a lease is held.
+func (w *Worker) claim(ctx context.Context, j *job, chosen bool) (*link, bool, error) {
 	home := w.home(j)
 	if home == nil {
-		if w.delivered(ctx, j) {
+		if !chosen && w.delivered(ctx, j) {
 			return nil, false, errors.New("already has a result")
 		}
 		w.feedback(ctx, j, nip90.StatusProcessing, "")

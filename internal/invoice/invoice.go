@@ -31,7 +31,7 @@ func Description(jobID string) string { return "sparecycles job " + jobID }
 // Expect is what the payer agreed to.
 type Expect struct {
 	JobID      string    // the job request id the invoice must name
-	BidMsat    int64     // the customer's bid; 0 means no bid was given
+	BidMsat    int64     // the customer's bid, the most it pays; 0 (no bid given) means free jobs only
 	QuotedMsat int64     // the amount tag of the worker's feedback; 0 means none given
 	Network    string    // the paying wallet's network: mainnet, testnet, signet, regtest
 	Now        time.Time // the clock; zero means time.Now
@@ -59,7 +59,7 @@ func Network(currency string) string {
 }
 
 // Check decodes bolt11 and refuses it unless it has an amount, the amount is within the bid
-// and equal to the quoted amount, it is on the wallet's network, it will not expire within
+// (no bid is a cap of 0: nothing is paid without one) and equal to the quoted amount, it is on the wallet's network, it will not expire within
 // MinLife, and its description (or description hash) binds the job.
 func Check(bolt11 string, e Expect) (Invoice, error) {
 	inv, err := decodepay.Decodepay(strings.TrimSpace(bolt11))
@@ -73,7 +73,9 @@ func Check(bolt11 string, e Expect) (Invoice, error) {
 	switch net := Network(inv.Currency); {
 	case inv.MSatoshi <= 0:
 		return inv, ErrNoAmount
-	case e.BidMsat > 0 && inv.MSatoshi > e.BidMsat:
+	case e.BidMsat <= 0:
+		return inv, fmt.Errorf("%w: %d msat asked and no bid was given (no bid: free workers only)", ErrOverBid, inv.MSatoshi)
+	case inv.MSatoshi > e.BidMsat:
 		return inv, fmt.Errorf("%w: %d msat asked, %d msat bid", ErrOverBid, inv.MSatoshi, e.BidMsat)
 	case e.QuotedMsat > 0 && inv.MSatoshi != e.QuotedMsat:
 		return inv, fmt.Errorf("%w: invoice says %d msat, the quote %d msat", ErrAmountMismatch, inv.MSatoshi, e.QuotedMsat)

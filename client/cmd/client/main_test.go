@@ -433,7 +433,7 @@ func TestPostFreeResult(t *testing.T) {
 	t.Run("json", func(t *testing.T) {
 		code, stdout, stderr := cli(t, "", args("https://example.com/page.png", "--json")...)
 		doc := decodeOne(t, stdout)
-		wantKeys := []string{"amount_msat", "elapsed_ms", "fee_msat", "job", "result", "status", "worker"}
+		wantKeys := []string{"amount_msat", "elapsed_ms", "fee_msat", "ignored_results", "job", "result", "status", "worker"}
 		if code != exitOK || !slices.Equal(slices.Sorted(maps.Keys(doc)), wantKeys) {
 			t.Fatalf("exit %d, document %v (stderr %q), want keys %v", code, doc, stderr, wantKeys)
 		}
@@ -765,5 +765,97 @@ func TestEnvNames(t *testing.T) {
 				t.Fatalf("unexpected warning: %q", stderr)
 			}
 		})
+	}
+}
+
+// A sniper answers every request at once with a fake result carrying an invoice for the whole
+// bid: the client pays only the worker whose quote it chose, prints that worker's text and
+// counts the sniper's result as ignored. With the worker announced live (or named with --to),
+// the choice is made as soon as it has quoted: the quote window, longer than the timeout here,
+// would otherwise end the job first.
+func TestPostIgnoresSniper(t *testing.T) {
+	t.Parallel()
+	relay := testrelay.Start(t)
+	wal := startWallet(t, relay)
+	const bid, price = 500_000, 1056
+	var mu sync.Mutex
+	var sniped []string                     // the sniper's invoices
+	snipedJob := map[string]chan struct{}{} // closed once the sniper's result for a job is stored
+	snipeDone := func(job string) chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		if snipedJob[job] == nil {
+			snipedJob[job] = make(chan struct{})
+		}
+		return snipedJob[job]
+	}
+	startWorker(t, relay, 5000, func(ctx context.Context, w *worker, req *nostr.Event) {
+		bolt11 := wal.invoiceFor(t, req.ID, bid)
+		mu.Lock()
+		sniped = append(sniped, bolt11)
+		mu.Unlock()
+		r := nip90.JobResult{Kind: 6000, JobID: req.ID, Customer: req.PubKey, Content: "sniped", Amount: &nip90.Amount{Msat: bid, Bolt11: bolt11}}
+		w.publish(ctx, r.Event())
+		close(snipeDone(req.ID))
+	})
+	real := startWorker(t, relay, 5000, func(ctx context.Context, w *worker, req *nostr.Event) {
+		bolt11 := wal.invoiceFor(t, req.ID, price)
+		w.feedback(ctx, req, nip90.StatusPaymentRequired, "", &nip90.Amount{Msat: price, Bolt11: bolt11})
+		for {
+			select {
+			case paid := <-wal.paid:
+				if paid != bolt11 {
+					t.Errorf("the client paid an invoice that is not the chosen worker's: %s", paid)
+					continue
+				}
+				select { // the sniper's result is out first, whatever the scheduler did
+				case <-snipeDone(req.ID):
+				case <-ctx.Done():
+					return
+				}
+				w.result(ctx, req, "the real text")
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	h := home(t)
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"quote window", fast},
+		{"first quote", []string{"--first-quote", "--quote-window", "1m", "--timeout", "30s"}},
+		{"named worker", []string{"--to", real.pk, "--quote-window", "1m", "--timeout", "30s"}},
+		{"live worker", []string{"--quote-window", "1m", "--timeout", "30s"}}, // announced below
+	}
+	for _, tc := range tests {
+		if tc.name == "live worker" {
+			h := nip89.HandlerInfo{Identifier: "w", Kinds: []int{5000}, CreatedAt: nostr.Now(), Metadata: nip89.Metadata{Name: "real", Worker: &nip89.Worker{Version: 1, Payment: "lightning"}}}
+			evt, err := h.Event()
+			if err != nil {
+				t.Fatal(err)
+			}
+			publishAs(t, relay, real.sk, evt)
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			// each job its own: the same request signed twice in one second is one event
+			args := slices.Concat([]string{"post", "--relay", relay, "--input", writeFile(t, "page.png", pngBytes(t)), "--param", "case=" + tc.name,
+				"--bid", "500sat", "--nwc-file", wal.file(t), "--json"}, tc.args, h)
+			code, stdout, stderr := cli(t, "", args...)
+			doc := decodeOne(t, stdout)
+			if code != exitOK || doc["result"] != "the real text" || doc["worker"] != real.pk || doc["amount_msat"] != float64(price) {
+				t.Fatalf("exit %d, document %v, stderr %q", code, doc, stderr)
+			}
+			if n, _ := doc["ignored_results"].(float64); n < 1 {
+				t.Fatalf("ignored_results %v, want the sniper's result counted", doc["ignored_results"])
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sniped) < len(tests) {
+		t.Fatalf("the sniper answered %d jobs of %d", len(sniped), len(tests))
 	}
 }

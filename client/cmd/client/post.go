@@ -41,6 +41,7 @@ type jobSpec struct {
 	params  []nip90.Param
 	to      []string
 	output  string
+	first   bool // --first-quote
 }
 
 func post(ctx context.Context, std stdio, c command, args []string) error {
@@ -59,7 +60,7 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 		return nil
 	})
 	fs.StringVar(&spec.tensors, "tensors", "", "kind 5800: a tensor input document (JSON, see nips/tensor.md), - for stdin")
-	fs.Func("bid", "the most you pay: 500sat, 500000msat or a number of sats (none: free workers only)", func(s string) (err error) {
+	fs.Func("bid", "the most you pay: 500sat, 500000msat or a number of sats (none: free workers only: every priced quote is refused)", func(s string) (err error) {
 		spec.bid, err = parseBid(s)
 		return err
 	})
@@ -71,13 +72,14 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 		spec.params = append(spec.params, nip90.Param{Name: name, Values: []string{value}})
 		return nil
 	})
-	fs.Func("to", "a worker to ask (npub or hex pubkey); repeatable", func(s string) error {
+	fs.Func("to", "a worker to ask (npub or hex pubkey), added as a \"p\" tag: only a worker named may be paid, and one named alone runs a post-pay job without being asked twice; repeatable", func(s string) error {
 		pk, err := parsePubKey(s)
 		spec.to = append(spec.to, pk)
 		return err
 	})
 	fs.StringVar(&spec.output, "output", "", "MIME type of the result to ask for, e.g. text/plain")
-	fs.DurationVar(&window, "quote-window", window, "how long to collect quotes before choosing the cheapest")
+	fs.DurationVar(&window, "quote-window", window, "the longest to collect quotes and post-pay offers before choosing the cheapest; it ends early once every live worker (announced within 15 minutes) or every --to worker has answered")
+	fs.BoolVar(&spec.first, "first-quote", false, "take the first acceptable quote or offer at once instead of waiting for the others")
 	positional, err := parse(fs, c, args, std)
 	if err != nil {
 		return err
@@ -95,7 +97,7 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 	start := time.Now()
 	out, err := runJob(ctx, std, o, &spec, window)
 	doc := outcomeDoc{Job: out.Job, Worker: out.Worker, AmountMsat: out.AmountMsat, FeeMsat: out.FeeMsat,
-		Status: out.Status, Result: out.Result, ElapsedMs: time.Since(start).Milliseconds()}
+		Status: out.Status, Result: out.Result, ElapsedMs: time.Since(start).Milliseconds(), IgnoredResults: out.IgnoredResults}
 	if err != nil {
 		doc.Status, doc.Error = "error", err.Error()
 	}
@@ -125,7 +127,7 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 	}
 	log := o.logger(std.errOut)
 	cl, err := client.Open(ctx, client.Config{
-		Relays: o.relays, NWC: o.nwc, Data: o.data, SecretKey: key.Secret(), QuoteWindow: window,
+		Relays: o.relays, NWC: o.nwc, Data: o.data, SecretKey: key.Secret(), QuoteWindow: window, FirstQuote: spec.first,
 		Timeout: o.timeout + time.Second, // our own deadline below ends the job first, so we can tell why it ended
 	}, log)
 	if err != nil {
@@ -179,7 +181,9 @@ type outcomeDoc struct {
 	Status     string `json:"status"`
 	Result     string `json:"result"`
 	ElapsedMs  int64  `json:"elapsed_ms"`
-	Error      string `json:"error,omitempty"`
+	// IgnoredResults counts results from workers not chosen: never shown, never paid
+	IgnoredResults int    `json:"ignored_results"`
+	Error          string `json:"error,omitempty"`
 }
 
 func writeJSON(w io.Writer, v any) error {
