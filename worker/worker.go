@@ -327,7 +327,9 @@ func (w *Worker) serve(ctx context.Context, m *model, lane chan *job) {
 		case j := <-paid:
 			w.runPaid(ctx, j)
 		case j := <-lane:
-			w.handle(ctx, j)
+			if w.stillOpen(ctx, j) {
+				w.handle(ctx, j)
+			}
 		}
 	}
 }
