@@ -199,12 +199,33 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	d.say("    quote    %s from worker %s…", sats(res.AmountMsat), short(res.Worker))
 	d.say("    payment  %s + %s routing fee", sats(res.AmountMsat), sats(res.FeeMsat))
 	d.say("    text:\n%s", indent(res.Result))
-	if rep.After, err = d.balances(ctx); err != nil {
+	if rep.After, err = d.settledBalances(ctx, rep); err != nil {
 		return rep, err
 	}
 	d.say("    balances after:  customer %s, worker %s", sats(rep.After.Customer), sats(rep.After.Worker))
 	d.say("==> stopping everything")
 	return rep, nil
+}
+
+// settledBalances reads both balances until they show the payment: lnd moves a channel's
+// balance a moment after the payment settled. After 30 s it returns what it reads.
+func (d *run) settledBalances(ctx context.Context, rep Report) (Balances, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := d.balances(ctx)
+		if err != nil {
+			return b, err
+		}
+		settled := rep.Before.Customer-b.Customer == rep.AmountMsat+rep.FeeMsat && b.Worker-rep.Before.Worker == rep.AmountMsat
+		if settled || time.Now().After(deadline) {
+			return b, nil
+		}
+		select {
+		case <-ctx.Done():
+			return b, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // balances asks both wallets through the client binary.
