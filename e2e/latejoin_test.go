@@ -18,7 +18,7 @@ import (
 // A priced worker that joins late finds a backlog on the relay: a job with a result, a job whose
 // NIP-40 expiration passed, a job another worker holds the lease on, and an open job. It quotes
 // the open job and a fresh one, and publishes nothing at all (no quote, no invoice, no "busy")
-// for the other three.
+// for the other three. A fourth job's lease lapses without a result: the worker quotes it then.
 func TestLateWorkerSkipsFinishedJobs(t *testing.T) {
 	_, url := startRelay(t)
 	data := startLedgerWallet(t, url)
@@ -47,6 +47,9 @@ func TestLateWorkerSkipsFinishedJobs(t *testing.T) {
 	leased := job("leased")
 	publish(nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Now(),
 		Tags: nostr.Tags{{"status", "processing"}, {"e", leased.ID}, {"p", leased.PubKey}, lease.Tag(10 * time.Minute)}})
+	lapsing := job("lapsing") // its lease holder dies: the worker serves it when the lease ends
+	publish(nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Now(),
+		Tags: nostr.Tags{{"status", "processing"}, {"e", lapsing.ID}, {"p", lapsing.PubKey}, lease.Tag(4 * time.Second)}})
 	exp := nostr.Now() + 1
 	expired := job("expired", nostr.Tag{"expiration", strconv.FormatInt(int64(exp), 10)})
 	open := job("open")
@@ -62,6 +65,7 @@ func TestLateWorkerSkipsFinishedJobs(t *testing.T) {
 	awaitQuote(t, c, w.PubKey(), open.ID)
 	fresh := job("fresh")
 	awaitQuote(t, c, w.PubKey(), fresh.ID)
+	awaitQuote(t, c, w.PubKey(), lapsing.ID)
 	stop() // everything the worker was going to publish is out
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -55,9 +56,13 @@ func (w *Worker) screenBacklog(ctx context.Context, l *link, backlog []*nostr.Ev
 // intakeAfter takes evt in once the lease that ends at until has ended: if its holder died
 // without a result, this worker may serve the job.
 func (w *Worker) intakeAfter(ctx context.Context, l *link, evt *nostr.Event, until nostr.Timestamp) {
+	if !w.later.add(evt.ID) {
+		return // waiting already (seen again after a reconnect), or too many wait
+	}
 	w.async.Add(1)
 	go func() {
 		defer w.async.Done()
+		defer w.later.remove(evt.ID)
 		t := time.NewTimer(time.Until(time.Unix(int64(until)+1, 0)))
 		defer t.Stop()
 		select {
@@ -66,6 +71,32 @@ func (w *Worker) intakeAfter(ctx context.Context, l *link, evt *nostr.Event, unt
 			w.intake(ctx, l, evt)
 		}
 	}()
+}
+
+// laterSet holds the ids of the jobs intakeAfter waits on, at most maxBacklog of them.
+type laterSet struct {
+	mu  sync.Mutex
+	ids map[string]struct{}
+}
+
+// add reports whether id was added: false when it is there already or the set is full.
+func (s *laterSet) add(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.ids[id]; ok || len(s.ids) >= maxBacklog {
+		return false
+	}
+	if s.ids == nil {
+		s.ids = map[string]struct{}{}
+	}
+	s.ids[id] = struct{}{}
+	return true
+}
+
+func (s *laterSet) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ids, id)
 }
 
 // closedJobs returns the jobs among evs that are done or expired, or leased by another worker

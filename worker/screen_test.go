@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"fmt"
 	"maps"
 	"testing"
 	"time"
@@ -43,5 +44,24 @@ func TestLiveLeases(t *testing.T) {
 				t.Fatalf("liveLeases = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestLaterSet(t *testing.T) {
+	var s laterSet
+	if !s.add("a") || s.add("a") {
+		t.Fatal("a job is added once")
+	}
+	s.remove("a")
+	if !s.add("a") {
+		t.Fatal("a removed job can be added again")
+	}
+	for i := 1; i < maxBacklog; i++ {
+		if !s.add(fmt.Sprint(i)) {
+			t.Fatalf("add #%d refused below the bound", i)
+		}
+	}
+	if s.add("one too many") {
+		t.Fatal("the set grew past maxBacklog")
 	}
 }

@@ -52,6 +52,7 @@ type Worker struct {
 	store    *jobStore
 	awaiting awaiting
 	paid     map[*model]chan *job // paid jobs, served before the queue
+	later    laterSet             // backlog jobs leased by others, looked at when the lease ends
 
 	executed atomic.Int64
 	busy     atomic.Int64
