@@ -2,8 +2,10 @@
 .PHONY: demo demo-lightning test bench build
 
 # The local market in one command: relay, ledger wallet, worker and client, one paid OCR job.
+# The demo command is built first (a cold build takes a while: scripts/with-progress says so).
 demo:
-	go run ./demo/cmd/demo
+	@scripts/with-progress "make demo: building the demo command" go build -o bin/demo ./demo/cmd/demo
+	bin/demo
 
 # The same over real Lightning: btcd and two lnd nodes on regtest (built once, cached).
 demo-lightning:

@@ -107,12 +107,8 @@ func (d *run) run(ctx context.Context) (Report, error) {
 		return rep, err
 	}
 	d.say("==> building relay, wallet, worker, client")
-	for _, name := range []string{"relay", "wallet", "worker", "client"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(d.bin, name), "./"+name+"/cmd/"+name)
-		cmd.Dir = d.o.Repo
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return rep, fmt.Errorf("build %s: %v\n%s", name, err, out)
-		}
+	if err := d.build(ctx, "relay", "wallet", "worker", "client"); err != nil {
+		return rep, err
 	}
 	port, err := freePort()
 	if err != nil {
@@ -204,12 +200,33 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	d.say("    quote    %s from worker %s…", sats(res.AmountMsat), short(res.Worker))
 	d.say("    payment  %s + %s routing fee", sats(res.AmountMsat), sats(res.FeeMsat))
 	d.say("    text:\n%s", indent(res.Result))
-	if rep.After, err = d.balances(ctx); err != nil {
+	if rep.After, err = d.settledBalances(ctx, rep); err != nil {
 		return rep, err
 	}
 	d.say("    balances after:  customer %s, worker %s", sats(rep.After.Customer), sats(rep.After.Worker))
 	d.say("==> stopping everything")
 	return rep, nil
+}
+
+// settledBalances reads both balances until they show the payment: lnd moves a channel's
+// balance a moment after the payment settled. After 30 s it returns what it reads.
+func (d *run) settledBalances(ctx context.Context, rep Report) (Balances, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := d.balances(ctx)
+		if err != nil {
+			return b, err
+		}
+		settled := rep.Before.Customer-b.Customer == rep.AmountMsat+rep.FeeMsat && b.Worker-rep.Before.Worker == rep.AmountMsat
+		if settled || time.Now().After(deadline) {
+			return b, nil
+		}
+		select {
+		case <-ctx.Done():
+			return b, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // balances asks both wallets through the client binary.
@@ -232,6 +249,67 @@ func (d *run) balances(ctx context.Context) (Balances, error) {
 		*side.into = v.Msat
 	}
 	return b, nil
+}
+
+// build builds the named commands into d.bin with one go build, saying every few seconds how
+// far it got (go build -v names each package it compiles) so that a cold build is not silent.
+func (d *run) build(ctx context.Context, names ...string) error {
+	if err := os.MkdirAll(d.bin, 0o755); err != nil {
+		return err
+	}
+	args := []string{"build", "-v", "-o", d.bin + string(filepath.Separator)}
+	for _, name := range names {
+		args = append(args, "./"+name+"/cmd/"+name)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = d.o.Repo
+	var out lineCounter
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t0 := time.Now()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("build %s: %w\n%s", strings.Join(names, ", "), err, out.String())
+			}
+			return nil
+		case <-tick.C:
+			d.say("    still building: %d packages compiled (%ds)", out.Lines(), int(time.Since(t0).Seconds()))
+		}
+	}
+}
+
+// lineCounter keeps a command's output and counts its lines.
+type lineCounter struct {
+	mu    sync.Mutex
+	buf   strings.Builder
+	lines int
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines += strings.Count(string(p), "\n")
+	return c.buf.Write(p)
+}
+
+func (c *lineCounter) Lines() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lines
+}
+
+func (c *lineCounter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
 }
 
 // script runs scripts/NAME and returns its last stdout line; its progress goes to Out.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sparecycles/sparecycles/internal/regtest"
 	"github.com/sparecycles/sparecycles/nips/nip47"
@@ -38,6 +39,22 @@ func startLNDWallet(t testing.TB, url string, node *regtest.Node) string {
 	return data
 }
 
+// awaitBalance polls the wallet behind uri until its balance is want, for at most a minute.
+func awaitBalance(t testing.TB, uri nip47.URI, who string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := balance(t, uri)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s balance is %d msat a minute after the job, want %d", who, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func lndConnect(t testing.TB, data, url, name string) nip47.URI {
 	t.Helper()
 	uri, err := wallet.Connect(context.Background(), wallet.ConnectConfig{Data: data, Relays: []string{url}, Name: name, Backend: "lnd"})
@@ -66,12 +83,8 @@ func TestRegtestPaidJob(t *testing.T) {
 	if strings.ToLower(strings.TrimSpace(out.Result)) != "lightning fast" || out.Worker != w.PubKey() {
 		t.Fatalf("outcome %+v", out)
 	}
-	after := [2]int64{balance(t, clientURI), balance(t, workerURI)}
-	if paid := before[0] - after[0]; paid != out.AmountMsat+out.FeeMsat {
-		t.Fatalf("customer balance moved by %d msat, want amount %d + fee %d", paid, out.AmountMsat, out.FeeMsat)
-	}
-	if got := after[1] - before[1]; got != out.AmountMsat {
-		t.Fatalf("worker balance moved by %d msat, want %d", got, out.AmountMsat)
-	}
+	// lnd updates a channel's balance a moment after the payment settles: wait for the move
+	awaitBalance(t, clientURI, "customer", before[0]-out.AmountMsat-out.FeeMsat)
+	awaitBalance(t, workerURI, "worker", before[1]+out.AmountMsat)
 	t.Logf("paid %d msat + %d msat fee over regtest lnd", out.AmountMsat, out.FeeMsat)
 }

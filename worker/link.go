@@ -115,10 +115,20 @@ func (l *link) session(ctx context.Context) error {
 		return err
 	}
 	defer sub.Close()
+	// Requests stored before the subscription (until EOSE) are screened in batches before they
+	// are queued: a late joiner's backlog is mostly done already (screen.go). Live requests
+	// are taken in at once.
+	eose, backlog := sub.EOSE, []*nostr.Event(nil)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-eose:
+			eose = nil
+			if len(backlog) > 0 {
+				l.w.screenBacklog(ctx, l, backlog)
+				backlog = nil
+			}
 		case evt := <-sub.Events:
 			if evt.Kind == nip90.KindFeedback { // addressed to us: a customer accepting an offer
 				l.w.accepted(ctx, evt)
@@ -130,6 +140,13 @@ func (l *link) session(ctx context.Context) error {
 			l.mu.Lock()
 			l.newest = max(l.newest, evt.CreatedAt)
 			l.mu.Unlock()
+			if eose != nil && !l.w.seen.known(evt.ID) {
+				if backlog = append(backlog, evt); len(backlog) >= maxBacklog {
+					l.w.screenBacklog(ctx, l, backlog)
+					backlog = nil
+				}
+				continue
+			}
 			l.w.intake(ctx, l, evt)
 		case <-sub.Done():
 			if err := conn.Err(); err != nil {
@@ -234,6 +251,14 @@ type seenSet struct {
 }
 
 func newSeenSet(max int) *seenSet { return &seenSet{max: max, jobs: map[string]*job{}} }
+
+// known reports whether id was seen already.
+func (s *seenSet) known(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.jobs[id]
+	return ok
+}
 
 // add records that id was seen on l; first is true the first time.
 func (s *seenSet) add(id string, l *link) (first bool, j *job) {

@@ -53,6 +53,7 @@ type Worker struct {
 	awaiting awaiting
 	offers   offers               // post-pay offers waiting for their customers
 	paid     map[*model]chan *job // paid (or accepted post-pay) jobs, served before the queue
+	later    laterSet             // backlog jobs leased by others, looked at when the lease ends
 
 	annMu sync.Mutex // guards announcement
 
@@ -365,7 +366,9 @@ func (w *Worker) serve(ctx context.Context, m *model, lane chan *job) {
 		case j := <-paid:
 			w.runPaid(ctx, j)
 		case j := <-lane:
-			w.handle(ctx, j)
+			if w.stillOpen(ctx, j) {
+				w.handle(ctx, j)
+			}
 		}
 	}
 }
