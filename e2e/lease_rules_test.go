@@ -18,6 +18,8 @@ import (
 	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/lease"
 	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/relay"
+	"github.com/sparecycles/sparecycles/worker"
 )
 
 // heldInput serves a PNG of text. The worker fetches it twice, to price the job and, once
@@ -176,5 +178,44 @@ func TestPaidButUndeliverableIsOwed(t *testing.T) {
 	}
 	if b := balance(t, clientURI); b != 100_000-4000 {
 		t.Fatalf("client balance %d, want one payment of 4000", b)
+	}
+}
+
+// A paid job posted to two relays that both coordinate leases is delivered to both: the worker
+// claims on the second as well, which takes a quoted job's result only from a pubkey that
+// claimed it there.
+func TestPaidJobOnTwoLeaseRelays(t *testing.T) {
+	r1, u1 := startRelay(t)
+	r2, u2 := startRelay(t)
+	data := startLedgerWallet(t, u1)
+	workerURI := connect(t, data, u1, "worker", 0, 0)
+	clientURI := connect(t, data, u1, "client", 100, 0)
+	w := startWorkerWith(t, func(cfg *worker.Config) {
+		cfg.NWC, cfg.Models, cfg.PaymentPoll = workerURI.Encode(), pricedModels(t, 4000, 0, ""), time.Second
+	}, u1, u2)
+	c, err := client.Open(context.Background(), client.Config{
+		Relays: []string{u1, u2}, NWC: clientURI.Encode(), Data: t.TempDir(), SecretKey: nostr.GeneratePrivateKey(),
+		QuoteWindow: time.Second, Timeout: 90 * time.Second,
+	}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	out, err := c.Do(context.Background(), ocrJob(servePNG(t, "on both relays"), 10_000), nil)
+	if err != nil || strings.ToLower(strings.TrimSpace(out.Result)) != "on both relays" {
+		t.Fatalf("outcome %+v, %v", out, err)
+	}
+	for i, r := range []*relay.Relay{r1, r2} {
+		// the client returns on the first result; the worker publishes to the other relay after
+		var j relay.Job
+		var ok bool
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if j, ok = r.Jobs().Lookup(out.Job); ok && j.ResultBy != "" {
+				break
+			}
+		}
+		if !ok || j.ResultBy != w.PubKey() || len(j.Quotes) == 0 {
+			t.Fatalf("relay %d: job %+v (found %v), want it quoted and done by the worker", i+1, j, ok)
+		}
 	}
 }

@@ -502,9 +502,12 @@ func (w *Worker) claim(ctx context.Context, j *job) (*link, bool, error) {
 		}
 		return nil, false, fmt.Errorf("claim refused by %s: %s", home.url, ok.Reason)
 	}
-	for _, l := range j.relays() { // tell the other relays too, as plain NIP-90
+	// tell the other relays too: plain NIP-90, or a claim where a relay coordinates leases as
+	// well, since such a relay takes a quoted job's result only from a pubkey that claimed it
+	// there (best effort: the home relay's lease is the one that counts)
+	for _, l := range w.targets(j) {
 		if l != home {
-			l.publishAsync(ctx, w.processing(j, false))
+			l.publishAsync(ctx, w.processing(j, l.leases()))
 		}
 	}
 	return home, true, nil
