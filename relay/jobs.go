@@ -40,6 +40,9 @@ type Job struct {
 	Providers  []string        // p tags: only these may lease it
 
 	Quotes []string // pubkeys that sent payment-required
+	// Lessees are the pubkeys that hold or have held a lease on the job (a stored claim). Once
+	// the job is quoted, only they may deliver its result.
+	Lessees []string
 
 	Holder     string          // lease holder, "" when none
 	LeaseUntil nostr.Timestamp // end of the holder's lease
@@ -189,6 +192,11 @@ func (t *JobTable) checkResult(evt *nostr.Event) error {
 		t.resultsRefused++
 		return held
 	}
+	if job.ResultID == "" && len(job.Quotes) > 0 && !slices.Contains(job.Lessees, evt.PubKey) {
+		// the customer may have paid a quote: a stranger's result must not end the job that
+		// the paid worker was about to claim
+		return refuse(nip01.PrefixBlocked, "job was quoted: only a worker that holds or held its lease may deliver the result; claim it first")
+	}
 	return nil
 }
 
@@ -244,6 +252,9 @@ func (t *JobTable) apply(evt *nostr.Event) {
 				return // an older renewal, folded late
 			}
 			job.Holder, job.LeaseUntil, job.LeaseEvent = evt.PubKey, until, evt.ID
+			if !slices.Contains(job.Lessees, evt.PubKey) {
+				job.Lessees = append(job.Lessees, evt.PubKey)
+			}
 		case nip90.StatusError:
 			if evt.PubKey == job.Holder {
 				// the holder gave up: the job is open again
@@ -279,7 +290,10 @@ func (t *JobTable) prune() {
 }
 
 // Forget drops what a deleted event contributed: a deleted request leaves the table, a deleted
-// lease claim releases its lease, a deleted result re-opens its job.
+// result re-opens its job, and a deleted lease claim (any of them, not only the newest)
+// withdraws its author's lease on the job: the author no longer counts as having held it, and
+// if it holds the lease, the lease is released. The relay deletes the author's other claims on
+// the job with it (see IsClaim), so the table rebuilt after a restart agrees.
 func (t *JobTable) Forget(evt *nostr.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -291,12 +305,24 @@ func (t *JobTable) Forget(evt *nostr.Event) {
 	if job == nil {
 		return
 	}
-	switch evt.ID {
-	case job.LeaseEvent:
-		job.Holder, job.LeaseUntil, job.LeaseEvent = "", 0, ""
-	case job.ResultID:
+	switch {
+	case IsClaim(evt):
+		job.Lessees = slices.DeleteFunc(job.Lessees, func(pk string) bool { return pk == evt.PubKey })
+		if job.Holder == evt.PubKey {
+			job.Holder, job.LeaseUntil, job.LeaseEvent = "", 0, ""
+		}
+	case evt.ID == job.ResultID:
 		job.ResultBy, job.ResultID = "", ""
 	}
+}
+
+// IsClaim reports whether evt is a lease claim: processing feedback with a valid lease tag.
+func IsClaim(evt *nostr.Event) bool {
+	if evt.Kind != nip90.KindFeedback || feedbackStatus(evt) != nip90.StatusProcessing {
+		return false
+	}
+	_, ok, err := lease.Parse(evt.Tags)
+	return ok && err == nil
 }
 
 // Rebuild folds events (all the stored job events) into an empty table in created_at order.

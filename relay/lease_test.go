@@ -10,6 +10,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/lease"
 )
 
@@ -175,5 +176,123 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 	getJSON(t, tr.http+"/api/stats", nil, &stats)
 	if stats.Jobs.ByState[JobLeased] != 1 || stats.Jobs.ByState[JobDone] != 1 {
 		t.Fatalf("/api/stats jobs = %+v", stats.Jobs)
+	}
+}
+
+// A quoted job's result comes only from a pubkey that holds or has held its lease: the
+// customer may have paid the quote, and a stranger's result must not end the job before the
+// paid worker claims it. Free, unquoted jobs keep first-result-wins.
+func TestLeaseQuotedJobResults(t *testing.T) {
+	clk := newClock()
+	cfg := testConfig(t)
+	cfg.Now = clk.Now
+	tr := startRelay(t, cfg)
+	c := tr.connect(t)
+	customer, w, m := newKey(t), newKey(t), newKey(t)
+	quoted := jobRequest(t, customer, clk.Now())
+	free := jobRequest(t, customer, clk.Now(), nostr.Tag{"param", "n", "free"})
+	publish(t, c, quoted)
+	publish(t, c, free)
+	quote := func(k key, job nostr.Event) nostr.Event {
+		return k.sign(t, nostr.Event{Kind: 7000, CreatedAt: nostr.Timestamp(clk.Now().Unix()), Tags: nostr.Tags{{"status", "payment-required"}, {"e", job.ID}, {"p", customer.pk}, {"amount", "5000", "lnbc..."}}})
+	}
+	steps := []struct {
+		name      string
+		job       nostr.Event
+		evt       func() nostr.Event
+		want      string // OK reason prefix, "" for OK true
+		wantState JobState
+	}{
+		{"free job: a stranger's result wins", free, func() nostr.Event { return result(t, m, free, clk.Now()) }, "", JobDone},
+		{"w quotes", quoted, func() nostr.Event { return quote(w, quoted) }, "", JobQuoted},
+		{"m posts a result without a lease", quoted, func() nostr.Event { return result(t, m, quoted, clk.Now()) }, "blocked: job was quoted", JobQuoted},
+		{"m quotes too, still no lease", quoted, func() nostr.Event { return quote(m, quoted) }, "", JobQuoted},
+		{"m's result is still blocked", quoted, func() nostr.Event { return result(t, m, quoted, clk.Now()) }, "blocked: job was quoted", JobQuoted},
+		{"w claims", quoted, func() nostr.Event { return claim(t, w, quoted, clk.Now(), 30*time.Second) }, "", JobLeased},
+		{"m's result while w holds the lease", quoted, func() nostr.Event { return result(t, m, quoted, clk.Now()) }, "duplicate: leased by " + w.pk, JobLeased},
+		{"w's lease lapses", quoted, func() nostr.Event { clk.Advance(31 * time.Second); return quote(w, quoted) }, "", JobQuoted},
+		{"m's result after the lapse", quoted, func() nostr.Event { return result(t, m, quoted, clk.Now()) }, "blocked: job was quoted", JobQuoted},
+		{"w, who held the lease, delivers late", quoted, func() nostr.Event { return result(t, w, quoted, clk.Now()) }, "", JobDone},
+		{"m's result on the done job", quoted, func() nostr.Event { return result(t, m, quoted, clk.Now()) }, "duplicate: job already has a result from " + w.pk, JobDone},
+	}
+	for _, s := range steps {
+		msg := publish(t, c, s.evt())
+		if (s.want == "" && msg != "") || !strings.HasPrefix(msg, s.want) {
+			t.Fatalf("%s: OK reason %q, want %q", s.name, msg, s.want)
+		}
+		j, _ := tr.r.Jobs().Lookup(s.job.ID)
+		if got := j.State(nostr.Timestamp(clk.Now().Unix())); got != s.wantState {
+			t.Fatalf("%s: job is %s, want %s", s.name, got, s.wantState)
+		}
+	}
+	// the rule holds after a restart: who held a lease is rebuilt from the stored claims
+	again := jobRequest(t, customer, clk.Now(), nostr.Tag{"param", "n", "again"})
+	publish(t, c, again)
+	publish(t, c, quote(w, again))
+	publish(t, c, claim(t, w, again, clk.Now(), 10*time.Second))
+	clk.Advance(11 * time.Second)
+	tr.restart()
+	c = tr.connect(t)
+	if msg := publish(t, c, result(t, m, again, clk.Now())); !strings.HasPrefix(msg, "blocked: job was quoted") {
+		t.Fatalf("stranger's result after a restart: %q, want blocked", msg)
+	}
+	if msg := publish(t, c, result(t, w, again, clk.Now())); msg != "" {
+		t.Fatalf("former holder's result after a restart: %q", msg)
+	}
+}
+
+// Deleting any of the holder's claims on a job (the first one or the latest renewal) releases
+// the lease, also after a restart, and its author no longer counts as having held it.
+func TestLeaseReleasedByDeletingAnyClaim(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		delete int // which claim w deletes: 0 the first, 1 the renewal
+	}{{"older claim", 0}, {"newest claim", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			cfg := testConfig(t)
+			cfg.Now = clk.Now
+			tr := startRelay(t, cfg)
+			c := tr.connect(t)
+			customer, w, b := newKey(t), newKey(t), newKey(t)
+			req := jobRequest(t, customer, clk.Now())
+			publish(t, c, req)
+			publish(t, c, w.sign(t, nostr.Event{Kind: 7000, CreatedAt: nostr.Timestamp(clk.Now().Unix()), Tags: nostr.Tags{{"status", "payment-required"}, {"e", req.ID}, {"p", customer.pk}, {"amount", "5000", "lnbc..."}}}))
+			claims := []nostr.Event{claim(t, w, req, clk.Now(), time.Minute)}
+			clk.Advance(10 * time.Second)
+			claims = append(claims, claim(t, w, req, clk.Now(), time.Minute))
+			for i, cl := range claims {
+				if msg := publish(t, c, cl); msg != "" {
+					t.Fatalf("claim %d: %q", i, msg)
+				}
+			}
+			del := w.sign(t, nostr.Event{Kind: 5, CreatedAt: nostr.Timestamp(clk.Now().Unix()), Tags: nostr.Tags{{"e", claims[tc.delete].ID}, {"k", "7000"}}})
+			if msg := publish(t, c, del); msg != "" {
+				t.Fatalf("deletion refused: %q", msg)
+			}
+			check := func(when string) {
+				t.Helper()
+				j, _ := tr.r.Jobs().Lookup(req.ID)
+				if st := j.State(nostr.Timestamp(clk.Now().Unix())); st != JobQuoted {
+					t.Fatalf("%s: job is %s (holder %s), want quoted", when, st, j.Holder)
+				}
+				if got := testrelay.Query(t, tr.connect(t), nostr.Filter{Kinds: []int{7000}, Authors: []string{w.pk}, Tags: nostr.TagMap{"e": {req.ID}}}); len(got) != 1 {
+					t.Fatalf("%s: %d of w's feedback events stored, want only the quote", when, len(got))
+				}
+			}
+			check("after the deletion")
+			tr.restart()
+			c = tr.connect(t)
+			check("after a restart")
+			if msg := publish(t, c, result(t, w, req, clk.Now())); !strings.HasPrefix(msg, "blocked: job was quoted") {
+				t.Fatalf("w's result after withdrawing its lease: %q, want blocked", msg)
+			}
+			if msg := publish(t, c, claim(t, b, req, clk.Now(), time.Minute)); msg != "" {
+				t.Fatalf("b's claim on the released job: %q", msg)
+			}
+			if msg := publish(t, c, result(t, b, req, clk.Now())); msg != "" {
+				t.Fatalf("b's result: %q", msg)
+			}
+		})
 	}
 }

@@ -104,16 +104,21 @@ func RejectExpired(now func() time.Time) policy {
 	}
 }
 
-// RequireAuth refuses writes from connections that have not authenticated with NIP-42 and,
-// when allow is not empty, from authenticated pubkeys not in it.
+// RequireAuth refuses writes from connections that have not authenticated with NIP-42, events
+// whose author is not the pubkey authenticated on the connection (authenticating as one key
+// must not let a connection publish as another), and, when allow is not empty, events from
+// pubkeys not in it. khatru keeps one authenticated pubkey per connection, the latest AUTH's.
 func RequireAuth(allow []string) policy {
-	return func(ctx context.Context, _ *nostr.Event) (bool, string) {
+	return func(ctx context.Context, evt *nostr.Event) (bool, string) {
 		who := khatru.GetAuthed(ctx)
-		if who == "" {
+		switch {
+		case who == "":
 			return true, "auth-required: publishing here requires NIP-42 authentication"
-		}
-		if len(allow) > 0 && !slices.Contains(allow, who) {
-			return true, "restricted: " + who + " is not allowed to publish here"
+		case len(allow) > 0 && !slices.Contains(allow, evt.PubKey):
+			return true, "restricted: " + evt.PubKey + " is not allowed to publish here"
+		case evt.PubKey != who:
+			// the author may publish, once this connection authenticates as the author
+			return true, "auth-required: this connection is authenticated as " + who + ", not as the event's author " + evt.PubKey + "; authenticate as the author to publish its events"
 		}
 		return false, ""
 	}

@@ -321,6 +321,7 @@ func (r *Relay) queueJobEvent(evt *nostr.Event) (pending, error) {
 		if j := r.jobs.jobs[key]; j != nil {
 			c := *j
 			c.Quotes = slices.Clone(j.Quotes)
+			c.Lessees = slices.Clone(j.Lessees)
 			before = &c
 		}
 		var err error
@@ -378,6 +379,9 @@ func (r *Relay) unreserve(evt *nostr.Event, key string, before *Job) {
 		case nip90.StatusProcessing:
 			if job.LeaseEvent == evt.ID {
 				job.Holder, job.LeaseUntil, job.LeaseEvent = before.Holder, before.LeaseUntil, before.LeaseEvent
+			}
+			if !slices.Contains(before.Lessees, evt.PubKey) {
+				job.Lessees = slices.DeleteFunc(job.Lessees, func(pk string) bool { return pk == evt.PubKey })
 			}
 		case nip90.StatusError:
 			if before.Holder == evt.PubKey && job.Holder == "" {
@@ -462,6 +466,44 @@ func (r *Relay) deleteEvent(ctx context.Context, evt *nostr.Event) error {
 	}
 	if Concerns(evt) {
 		r.jobs.Forget(evt)
+	}
+	if IsClaim(evt) {
+		return r.deleteClaims(ctx, evt)
+	}
+	return nil
+}
+
+// deleteClaims deletes the other lease claims evt's author stored for evt's job: deleting any
+// one of them withdraws the lease (nips/lease.md), and a renewal left behind would grant it
+// again when the job table is rebuilt from the store after a restart.
+func (r *Relay) deleteClaims(ctx context.Context, evt *nostr.Event) error {
+	job := nip90.JobID(evt)
+	if job == "" {
+		return nil
+	}
+	if err := r.db.Flush(ctx); err != nil {
+		return r.storeError(evt, err)
+	}
+	var ids []string
+	f := nostr.Filter{Kinds: []int{nip90.KindFeedback}, Authors: []string{evt.PubKey}, Tags: nostr.TagMap{"e": {job}}}
+	err := r.db.Query(context.WithoutCancel(ctx), f, store.Limits{}, func(evs []*nostr.Event) error {
+		for _, e := range evs {
+			if e.ID != evt.ID && IsClaim(e) && nip90.JobID(e) == job {
+				ids = append(ids, e.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r.storeError(evt, fmt.Errorf("find the other claims on job %s: %w", job, err))
+	}
+	for _, id := range ids {
+		if err := r.db.Delete(id); err != nil {
+			return r.storeError(evt, fmt.Errorf("delete claim %s with %s: %w", id, evt.ID, err))
+		}
+	}
+	if len(ids) > 0 {
+		r.log.Debug().Str("job", job).Str("by", evt.PubKey).Int("claims", len(ids)).Msg("lease withdrawn: its other claims deleted")
 	}
 	return nil
 }

@@ -441,6 +441,54 @@ func TestAuthForWrites(t *testing.T) {
 	}
 }
 
+// Authenticating as one pubkey does not let a connection publish events signed by another,
+// allowed or not; the authenticated pubkey's own events pass.
+func TestAuthMatchesAuthor(t *testing.T) {
+	a, b, stranger := newKey(t), newKey(t), newKey(t)
+	for _, tc := range []struct {
+		name  string
+		allow []string
+		auth  bool // --auth-writes without an allow list
+	}{
+		{"allow list", []string{a.pk, b.pk}, false},
+		{"auth writes", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.AllowPubkeys, cfg.AuthWrites = tc.allow, tc.auth
+			tr := startRelay(t, cfg)
+			c := tr.connect(t)
+			if msg := publish(t, c, jobRequest(t, a, time.Now())); !strings.HasPrefix(msg, "auth-required: ") {
+				t.Fatalf("unauthenticated write: %q, want auth-required", msg)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if ok, err := c.Auth(ctx, func(e *nostr.Event) error { return e.Sign(a.sk) }); err != nil || !ok.Accepted {
+				t.Fatalf("auth: %+v %v", ok, err)
+			}
+			wantStranger := "auth-required: this connection is authenticated as " + a.pk
+			if tc.allow != nil {
+				wantStranger = "restricted: " + stranger.pk
+			}
+			steps := []struct {
+				name string
+				evt  nostr.Event
+				want string // OK reason prefix, "" for OK true
+			}{
+				{"b's event on a's connection", jobRequest(t, b, time.Now()), "auth-required: this connection is authenticated as " + a.pk},
+				{"a stranger's event on a's connection", jobRequest(t, stranger, time.Now()), wantStranger},
+				{"a's own event", jobRequest(t, a, time.Now()), ""},
+			}
+			for _, s := range steps {
+				msg := publish(t, c, s.evt)
+				if (s.want == "" && msg != "") || !strings.HasPrefix(msg, s.want) {
+					t.Fatalf("%s: OK reason %q, want %q", s.name, msg, s.want)
+				}
+			}
+		})
+	}
+}
+
 func getJSON(t testing.TB, url string, header map[string]string, v any) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)

@@ -24,7 +24,11 @@ const (
 	StateUnpaid        = "unpaid"        // post-pay: result delivered with an invoice not yet settled
 	StateSettled       = "settled"       // post-pay: invoice settled after delivery
 	StateFailed        = "failed"        // refused or failed before payment
-	StateUndeliverable = "undeliverable" // run, but no relay took the result: not resumed, not owed, not refunded
+	StateUndeliverable = "undeliverable" // post-pay result no relay took: its invoice went nowhere, nothing is owed
+	// StateOwed is a job the customer paid for (prepay) that the worker could not deliver: its
+	// lease was refused, the run failed, or no relay took the result. The worker owes the
+	// customer the amount; the debts table holds why. Not resumed. (Refunds are a later step.)
+	StateOwed = "owed"
 )
 
 // jobStore is the worker's embedded store: job id → state, invoice, request.
@@ -57,7 +61,14 @@ func openJobStore(ctx context.Context, dir string) (*jobStore, error) {
 		relays TEXT NOT NULL DEFAULT '',
 		updated_at INTEGER NOT NULL
 	)`, `CREATE INDEX IF NOT EXISTS jobs_hash ON jobs (payment_hash)`,
-		`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, customer)`)
+		`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, customer)`,
+		`CREATE TABLE IF NOT EXISTS debts (
+		job_id TEXT PRIMARY KEY,
+		customer TEXT NOT NULL,
+		amount_msat INTEGER NOT NULL,
+		reason TEXT NOT NULL,
+		created_at INTEGER NOT NULL
+	)`)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +117,70 @@ func (s *jobStore) markUndeliverable(ctx context.Context, id string) (storedJob,
 		}
 	}
 	return st, nil
+}
+
+// Debt is what the worker owes a customer for a paid job it did not deliver.
+type Debt struct {
+	JobID      string    `json:"job_id"`
+	Customer   string    `json:"customer"`
+	AmountMsat int64     `json:"amount_msat"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"`
+}
+
+// maxDebtReason bounds the reason stored with a debt: it may quote a relay's refusal.
+const maxDebtReason = 1000
+
+// owe records that a paid job (paid or running, with an amount) will not be delivered: the job
+// becomes owed and a debt of its amount, with reason, is stored, in one transaction. It
+// reports false, changing nothing, for a job that is not paid (free, quoted, post-paid, or
+// already owed), and returns the job's row as it was.
+func (s *jobStore) owe(ctx context.Context, id, reason string) (storedJob, bool, error) {
+	st, err := s.get(ctx, id)
+	if err != nil || (st.State != StatePaid && st.State != StateRunning) || st.AmountMsat <= 0 {
+		return st, false, nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return st, false, fmt.Errorf("record debt for job %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	now := time.Now().Unix()
+	res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state = ?`, StateOwed, now, id, st.State)
+	if err != nil {
+		return st, false, fmt.Errorf("record debt for job %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return st, false, nil // another path moved it first
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO debts (job_id, customer, amount_msat, reason, created_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(job_id) DO NOTHING`, id, st.Customer, st.AmountMsat, clip(reason, maxDebtReason), now); err != nil {
+		return st, false, fmt.Errorf("record debt for job %s: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return st, false, fmt.Errorf("record debt for job %s: %w", id, err)
+	}
+	return st, true, nil
+}
+
+// debts lists what the worker owes, oldest first.
+func (s *jobStore) debts(ctx context.Context) ([]Debt, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT job_id, customer, amount_msat, reason, created_at FROM debts ORDER BY created_at, job_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read debts: %w", err)
+	}
+	defer rows.Close()
+	var out []Debt
+	for rows.Next() {
+		var d Debt
+		var at int64
+		if err := rows.Scan(&d.JobID, &d.Customer, &d.AmountMsat, &d.Reason, &at); err != nil {
+			return nil, fmt.Errorf("read debts: %w", err)
+		}
+		d.At = time.Unix(at, 0)
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 func (s *jobStore) get(ctx context.Context, id string) (storedJob, error) {

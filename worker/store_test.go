@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -33,7 +34,7 @@ func TestMarkUndeliverable(t *testing.T) {
 		wantNote  string // in paymentNote's text; "" for none
 	}{
 		{"free", "", 0, "", ""},
-		{"paid before running", StateRunning, 21_000, StateUndeliverable, "you paid 21,000 msat for this job and did not get its result; this worker does not refund automatically"},
+		{"paid before running (the worker owes it first, see TestOwe)", StateRunning, 21_000, StateUndeliverable, ""},
 		{"post-paid, invoice on the lost result", StateUnpaid, 5_000, StateUndeliverable, "its invoice was never delivered and nothing is owed"},
 		{"delivered already", StateDelivered, 1_000, StateDelivered, ""},
 	}
@@ -76,5 +77,85 @@ func TestMarkUndeliverable(t *testing.T) {
 	}
 	if owed, err := s.unpaid(t.Context(), cust.pk); err != nil || owed != 0 {
 		t.Fatalf("customer owes %d msat (%v), want 0", owed, err)
+	}
+}
+
+// A paid job the worker cannot deliver becomes a debt: the job is owed (not resumed) and the
+// debt, with amount and reason, is listed; a job that was not paid owes nothing.
+func TestOwe(t *testing.T) {
+	s, err := openJobStore(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cust := newCustomer()
+	tests := []struct {
+		name      string
+		state     string // "" for a free job, which is never stored
+		msat      int64
+		wantOwed  bool
+		wantState string
+	}{
+		{"free", "", 0, false, ""},
+		{"quoted, not paid", StateQuoted, 3_000, false, StateQuoted},
+		{"paid, claim refused", StatePaid, 21_000, true, StateOwed},
+		{"running, failed", StateRunning, 4_000, true, StateOwed},
+		{"post-paid, invoice on the lost result", StateUnpaid, 5_000, false, StateUnpaid},
+		{"delivered already", StateDelivered, 1_000, false, StateDelivered},
+	}
+	var wantDebts []Debt
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &nostr.Event{Kind: 5800, CreatedAt: nostr.Timestamp(1700000000 + i), Tags: nostr.Tags{{"i", "x", "text"}}}
+			if err := req.Sign(cust.sk); err != nil {
+				t.Fatal(err)
+			}
+			if tc.state != "" {
+				if err := s.put(t.Context(), storedJob{ID: req.ID, State: tc.state, Customer: cust.pk, AmountMsat: tc.msat, Request: req}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reason := "claim refused by ws://relay: leased by someone until 1"
+			_, owed, err := s.owe(t.Context(), req.ID, reason)
+			if err != nil || owed != tc.wantOwed {
+				t.Fatalf("owe = %v, %v; want %v", owed, err, tc.wantOwed)
+			}
+			if _, again, err := s.owe(t.Context(), req.ID, reason); err != nil || again {
+				t.Fatalf("second owe = %v, %v; want no second debt", again, err)
+			}
+			if tc.state != "" {
+				if after, err := s.get(t.Context(), req.ID); err != nil || after.State != tc.wantState {
+					t.Fatalf("state %q (%v), want %q", after.State, err, tc.wantState)
+				}
+			}
+			if tc.wantOwed {
+				wantDebts = append(wantDebts, Debt{JobID: req.ID, Customer: cust.pk, AmountMsat: tc.msat, Reason: reason})
+			}
+		})
+	}
+	debts, err := s.debts(t.Context())
+	if err != nil || len(debts) != len(wantDebts) {
+		t.Fatalf("debts %+v (%v), want %d", debts, err, len(wantDebts))
+	}
+	byID := map[string]Debt{}
+	for _, d := range debts {
+		d.At = time.Time{}
+		byID[d.JobID] = d
+	}
+	for _, want := range wantDebts {
+		if byID[want.JobID] != want {
+			t.Fatalf("debt %+v, want %+v", byID[want.JobID], want)
+		}
+	}
+	if resumable, err := s.inState(t.Context(), StatePaid, StateRunning, StateQuoted); err != nil || len(resumable) != 1 {
+		t.Fatalf("resumable: %d jobs (%v), want only the quoted one", len(resumable), err)
+	}
+}
+
+func TestOwedInfo(t *testing.T) {
+	got := owedInfo("claim refused by ws://r: leased by ab until 5", 21000)
+	want := "paid job not delivered: claim refused by ws://r: leased by ab until 5; 21,000 msat owed to you, recorded by the worker"
+	if got != want {
+		t.Fatalf("owedInfo = %q, want %q", got, want)
 	}
 }

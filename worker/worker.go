@@ -213,6 +213,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Error().Err(err).Msg("resume stored jobs")
 	}
 	w.log.Info().Strs("relays", w.cfg.Relays).Str("provider", w.rt.Provider()).Ints("kinds", w.kinds()).Msg("worker serving")
+	w.logDebts(ctx)
 	wg.Wait()
 	w.async.Wait()
 	return nil
@@ -435,6 +436,11 @@ func (w *Worker) runPaid(ctx context.Context, j *job) {
 func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, postPrice *int64, chosen bool) {
 	home, claimed, err := w.claim(ctx, j, chosen)
 	if err != nil {
+		// a paid job is ours: if it cannot be claimed, the customer hears so and the debt is
+		// recorded (while shutting down it stays paid and resumes on restart)
+		if ctx.Err() == nil && w.owe(ctx, j, log, err.Error()) {
+			return
+		}
 		log.Info().Err(err).Msg("not running job")
 		var held *leaseHeld
 		if errors.As(err, &held) {
@@ -506,6 +512,11 @@ func (w *Worker) fail(ctx context.Context, j *job, log zerolog.Logger, err error
 			return // paid: it is not failed, it waits in the store
 		}
 		reason = "error: worker shutting down, job not run"
+	} else if w.owe(ctx, j, log, strings.TrimPrefix(reason, "error: ")) {
+		if reason == "error: internal" {
+			log.Error().Err(err).Msg("paid job failed")
+		}
+		return
 	}
 	if reason == "error: internal" {
 		log.Error().Err(err).Msg("job failed")
@@ -543,9 +554,12 @@ func (w *Worker) claim(ctx context.Context, j *job, chosen bool) (*link, bool, e
 		}
 		return nil, false, fmt.Errorf("claim refused by %s: %s", home.url, ok.Reason)
 	}
-	for _, l := range j.relays() { // tell the other relays too, as plain NIP-90
+	// tell the other relays too: plain NIP-90, or a claim where a relay coordinates leases as
+	// well, since such a relay takes a quoted job's result only from a pubkey that claimed it
+	// there (best effort: the home relay's lease is the one that counts)
+	for _, l := range w.targets(j) {
 		if l != home {
-			l.publishAsync(ctx, w.processing(j, false))
+			l.publishAsync(ctx, w.processing(j, l.leases()))
 		}
 	}
 	return home, true, nil
@@ -759,6 +773,9 @@ func (w *Worker) undeliverable(ctx context.Context, j *job, log zerolog.Logger, 
 		info = "the result went to no relay: the job names none this worker serves"
 	}
 	// the job is over even when ctx has ended: record it and tell the customer, within a bound
+	if w.owe(ctx, j, log, "no relay took the result: "+info) {
+		return
+	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	st, err := w.store.markUndeliverable(fctx, j.event.ID)
@@ -774,17 +791,57 @@ func (w *Worker) undeliverable(ctx context.Context, j *job, log zerolog.Logger, 
 }
 
 // paymentNote is what error feedback for an undelivered result says about money, from the
-// job's stored state before it was marked undeliverable.
+// job's stored state before it was marked undeliverable. (A paid job is owed instead: see owe.)
 func paymentNote(st storedJob) string {
-	switch {
-	case st.State == StateRunning && st.AmountMsat > 0:
-		// the customer paid before it ran: say so plainly, and promise nothing the worker does not do
-		return fmt.Sprintf("; you paid %s msat for this job and did not get its result; this worker does not refund automatically", thousands(st.AmountMsat))
-	case st.State == StateUnpaid:
+	if st.State == StateUnpaid {
 		return "; its invoice was never delivered and nothing is owed"
 	}
 	return ""
 }
+
+// owe ends a paid job that will not be delivered (its claim was refused, it failed, or no
+// relay took its result): it records the debt in the job store (state owed, with the amount
+// and reason) and tells the customer in error feedback that it paid, was not delivered, and is
+// owed the amount. It reports false, doing nothing, for a job that was not paid.
+func (w *Worker) owe(ctx context.Context, j *job, log zerolog.Logger, reason string) bool {
+	// the job is over even when ctx has ended: record it and tell the customer, within a bound
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	st, owed, err := w.store.owe(fctx, j.event.ID, reason)
+	if err != nil {
+		log.Error().Err(err).Msg("record debt")
+	}
+	if !owed {
+		return false
+	}
+	log.Warn().Str("customer", st.Customer).Int64("owed_msat", st.AmountMsat).Str("reason", reason).Msg("paid job not delivered: debt recorded")
+	w.feedback(fctx, j, nip90.StatusError, owedInfo(reason, st.AmountMsat))
+	return true
+}
+
+// owedInfo is the error feedback a customer gets for a paid job that was not delivered.
+func owedInfo(reason string, msat int64) string {
+	return fmt.Sprintf("paid job not delivered: %s; %s msat owed to you, recorded by the worker", clip(reason, 500), thousands(msat))
+}
+
+// logDebts reports at start what the worker owes customers, so an operator sees it.
+func (w *Worker) logDebts(ctx context.Context) {
+	debts, err := w.store.debts(ctx)
+	if err != nil {
+		w.log.Error().Err(err).Msg("read debts")
+		return
+	}
+	var total int64
+	for _, d := range debts {
+		total += d.AmountMsat
+	}
+	if len(debts) > 0 {
+		w.log.Warn().Int("jobs", len(debts)).Int64("owed_msat", total).Msg("paid jobs not delivered: this worker owes their customers (state owed in the job store, table debts)")
+	}
+}
+
+// Debts lists what this worker owes customers for paid jobs it did not deliver, oldest first.
+func (w *Worker) Debts(ctx context.Context) ([]Debt, error) { return w.store.debts(ctx) }
 
 // partlyDelivered tells each relay that did not store the result why, and where the result
 // is: a customer reading only that relay would otherwise wait for nothing. On the home relay

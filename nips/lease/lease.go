@@ -21,7 +21,7 @@ import (
 const TagName = "lease"
 
 // Version is the version of the extension this package implements.
-const Version = 1
+const Version = 2
 
 // Sentinel errors. ErrBadTag is wrapped with the reason.
 var (

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	nostr "github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/nips/lease"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -50,7 +52,9 @@ func TestGolden(t *testing.T) {
 		Status:    StatusPaymentRequired,
 		Info:      "pay to start",
 		Amount:    &Amount{Msat: 42000, Bolt11: "lnbc420n1pexample"},
-		Extra:     nostr.Tags{{"lease", "1700000065"}},
+		// an extra tag the worker adds; not a lease tag, which belongs on processing feedback
+		// only (nips/lease.md, checked for every golden by TestGoldenObeysLeaseSpec)
+		Extra: nostr.Tags{{"provider", "sparecycles-worker/golden"}},
 	}
 	fbEvt := golden(t, "feedback.golden.json", fb.Event(), providerSK)
 	fb.ID, fb.PubKey = fbEvt.ID, provider
@@ -77,6 +81,37 @@ func TestGolden(t *testing.T) {
 	}
 	if ok, err := embedded.CheckSignature(); !ok {
 		t.Errorf("request embedded in the result does not verify: %v", err)
+	}
+}
+
+// TestGoldenObeysLeaseSpec checks every golden event against the lease extension's rules for
+// tags (nips/lease.md): a lease tag is well formed and sits on processing feedback only, so no
+// example teaches an implementation what a relay refuses.
+func TestGoldenObeysLeaseSpec(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.golden.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evt nostr.Event
+		if err := json.Unmarshal(data, &evt); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		_, claims, err := lease.Parse(evt.Tags)
+		if err != nil {
+			t.Errorf("%s: %v", file, err)
+		}
+		status := ""
+		if tag := evt.Tags.Find("status"); len(tag) >= 2 {
+			status = tag[1]
+		}
+		if claims && (evt.Kind != KindFeedback || Status(status) != StatusProcessing) {
+			t.Errorf("%s: a lease tag on kind %d with status %q; the spec allows it on processing feedback only", file, evt.Kind, status)
+		}
 	}
 }
 

@@ -95,6 +95,8 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	lock *os.File // holds the folder's lock (LockFile) while the store is open
+
 	// migrateBatch is how many eventstore records one migration transaction copies.
 	migrateBatch int
 
@@ -156,13 +158,19 @@ func (s *Store) open() error {
 	if err := os.MkdirAll(s.opts.Path, 0o700); err != nil {
 		return fmt.Errorf("store: create %s: %w", s.opts.Path, err)
 	}
+	lock, err := lockFolder(s.opts.Path)
+	if err != nil {
+		return err
+	}
 	env, err := lmdb.NewEnv()
 	if err != nil {
+		lock.Close()
 		return fmt.Errorf("store: new env: %w", err)
 	}
-	s.env = env
+	s.env, s.lock = env, lock
 	if err := s.setup(); err != nil {
 		env.Close()
+		lock.Close()
 		return fmt.Errorf("store: open %s: %w", s.opts.Path, err)
 	}
 	return nil
@@ -275,7 +283,9 @@ func (s *Store) close() error {
 	}
 	s.mu.Unlock()
 	s.reading.Wait()
-	if err := s.env.Close(); err != nil {
+	err := s.env.Close()
+	s.lock.Close() // after the environment: the next holder finds it closed
+	if err != nil {
 		return fmt.Errorf("store: close env: %w", err)
 	}
 	return nil
