@@ -379,13 +379,17 @@ func answersSIGTERM(h *hostileRun) {
 func (h *hostileRun) storeLargeResults(n, size int) {
 	h.tb.Helper()
 	customer, worker := nostr.GeneratePrivateKey(), nostr.GeneratePrivateKey()
-	var evts []nostr.Event
+	// the requests carry a bid, so a result comes from a worker that claimed its job: requests,
+	// claims and results go in three rounds (one connection's events are handled concurrently)
+	var jobs, claims, results []nostr.Event
 	for i := 0; i < n; i++ {
 		job := jobRequest(customer, nostr.Tag{"param", "n", strconv.Itoa(i)})
 		body := strings.Repeat(fmt.Sprintf("result %d of a large job. ", i), size/24+1)[:size]
-		evts = append(evts, job, jobResult(worker, job, body))
+		jobs, claims, results = append(jobs, job), append(claims, leaseClaim(worker, job, 10*time.Minute)), append(results, jobResult(worker, job, body))
 	}
-	h.publishAll("127.0.0.5", evts)
+	h.publishAll("127.0.0.5", jobs)
+	h.publishAll("127.0.0.5", claims)
+	h.publishAll("127.0.0.5", results)
 }
 
 // readerExhaustion: 1,100 REQs, each matching 50 stored results of 60 KB, on one connection with

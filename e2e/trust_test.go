@@ -35,6 +35,9 @@ type sniper struct {
 	once    sync.Once
 	first   chan struct{} // closed once the sniper's first answer is stored
 	lastJob atomic.Value  // the job it answered last
+
+	refusable bool         // the relay may refuse what it publishes (ours does, results)
+	refused   atomic.Int64 // results the relay refused with blocked:
 }
 
 // startSniper subscribes to kind 5000 requests, and to acceptances addressed to the sniper, on
@@ -97,7 +100,12 @@ func (s *sniper) publish(ctx context.Context, evt nostr.Event) {
 		s.t.Error(err)
 		return
 	}
-	if ok, err := s.conn.Publish(ctx, evt); (err != nil || !ok.Accepted) && ctx.Err() == nil {
+	ok, err := s.conn.Publish(ctx, evt)
+	if err == nil && !ok.Accepted && s.refusable && nip90.IsResultKind(evt.Kind) && strings.HasPrefix(ok.Reason, "blocked:") {
+		s.refused.Add(1)
+		return
+	}
+	if (err != nil || !ok.Accepted) && ctx.Err() == nil {
 		s.t.Errorf("sniper publish kind %d: %v %s", evt.Kind, err, ok.Reason)
 	}
 }
@@ -134,9 +142,9 @@ func gatedPNG(t testing.TB, text string, gate func(n int32) <-chan struct{}) str
 }
 
 // A sniper answers every job at once, before the real worker; the client pays only the worker
-// it chose, exactly its price, and reads only that worker's text. The relay is a plain NIP-90
-// relay: on ours, the sniper's early result would also hold the job's lease rules hostage,
-// which is the relay's business, not the client's.
+// it chose, exactly its price, and reads only that worker's text. Each case runs on a plain
+// NIP-90 relay, where the sniper's result is stored and the client ignores it, and on ours,
+// which refuses it: the request carries a bid and the sniper never held the job's lease.
 func TestSniperIsNeverPaid(t *testing.T) {
 	const bid, price = 50_000, 3000
 	tests := []struct {
@@ -170,41 +178,61 @@ func TestSniperIsNeverPaid(t *testing.T) {
 		}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			url := testrelay.Start(t)
-			data := startLedgerWallet(t, url)
-			workerURI := connect(t, data, url, "worker", 0, 0)
-			clientURI := connect(t, data, url, "client", 100, 0)
-			sniperURI := connect(t, data, url, "sniper", 0, 0)
-			w := startPaidWorker(t, url, workerURI, pricedModels(t, price, 0, tc.payment))
-			s := startSniper(t, url, sniperURI, tc.snipe)
-			c := newClient(t, url, clientURI)
-			img := gatedPNG(t, "the real text", func(n int32) <-chan struct{} {
-				if n < 2 {
-					return nil // priced at once
-				}
-				return s.first // run only after the sniper has answered: its result comes first
-			})
-			before := [3]int64{balance(t, workerURI), balance(t, clientURI), balance(t, sniperURI)}
+		for _, ours := range []bool{false, true} {
+			name := tc.name + "/plain relay"
+			if ours {
+				name = tc.name + "/our relay"
+			}
+			t.Run(name, func(t *testing.T) { sniperCase(t, tc.payment, tc.snipe, ours, bid, price) })
+		}
+	}
+}
 
-			out, err := c.Do(context.Background(), ocrJob(img, bid), nil)
-			if err != nil {
-				t.Fatalf("job: %v (outcome %+v)", err, out)
-			}
-			if strings.ToLower(strings.TrimSpace(out.Result)) != "the real text" || out.Worker != w.PubKey() || out.AmountMsat != price {
-				t.Fatalf("outcome %+v, want the real worker's text, paid %d msat", out, price)
-			}
-			if out.IgnoredResults < 1 {
-				t.Fatalf("ignored %d results, want the sniper's counted", out.IgnoredResults)
-			}
-			after := [3]int64{balance(t, workerURI), balance(t, clientURI), balance(t, sniperURI)}
-			if after[0]-before[0] != price || before[1]-after[1] != price || after[2] != before[2] {
-				t.Fatalf("balances (worker, client, sniper) %v → %v: want the worker paid %d msat by the client, the sniper nothing", before, after, price)
-			}
-			if id, _ := s.lastJob.Load().(string); id != out.Job {
-				t.Fatalf("the sniper answered job %q, the client posted %s", id, out.Job)
-			}
-		})
+// sniperCase runs one TestSniperIsNeverPaid case on a plain NIP-90 relay (the sniper's result
+// is stored and the client ignores it) or on ours (the relay refuses it: the job carries a bid
+// and the sniper never held its lease).
+func sniperCase(t *testing.T, payment string, snipe func(ctx context.Context, s *sniper, evt *nostr.Event), ours bool, bid, price int64) {
+	var url string
+	if ours {
+		_, url = startRelay(t)
+	} else {
+		url = testrelay.Start(t)
+	}
+	data := startLedgerWallet(t, url)
+	workerURI := connect(t, data, url, "worker", 0, 0)
+	clientURI := connect(t, data, url, "client", 100, 0)
+	sniperURI := connect(t, data, url, "sniper", 0, 0)
+	w := startPaidWorker(t, url, workerURI, pricedModels(t, price, 0, payment))
+	s := startSniper(t, url, sniperURI, snipe)
+	s.refusable = ours
+	c := newClient(t, url, clientURI)
+	img := gatedPNG(t, "the real text", func(n int32) <-chan struct{} {
+		if n < 2 {
+			return nil // priced at once
+		}
+		return s.first // run only after the sniper has answered: its result comes first
+	})
+	before := [3]int64{balance(t, workerURI), balance(t, clientURI), balance(t, sniperURI)}
+
+	out, err := c.Do(context.Background(), ocrJob(img, bid), nil)
+	if err != nil {
+		t.Fatalf("job: %v (outcome %+v)", err, out)
+	}
+	if strings.ToLower(strings.TrimSpace(out.Result)) != "the real text" || out.Worker != w.PubKey() || out.AmountMsat != price {
+		t.Fatalf("outcome %+v, want the real worker's text, paid %d msat", out, price)
+	}
+	switch {
+	case ours && s.refused.Load() < 1:
+		t.Fatalf("our relay refused %d of the sniper's results, want its result blocked", s.refused.Load())
+	case !ours && out.IgnoredResults < 1:
+		t.Fatalf("ignored %d results, want the sniper's counted", out.IgnoredResults)
+	}
+	after := [3]int64{balance(t, workerURI), balance(t, clientURI), balance(t, sniperURI)}
+	if after[0]-before[0] != price || before[1]-after[1] != price || after[2] != before[2] {
+		t.Fatalf("balances (worker, client, sniper) %v → %v: want the worker paid %d msat by the client, the sniper nothing", before, after, price)
+	}
+	if id, _ := s.lastJob.Load().(string); id != out.Job {
+		t.Fatalf("the sniper answered job %q, the client posted %s", id, out.Job)
 	}
 }
 

@@ -192,10 +192,15 @@ func (t *JobTable) checkResult(evt *nostr.Event) error {
 		t.resultsRefused++
 		return held
 	}
-	if job.ResultID == "" && len(job.Quotes) > 0 && !slices.Contains(job.Lessees, evt.PubKey) {
-		// the customer may have paid a quote: a stranger's result must not end the job that
-		// the paid worker was about to claim
-		return refuse(nip01.PrefixBlocked, "job was quoted: only a worker that holds or held its lease may deliver the result; claim it first")
+	if job.ResultID == "" && (len(job.Quotes) > 0 || job.BidMsat > 0) && !slices.Contains(job.Lessees, evt.PubKey) {
+		// the customer may have paid (or be about to pay) a quote: a stranger's result must not
+		// end the job that the paid worker was about to claim. A bid says the customer expects
+		// to pay, so a result racing ahead of the first quote is held to the same rule.
+		what := "was quoted"
+		if len(job.Quotes) == 0 {
+			what = "carries a bid"
+		}
+		return refuse(nip01.PrefixBlocked, "job "+what+": only a worker that holds or held its lease may deliver the result; claim it first")
 	}
 	return nil
 }

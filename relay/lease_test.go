@@ -190,9 +190,11 @@ func TestLeaseQuotedJobResults(t *testing.T) {
 	c := tr.connect(t)
 	customer, w, m := newKey(t), newKey(t), newKey(t)
 	quoted := jobRequest(t, customer, clk.Now())
-	free := jobRequest(t, customer, clk.Now(), nostr.Tag{"param", "n", "free"})
+	free := customer.sign(t, nostr.Event{Kind: 5000, CreatedAt: nostr.Timestamp(clk.Now().Unix()), Tags: nostr.Tags{{"i", "hello world", "text"}, {"param", "n", "free"}}})
+	bid := jobRequest(t, customer, clk.Now(), nostr.Tag{"param", "n", "bid"})
 	publish(t, c, quoted)
 	publish(t, c, free)
+	publish(t, c, bid)
 	quote := func(k key, job nostr.Event) nostr.Event {
 		return k.sign(t, nostr.Event{Kind: 7000, CreatedAt: nostr.Timestamp(clk.Now().Unix()), Tags: nostr.Tags{{"status", "payment-required"}, {"e", job.ID}, {"p", customer.pk}, {"amount", "5000", "lnbc..."}}})
 	}
@@ -204,6 +206,13 @@ func TestLeaseQuotedJobResults(t *testing.T) {
 		wantState JobState
 	}{
 		{"free job: a stranger's result wins", free, func() nostr.Event { return result(t, m, free, clk.Now()) }, "", JobDone},
+		{"a bid, no quote yet: a stranger's result is blocked", bid, func() nostr.Event { return result(t, m, bid, clk.Now()) }, "blocked: job carries a bid", JobOpen},
+		{"a bid: the worker that claimed it delivers", bid, func() nostr.Event {
+			if msg := publish(t, c, claim(t, w, bid, clk.Now(), 30*time.Second)); msg != "" {
+				t.Fatalf("claim of the bid job: %q", msg)
+			}
+			return result(t, w, bid, clk.Now())
+		}, "", JobDone},
 		{"w quotes", quoted, func() nostr.Event { return quote(w, quoted) }, "", JobQuoted},
 		{"m posts a result without a lease", quoted, func() nostr.Event { return result(t, m, quoted, clk.Now()) }, "blocked: job was quoted", JobQuoted},
 		{"m quotes too, still no lease", quoted, func() nostr.Event { return quote(m, quoted) }, "", JobQuoted},

@@ -443,6 +443,9 @@ func TestLargeEventsStoredUpToTheLimit(t *testing.T) {
 	}
 	defer sub.Close()
 	<-sub.EOSE
+	if msg := publish(t, c, claim(t, worker, req, time.Now(), time.Minute)); msg != "" { // the request carries a bid
+		t.Fatalf("claim: %q", msg)
+	}
 	big := result(t, worker, req, time.Now())
 	big.Content = strings.Repeat("r", 200<<10)
 	big = worker.sign(t, big)
