@@ -22,6 +22,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/internal/keyfile"
+	"github.com/sparecycles/sparecycles/internal/logging"
 	"github.com/sparecycles/sparecycles/nips/lease"
 	"github.com/sparecycles/sparecycles/nips/nip01"
 	"github.com/sparecycles/sparecycles/nips/nip47"
@@ -435,6 +436,20 @@ func (w *Worker) runPaid(ctx context.Context, j *job) {
 // worker for (paid, accepted or addressed to it alone): someone else's result does not stop it.
 func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, postPrice *int64, chosen bool) {
 	home, claimed, err := w.claim(ctx, j, chosen)
+	// a claim that never reached the home relay is not a refusal: a paid job tries again for a
+	// while (the relay may be restarting) before it becomes a debt
+	var unsent *claimUnsent
+	for wait := 2 * time.Second; errors.As(err, &unsent) && wait <= 32*time.Second && w.isPaid(ctx, j); wait *= 2 {
+		log.Warn().Err(err).Str("retry_in", logging.Dur(wait)).Msg("paid job: claim not sent, trying again")
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		home, claimed, err = w.claim(ctx, j, chosen)
+	}
 	if err != nil {
 		// a paid job is ours: if it cannot be claimed, the customer hears so and the debt is
 		// recorded (while shutting down it stays paid and resumes on restart)
@@ -500,7 +515,7 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 	if len(d.missed) > 0 {
 		w.partlyDelivered(ctx, j, log, d)
 	}
-	log.Info().Dur("prepare", t1.Sub(t0)).Dur("run", since(t1)).Strs("delivered", urls(d.accepted)).Msg("job done")
+	log.Info().Str("prepare", logging.Dur(t1.Sub(t0))).Str("run", logging.Dur(since(t1))).Strs("delivered", urls(d.accepted)).Msg("job done")
 }
 
 // fail answers error feedback: a rejection's reason, or "internal error" for the rest (logged).
@@ -547,7 +562,7 @@ func (w *Worker) claim(ctx context.Context, j *job, chosen bool) (*link, bool, e
 	ok, err := home.publish(cctx, w.processing(j, true))
 	switch {
 	case err != nil:
-		return nil, false, fmt.Errorf("claim on %s: %w", home.url, err)
+		return nil, false, &claimUnsent{relay: home.url, err: err}
 	case !ok.Accepted:
 		if h, err := lease.ParseRefusal(ok.Reason); err == nil {
 			return nil, false, &leaseHeld{Held: h, relay: home.url}
@@ -566,6 +581,21 @@ func (w *Worker) claim(ctx context.Context, j *job, chosen bool) (*link, bool, e
 }
 
 // leaseHeld is a claim refused because another worker holds the job's lease.
+// claimUnsent is a claim the home relay never answered (not connected, timed out).
+type claimUnsent struct {
+	relay string
+	err   error
+}
+
+func (e *claimUnsent) Error() string { return fmt.Sprintf("claim on %s: %v", e.relay, e.err) }
+func (e *claimUnsent) Unwrap() error { return e.err }
+
+// isPaid reports whether the job store holds j as paid (prepaid and not yet run).
+func (w *Worker) isPaid(ctx context.Context, j *job) bool {
+	st, err := w.store.get(ctx, j.event.ID)
+	return err == nil && st.State == StatePaid
+}
+
 type leaseHeld struct {
 	lease.Held
 	relay string
