@@ -157,6 +157,22 @@ func (l *link) session(ctx context.Context) error {
 	}
 }
 
+// awaitUp waits until the link is connected (so what its relay advertised is known), ctx ends
+// or the link stops.
+func (l *link) awaitUp(ctx context.Context) {
+	l.mu.Lock()
+	conn, ready := l.conn, l.ready
+	l.mu.Unlock()
+	if conn != nil {
+		return
+	}
+	select {
+	case <-ready:
+	case <-l.stopped:
+	case <-ctx.Done():
+	}
+}
+
 // publish sends evt, waiting for the link to be up (until ctx ends) and retrying once it
 // comes back if the connection drops before the OK.
 func (l *link) publish(ctx context.Context, evt nostr.Event) (relayconn.OK, error) {

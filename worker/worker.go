@@ -551,6 +551,17 @@ func (w *Worker) fail(ctx context.Context, j *job, log zerolog.Logger, err error
 func (w *Worker) claim(ctx context.Context, j *job, chosen bool) (*link, bool, error) {
 	home := w.home(j)
 	if home == nil {
+		// a job resumed at start may come before its relays have connected: whether one of
+		// them coordinates leases is known only then (bounded: a relay that stays down is
+		// treated as plain NIP-90)
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		for _, l := range j.relays() {
+			l.awaitUp(wctx)
+		}
+		cancel()
+		home = w.home(j)
+	}
+	if home == nil {
 		if !chosen && w.delivered(ctx, j) {
 			return nil, false, errors.New("already has a result")
 		}
