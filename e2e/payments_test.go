@@ -380,7 +380,7 @@ func TestPostPay(t *testing.T) {
 	sk := nostr.GeneratePrivateKey()
 	for i := 0; i < 2; i++ {
 		job := post(t, conn, sk, nostr.Tags{{"i", img, "url"}, {"bid", "10000"}, {"p", w.PubKey()}, {"param", "n", fmt.Sprint(i)}})
-		res, info := jobOutcome(t, conn, job)
+		res, info := testrelay.JobOutcome(t, conn, job)
 		if i == 0 {
 			r, err := nip90.ParseJobResult(res)
 			if err != nil || r.Amount == nil || r.Amount.Msat != 3000 || r.Amount.Bolt11 == "" {
@@ -428,31 +428,5 @@ func TestPostPayWaitsForAcceptance(t *testing.T) {
 	}
 	if evs := testrelay.Query(t, conn, nostr.Filter{Kinds: []int{6000}, Tags: nostr.TagMap{"e": {job.ID}}}); len(evs) != 0 {
 		t.Fatalf("a result without an acceptance: %v", evs)
-	}
-}
-
-// jobOutcome is testrelay.JobOutcome with a deadline for a loaded machine: it returns the
-// job's result, or nil and its error feedback's text.
-func jobOutcome(t testing.TB, c *relayconn.Conn, job nostr.Event) (*nostr.Event, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	sub, err := c.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.ResultKind(job.Kind), nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	for {
-		select {
-		case evt := <-sub.Events:
-			if nip90.IsResultKind(evt.Kind) {
-				return evt, ""
-			}
-			if fb, err := nip90.ParseJobFeedback(evt); err == nil && fb.Status == nip90.StatusError {
-				return nil, fb.Info
-			}
-		case <-ctx.Done():
-			t.Fatalf("no result or error for job %s within 3 minutes", job.ID)
-		}
 	}
 }
