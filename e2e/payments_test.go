@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +18,6 @@ import (
 	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/internal/invoice/invoicetest"
 	"github.com/sparecycles/sparecycles/internal/relayconn"
-	"github.com/sparecycles/sparecycles/internal/testimage"
 	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip90"
@@ -289,29 +285,9 @@ func TestPaidJobSurvivesWorkerRestart(t *testing.T) {
 	workerURI := connect(t, data, url, "worker", 0, 0)
 	clientURI := connect(t, data, url, "client", 100, 0)
 	models := pricedModels(t, 4000, 0, "")
-	png, err := testimage.Render(28, "finished after restart")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// the worker fetches the input twice: to price it, and to run it once paid. The second
 	// fetch is held, and the worker is stopped while it waits.
-	var fetches atomic.Int32
-	held := make(chan struct{})
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if fetches.Add(1) == 2 {
-			close(held)
-			select {
-			case <-release:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		rw.Header().Set("Content-Type", "image/png")
-		rw.Write(png)
-	}))
-	defer srv.Close()
-	defer close(release)
+	input, held, _ := heldInput(t, "finished after restart")
 
 	keyFile := filepath.Join(t.TempDir(), "worker.nsec")
 	state := t.TempDir()
@@ -326,7 +302,7 @@ func TestPaidJobSurvivesWorkerRestart(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, err := c.Do(context.Background(), ocrJob(srv.URL+"/page.png", 10_000), nil)
+		out, err := c.Do(context.Background(), ocrJob(input, 10_000), nil)
 		done <- result{out, err}
 	}()
 	<-held // paid, and preparing to run
