@@ -16,6 +16,7 @@ require (
 	github.com/nbd-wtf/ln-decodepay v1.13.0
 	github.com/rs/zerolog v1.35.1
 	github.com/yalue/onnxruntime_go v1.27.0
+	golang.org/x/crypto v0.36.0
 	golang.org/x/image v0.23.0
 	golang.org/x/sync v0.12.0
 	google.golang.org/protobuf v1.36.2
@@ -112,7 +113,6 @@ require (
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.30.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.3.1 // indirect
 	golang.org/x/arch v0.16.0 // indirect
-	golang.org/x/crypto v0.36.0 // indirect
 	golang.org/x/exp v0.0.0-20250305212735-054e65f0b394 // indirect
 	golang.org/x/mod v0.24.0 // indirect
 	golang.org/x/net v0.37.0 // indirect

@@ -26,6 +26,22 @@ type Backend interface {
 	PayInvoice(ctx context.Context, account string, p nip47.PayInvoiceParams) (nip47.PayInvoiceResult, error)
 	// LookupInvoice finds an invoice or payment by payment hash (hex) or invoice.
 	LookupInvoice(ctx context.Context, account string, p nip47.LookupInvoiceParams) (nip47.Transaction, error)
+	// MakeHoldInvoice creates a hold invoice for p.PaymentHash payable to account. A payment
+	// to it is held: LookupInvoice reports state "accepted", Subscribe delivers a
+	// hold_invoice_accepted notification (with settle_deadline), and the payer's PayInvoice
+	// does not return until SettleHoldInvoice or CancelHoldInvoice (or the hold times out,
+	// which cancels). A payment_hash already used by any invoice is refused (OTHER).
+	MakeHoldInvoice(ctx context.Context, account string, p nip47.MakeHoldInvoiceParams) (nip47.Transaction, error)
+	// SettleHoldInvoice settles account's accepted hold invoice whose payment hash is
+	// sha256(preimage): the held funds become account's and the payer's PayInvoice returns
+	// the preimage. Settling twice is not an error. NOT_FOUND when account has no such hold
+	// invoice; OTHER when it is not accepted (still open, cancelled or expired).
+	SettleHoldInvoice(ctx context.Context, account, preimage string) error
+	// CancelHoldInvoice cancels account's open or accepted hold invoice: a held payment returns
+	// to its payer at once (the payer's PayInvoice fails with PAYMENT_FAILED) and the invoice
+	// can no longer be paid. Cancelling twice is not an error; NOT_FOUND when account has no
+	// such hold invoice; OTHER when it is already settled.
+	CancelHoldInvoice(ctx context.Context, account, paymentHash string) error
 	// Balance is what account may spend, in msats.
 	Balance(ctx context.Context, account string) (int64, error)
 	// ListTransactions lists account's invoices and payments, newest first.

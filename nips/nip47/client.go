@@ -217,6 +217,27 @@ func (c *Client) MakeInvoice(ctx context.Context, p MakeInvoiceParams) (Transact
 	return res, err
 }
 
+// MakeHoldInvoice asks the wallet for a hold invoice for p.PaymentHash: a payment to it is
+// held (lookup_invoice state "accepted", a hold_invoice_accepted notification) until
+// SettleHoldInvoice or CancelHoldInvoice.
+func (c *Client) MakeHoldInvoice(ctx context.Context, p MakeHoldInvoiceParams) (Transaction, error) {
+	var tx Transaction
+	err := c.Call(ctx, MethodMakeHoldInvoice, p, &tx)
+	return tx, err
+}
+
+// SettleHoldInvoice settles the held payment whose hash is sha256(preimage): the funds become
+// the wallet's and the payer learns the preimage.
+func (c *Client) SettleHoldInvoice(ctx context.Context, preimage string) error {
+	return c.Call(ctx, MethodSettleHoldInvoice, SettleHoldInvoiceParams{Preimage: preimage}, nil)
+}
+
+// CancelHoldInvoice cancels a hold invoice: a held payment returns to its payer at once and
+// the invoice can no longer be paid.
+func (c *Client) CancelHoldInvoice(ctx context.Context, paymentHash string) error {
+	return c.Call(ctx, MethodCancelHoldInvoice, CancelHoldInvoiceParams{PaymentHash: paymentHash}, nil)
+}
+
 // LookupInvoice looks an invoice or payment up by payment hash or invoice. Wallet errors
 // include ErrNotFound.
 func (c *Client) LookupInvoice(ctx context.Context, p LookupInvoiceParams) (Transaction, error) {

@@ -23,12 +23,22 @@ const (
 	MethodGetBalance       = "get_balance"
 	MethodGetInfo          = "get_info"
 	MethodListTransactions = "list_transactions"
+
+	// Hold invoices (NIP-47, 2026-02): an invoice for a payment hash the caller chose; an
+	// incoming payment is held (state "accepted") until the caller settles it with the
+	// preimage or cancels it, which returns the funds to the payer at once.
+	MethodMakeHoldInvoice   = "make_hold_invoice"
+	MethodSettleHoldInvoice = "settle_hold_invoice"
+	MethodCancelHoldInvoice = "cancel_hold_invoice"
 )
 
 // Notification types.
 const (
 	NotificationPaymentReceived = "payment_received"
 	NotificationPaymentSent     = "payment_sent"
+	// NotificationHoldInvoiceAccepted: a payment to a hold invoice arrived and is locked;
+	// the transaction carries settle_deadline, the block height by which to settle.
+	NotificationHoldInvoiceAccepted = "hold_invoice_accepted"
 )
 
 // Encryption schemes, as named in the info event's "encryption" tag and a request's
@@ -102,6 +112,9 @@ type Transaction struct {
 	CreatedAt       int64           `json:"created_at"`
 	ExpiresAt       int64           `json:"expires_at,omitempty"`
 	SettledAt       int64           `json:"settled_at,omitempty"`
+	// SettleDeadline is, for an accepted hold invoice, the block height by which it must be
+	// settled or cancelled (the held HTLC's expiry less a safety margin).
+	SettleDeadline int64 `json:"settle_deadline,omitempty"`
 	Metadata        json.RawMessage `json:"metadata,omitempty"`
 }
 
@@ -113,6 +126,9 @@ const (
 	StateSettled = "settled"
 	StateExpired = "expired"
 	StateFailed  = "failed"
+	// StateAccepted is a hold invoice whose payment has arrived and is held: neither side
+	// can spend it until the invoice's maker settles or cancels it.
+	StateAccepted = "accepted"
 )
 
 // Request is the decrypted content of a kind 23194 event.
@@ -152,6 +168,27 @@ type MakeInvoiceParams struct {
 	Description     string `json:"description,omitempty"`
 	DescriptionHash string `json:"description_hash,omitempty"`
 	Expiry          int64  `json:"expiry,omitempty"` // seconds
+}
+
+// MakeHoldInvoiceParams are make_hold_invoice's params: make_invoice's plus the payment hash
+// the caller chose (it alone knows the preimage) and the final hop's CLTV delta.
+type MakeHoldInvoiceParams struct {
+	Amount             int64  `json:"amount"` // msats
+	Description        string `json:"description,omitempty"`
+	DescriptionHash    string `json:"description_hash,omitempty"`
+	Expiry             int64  `json:"expiry,omitempty"` // seconds
+	PaymentHash        string `json:"payment_hash"`     // hex sha256 of the caller's preimage
+	MinCLTVExpiryDelta int64  `json:"min_cltv_expiry_delta,omitempty"`
+}
+
+// SettleHoldInvoiceParams are settle_hold_invoice's params. Its result is an empty object.
+type SettleHoldInvoiceParams struct {
+	Preimage string `json:"preimage"` // hex
+}
+
+// CancelHoldInvoiceParams are cancel_hold_invoice's params. Its result is an empty object.
+type CancelHoldInvoiceParams struct {
+	PaymentHash string `json:"payment_hash"` // hex
 }
 
 // LookupInvoiceParams are lookup_invoice's params: one of the two.

@@ -460,3 +460,16 @@ func Open(ctx context.Context, cfg wallet.Config) (wallet.Backend, error) {
 	}
 	return b, nil
 }
+
+// TODO(issue 13): lnd's invoicesrpc hold invoices replace these three.
+func (b *Backend) MakeHoldInvoice(ctx context.Context, account string, p nip47.MakeHoldInvoiceParams) (nip47.Transaction, error) {
+	return nip47.Transaction{}, nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
+}
+
+func (b *Backend) SettleHoldInvoice(ctx context.Context, account, preimage string) error {
+	return nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
+}
+
+func (b *Backend) CancelHoldInvoice(ctx context.Context, account, paymentHash string) error {
+	return nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
+}
