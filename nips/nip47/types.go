@@ -100,22 +100,22 @@ func Errorf(code, format string, args ...any) *Error {
 
 // Transaction is an invoice or payment as NIP-47 reports it. Amounts are msats; times unix seconds.
 type Transaction struct {
-	Type            string          `json:"type"`            // "incoming" or "outgoing"
-	State           string          `json:"state,omitempty"` // "pending", "settled", "expired", "failed"
-	Invoice         string          `json:"invoice,omitempty"`
-	Description     string          `json:"description,omitempty"`
-	DescriptionHash string          `json:"description_hash,omitempty"`
-	Preimage        string          `json:"preimage,omitempty"`
-	PaymentHash     string          `json:"payment_hash"`
-	Amount          int64           `json:"amount"`
-	FeesPaid        int64           `json:"fees_paid"`
-	CreatedAt       int64           `json:"created_at"`
-	ExpiresAt       int64           `json:"expires_at,omitempty"`
-	SettledAt       int64           `json:"settled_at,omitempty"`
+	Type            string `json:"type"`            // "incoming" or "outgoing"
+	State           string `json:"state,omitempty"` // "pending", "settled", "expired", "failed"
+	Invoice         string `json:"invoice,omitempty"`
+	Description     string `json:"description,omitempty"`
+	DescriptionHash string `json:"description_hash,omitempty"`
+	Preimage        string `json:"preimage,omitempty"`
+	PaymentHash     string `json:"payment_hash"`
+	Amount          int64  `json:"amount"`
+	FeesPaid        int64  `json:"fees_paid"`
+	CreatedAt       int64  `json:"created_at"`
+	ExpiresAt       int64  `json:"expires_at,omitempty"`
+	SettledAt       int64  `json:"settled_at,omitempty"`
 	// SettleDeadline is, for an accepted hold invoice, the block height by which it must be
 	// settled or cancelled (the held HTLC's expiry less a safety margin).
-	SettleDeadline int64 `json:"settle_deadline,omitempty"`
-	Metadata        json.RawMessage `json:"metadata,omitempty"`
+	SettleDeadline int64           `json:"settle_deadline,omitempty"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
 }
 
 // Transaction types and states.
