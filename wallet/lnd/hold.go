@@ -292,6 +292,9 @@ func loadHoldOwners(path string) (map[string]string, error) {
 		if json.Unmarshal(sc.Bytes(), &o) != nil || len(o.Hash) != 64 {
 			continue
 		}
+		if _, err := hex.DecodeString(o.Hash); err != nil {
+			continue
+		}
 		owners[o.Hash] = o.Account
 	}
 	if err := sc.Err(); err != nil {

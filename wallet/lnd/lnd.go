@@ -297,9 +297,20 @@ const heldPaymentWait = 48 * time.Hour
 // update. It gives up after paymentTimeout+requestTimeout while lnd looks for a route; once
 // an HTLC is in flight, after heldPaymentWait without an update.
 func followPayment(ctx context.Context, open func(context.Context) (*stream, error)) (payment, error) {
+	return followPaymentUntil(ctx, open, func(d time.Duration, f func()) deadline { return time.AfterFunc(d, f) })
+}
+
+// deadline is the part of *time.Timer that followPaymentUntil uses.
+type deadline interface {
+	Stop() bool
+	Reset(d time.Duration) bool
+}
+
+// followPaymentUntil is followPayment with the timer made by startDeadline.
+func followPaymentUntil(ctx context.Context, open func(context.Context) (*stream, error), startDeadline func(time.Duration, func()) deadline) (payment, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	deadline := time.AfterFunc(paymentTimeout+requestTimeout, cancel)
+	deadline := startDeadline(paymentTimeout+requestTimeout, cancel)
 	defer deadline.Stop()
 	s, err := open(ctx)
 	if err != nil {
