@@ -14,7 +14,21 @@
 //	LookupInvoice     GET  /v1/invoice/{hash}, else a scan of GET /v1/payments
 //	Balance           GET  /v1/balance/channels (local_balance)
 //	ListTransactions  GET  /v1/invoices and /v1/payments, newest first, merged
-//	Subscribe         GET  /v1/invoices/subscribe (a stream), plus PayInvoice's own results
+//	Subscribe         GET  /v1/invoices/subscribe (a stream), plus PayInvoice's own results,
+//	                  plus GET /v2/invoices/subscribe/{hash} (a stream) per open hold invoice
+//	MakeHoldInvoice   POST /v2/invoices/hodl, then GET /v1/invoice/{hash}
+//	SettleHoldInvoice GET  /v1/invoice/{hash}, POST /v2/invoices/settle
+//	CancelHoldInvoice GET  /v1/invoice/{hash}, POST /v2/invoices/cancel
+//
+// Hold invoices: lnd's SubscribeInvoices stream reports only added and settled invoices, so
+// each open hold invoice (at most maxHoldWatchers) is followed with SubscribeSingleInvoice
+// for hold_invoice_accepted; its settle_deadline is the lowest expiry_height of the accepted
+// HTLCs less settleMarginBlocks (18: lnd's own hold expiry delta of 12, plus 6). Which
+// account made a hold invoice is kept in Config.HoldOwnersPath, so that only that account
+// may settle or cancel it (others get NOT_FOUND), also after a restart. LookupInvoice reports
+// an accepted hold invoice as "accepted", a cancelled one as "failed" ("expired" once past
+// its expiry), and the payer's held payment as "pending"; the payer's PayInvoice waits while
+// the HTLC is held.
 //
 // Accounts: lnd has one balance and one history, so Balance and ListTransactions ignore the
 // account. MakeInvoice remembers, in memory, which account made each invoice, so that its

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,14 @@ type Config struct {
 	RESTURL      string // https://host:port (lnd's --restlisten)
 	MacaroonPath string // admin.macaroon, or one baked with invoices, offchain and info rights
 	TLSCertPath  string // lnd's tls.cert; the connection trusts exactly this certificate
+	// HoldOwnersPath is the file where the backend records which account made each hold
+	// invoice, so that it can still be settled or cancelled after a restart. Empty: memory
+	// only (a restarted backend refuses to settle earlier hold invoices: NOT_FOUND).
+	HoldOwnersPath string
 }
+
+// HoldOwnersFile is the name of the hold invoice owners file in the wallet's --data folder.
+const HoldOwnersFile = "lnd-hold-invoices.jsonl"
 
 // Backend is a wallet.Backend over one lnd node.
 type Backend struct {
@@ -37,7 +45,13 @@ type Backend struct {
 	accounts map[string]string // payment hash (hex) → account, for invoices made by this process
 	subs     map[*subscriber]struct{}
 	closed   bool
-	wg       sync.WaitGroup // subscription goroutines
+	wg       sync.WaitGroup // subscription goroutines and hold invoice watchers
+
+	ownersPath  string              // Config.HoldOwnersPath
+	holds       map[string]string   // payment hash (hex) → account, for hold invoices (persisted)
+	watching    map[string]struct{} // hold invoices with a watcher, by payment hash (hex)
+	watchCtx    context.Context     // ends at Close: stops the watchers
+	watchCancel context.CancelFunc
 }
 
 var _ wallet.Backend = (*Backend)(nil)
@@ -55,12 +69,23 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		c.close()
 		return nil, fmt.Errorf("lnd: getinfo from %s: %w", cfg.RESTURL, err)
 	}
-	return &Backend{
-		c:        c,
-		now:      time.Now,
-		accounts: make(map[string]string),
-		subs:     make(map[*subscriber]struct{}),
-	}, nil
+	watchCtx, watchCancel := context.WithCancel(context.Background())
+	b := &Backend{
+		c:           c,
+		now:         time.Now,
+		accounts:    make(map[string]string),
+		subs:        make(map[*subscriber]struct{}),
+		ownersPath:  cfg.HoldOwnersPath,
+		holds:       make(map[string]string),
+		watching:    make(map[string]struct{}),
+		watchCtx:    watchCtx,
+		watchCancel: watchCancel,
+	}
+	if err := b.loadHolds(ctx); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("lnd: %w", err)
+	}
+	return b, nil
 }
 
 // Close ends all subscriptions, waits for their goroutines and closes idle connections.
@@ -70,13 +95,14 @@ func (b *Backend) Close() error {
 	for s := range b.subs {
 		s.cancel()
 	}
+	b.watchCancel()
 	b.mu.Unlock()
 	b.wg.Wait()
 	b.c.close()
 	return nil
 }
 
-// Info describes the node. Methods lists all six NIP-47 methods.
+// Info describes the node. Methods lists the six NIP-47 methods and the three of hold invoices.
 func (b *Backend) Info(ctx context.Context) (nip47.GetInfoResult, error) {
 	var r getInfoReply
 	if err := b.c.call(ctx, http.MethodGet, "/v1/getinfo", nil, &r); err != nil {
@@ -92,8 +118,12 @@ func (b *Backend) Info(ctx context.Context) (nip47.GetInfoResult, error) {
 		Methods: []string{
 			nip47.MethodPayInvoice, nip47.MethodMakeInvoice, nip47.MethodLookupInvoice,
 			nip47.MethodGetBalance, nip47.MethodGetInfo, nip47.MethodListTransactions,
+			nip47.MethodMakeHoldInvoice, nip47.MethodSettleHoldInvoice, nip47.MethodCancelHoldInvoice,
 		},
-		Notifications: []string{nip47.NotificationPaymentReceived, nip47.NotificationPaymentSent},
+		Notifications: []string{
+			nip47.NotificationPaymentReceived, nip47.NotificationPaymentSent,
+			nip47.NotificationHoldInvoiceAccepted,
+		},
 	}, nil
 }
 
@@ -173,7 +203,9 @@ func invoiceRejected(err error) (string, bool) {
 // payments by hash and refuses a second one while the first is in flight or settled, so a
 // repeated call never pays twice: it waits for and returns the first payment's outcome.
 // payment_sent is notified only for a payment this call made. If ctx ends first, lnd carries
-// on with the payment, and a later call with the same invoice reports how it ended.
+// on with the payment, and a later call with the same invoice reports how it ended. A payment
+// to a hold invoice waits while the recipient holds it (see heldPaymentWait): the answer comes
+// with the preimage when it settles, PAYMENT_FAILED when it is cancelled.
 //
 // Errors: OTHER for an invoice lnd cannot decode or a wrong amount; INSUFFICIENT_BALANCE;
 // PAYMENT_FAILED when no route works or the payment fails.
@@ -183,9 +215,8 @@ func (b *Backend) PayInvoice(ctx context.Context, account string, p nip47.PayInv
 		return nip47.PayInvoiceResult{}, err
 	}
 	req := sendRequest{
-		PaymentRequest:    p.Invoice,
-		TimeoutSeconds:    int32(paymentTimeout / time.Second),
-		NoInflightUpdates: true,
+		PaymentRequest: p.Invoice,
+		TimeoutSeconds: int32(paymentTimeout / time.Second),
 	}
 	amount := int64(pr.NumMsat)
 	switch {
@@ -226,14 +257,9 @@ func (b *Backend) PayInvoice(ctx context.Context, account string, p nip47.PayInv
 
 // send starts a payment and reads its stream to the final update.
 func (b *Backend) send(ctx context.Context, req sendRequest) (payment, error) {
-	ctx, cancel := context.WithTimeout(ctx, paymentTimeout+requestTimeout)
-	defer cancel()
-	var pay payment
-	s, err := b.c.openStream(ctx, http.MethodPost, "/v2/router/send", req)
-	if err == nil {
-		defer s.close()
-		pay, err = finalUpdate(s)
-	}
+	pay, err := followPayment(ctx, func(ctx context.Context) (*stream, error) {
+		return b.c.openStream(ctx, http.MethodPost, "/v2/router/send", req)
+	})
 	switch {
 	case err == nil:
 		return pay, nil
@@ -250,24 +276,47 @@ func (b *Backend) track(ctx context.Context, hash string) (payment, error) {
 	if err != nil {
 		return payment{}, fmt.Errorf("track payment: hash %q: %w", hash, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, paymentTimeout+requestTimeout)
-	defer cancel()
 	// Bytes in a path are base64; the URL-safe alphabet keeps '/' out of the path.
-	path := "/v2/router/track/" + base64.URLEncoding.EncodeToString(raw) + "?no_inflight_updates=true"
-	s, err := b.c.openStream(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return payment{}, fmt.Errorf("track payment %s: %w", hash, err)
-	}
-	defer s.close()
-	pay, err := finalUpdate(s)
+	path := "/v2/router/track/" + base64.URLEncoding.EncodeToString(raw)
+	pay, err := followPayment(ctx, func(ctx context.Context) (*stream, error) {
+		return b.c.openStream(ctx, http.MethodGet, path, nil)
+	})
 	if err != nil {
 		return payment{}, fmt.Errorf("track payment %s: %w", hash, err)
 	}
 	return pay, nil
 }
 
-// finalUpdate reads payment updates until one is terminal, or the stream ends.
-func finalUpdate(s *stream) (payment, error) {
+// heldPaymentWait is how long a payment may go without an update once an HTLC of it is in
+// flight. The recipient may hold it (a hold invoice, while its job runs) until it settles or
+// cancels, and lnd resolves it at the latest near the HTLC's CLTV expiry (hours on mainnet):
+// this is only a safety net, far beyond that.
+const heldPaymentWait = 48 * time.Hour
+
+// followPayment opens a payment stream (with in-flight updates) and reads it to the final
+// update. It gives up after paymentTimeout+requestTimeout while lnd looks for a route; once
+// an HTLC is in flight, after heldPaymentWait without an update.
+func followPayment(ctx context.Context, open func(context.Context) (*stream, error)) (payment, error) {
+	return followPaymentUntil(ctx, open, func(d time.Duration, f func()) deadline { return time.AfterFunc(d, f) })
+}
+
+// deadline is the part of *time.Timer that followPaymentUntil uses.
+type deadline interface {
+	Stop() bool
+	Reset(d time.Duration) bool
+}
+
+// followPaymentUntil is followPayment with the timer made by startDeadline.
+func followPaymentUntil(ctx context.Context, open func(context.Context) (*stream, error), startDeadline func(time.Duration, func()) deadline) (payment, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	deadline := startDeadline(paymentTimeout+requestTimeout, cancel)
+	defer deadline.Stop()
+	s, err := open(ctx)
+	if err != nil {
+		return payment{}, err
+	}
+	defer s.close()
 	var last payment
 	for {
 		var p payment
@@ -280,6 +329,9 @@ func finalUpdate(s *stream) (payment, error) {
 		}
 		if p.Status == "SUCCEEDED" || p.Status == "FAILED" {
 			return p, nil
+		}
+		if p.inFlight() && deadline.Stop() {
+			deadline.Reset(heldPaymentWait)
 		}
 		last = p
 	}
@@ -454,22 +506,14 @@ func (b *Backend) Balance(ctx context.Context, account string) (int64, error) {
 // Open opens the lnd backend a wallet.Config names (--lnd-rest, --lnd-macaroon,
 // --lnd-tlscert): the value of wallet.Config.OpenLND.
 func Open(ctx context.Context, cfg wallet.Config) (wallet.Backend, error) {
-	b, err := New(ctx, Config{RESTURL: cfg.LNDRest, MacaroonPath: cfg.LNDMacaroon, TLSCertPath: cfg.LNDTLSCert})
+	b, err := New(ctx, Config{
+		RESTURL:        cfg.LNDRest,
+		MacaroonPath:   cfg.LNDMacaroon,
+		TLSCertPath:    cfg.LNDTLSCert,
+		HoldOwnersPath: filepath.Join(cfg.Data, HoldOwnersFile),
+	})
 	if err != nil {
 		return nil, err // not b: a nil *Backend is a non-nil wallet.Backend
 	}
 	return b, nil
-}
-
-// TODO(issue 13): lnd's invoicesrpc hold invoices replace these three.
-func (b *Backend) MakeHoldInvoice(ctx context.Context, account string, p nip47.MakeHoldInvoiceParams) (nip47.Transaction, error) {
-	return nip47.Transaction{}, nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
-}
-
-func (b *Backend) SettleHoldInvoice(ctx context.Context, account, preimage string) error {
-	return nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
-}
-
-func (b *Backend) CancelHoldInvoice(ctx context.Context, account, paymentHash string) error {
-	return nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
 }

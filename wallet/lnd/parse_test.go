@@ -2,6 +2,7 @@ package lnd
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -276,7 +277,7 @@ func TestFinalUpdate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := finalUpdate(openFixtureStream(t, tc.body))
+			p, err := followPayment(t.Context(), fixtureOpener(t, tc.body))
 			if tc.wantStatus == "" {
 				if err == nil {
 					t.Fatalf("got %+v, want an error", p)
@@ -291,10 +292,15 @@ func TestFinalUpdate(t *testing.T) {
 			}
 		})
 	}
-	p, _ := finalUpdate(openFixtureStream(t, succeeded))
+	p, _ := followPayment(t.Context(), fixtureOpener(t, succeeded))
 	if p.PaymentPreimage != coffeePreimage || p.outgoing(nil).Preimage != coffeePreimage {
 		t.Errorf("preimage %s", p.PaymentPreimage)
 	}
+}
+
+// fixtureOpener opens body as a payment stream, for followPayment.
+func fixtureOpener(t *testing.T, body []byte) func(context.Context) (*stream, error) {
+	return func(context.Context) (*stream, error) { return openFixtureStream(t, body), nil }
 }
 
 func TestNum(t *testing.T) {
@@ -337,11 +343,12 @@ func TestFeeLimit(t *testing.T) {
 }
 
 func TestSendRequestJSON(t *testing.T) {
-	b, err := json.Marshal(sendRequest{PaymentRequest: "lnbcrt1", TimeoutSeconds: 60, FeeLimitMsat: 10_000, NoInflightUpdates: true})
+	b, err := json.Marshal(sendRequest{PaymentRequest: "lnbcrt1", TimeoutSeconds: 60, FeeLimitMsat: 10_000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"payment_request":"lnbcrt1","timeout_seconds":60,"fee_limit_msat":"10000","no_inflight_updates":true}`
+	// In-flight updates are on: they tell followPayment that an HTLC is out (and may be held).
+	want := `{"payment_request":"lnbcrt1","timeout_seconds":60,"fee_limit_msat":"10000"}`
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}

@@ -46,8 +46,8 @@ func TestRegtestLND(t *testing.T) {
 		if info.Pubkey != n.Alice.PubKey || info.Alias != "alice" || info.Network != "regtest" || info.BlockHeight == 0 {
 			t.Errorf("info = %+v, want alice's pubkey %s on regtest", info, n.Alice.PubKey)
 		}
-		if len(info.Methods) != 6 {
-			t.Errorf("methods = %v, want all six", info.Methods)
+		if len(info.Methods) != 9 {
+			t.Errorf("methods = %v, want all six and the three of hold invoices", info.Methods)
 		}
 	})
 

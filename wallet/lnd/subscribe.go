@@ -20,8 +20,11 @@ const (
 	maxBackoff = 30 * time.Second
 )
 
-// Subscribe delivers payment_received for invoices that settle and payment_sent for payments
-// PayInvoice completes, until ctx ends or Close; then the channel is closed.
+// Subscribe delivers payment_received for invoices that settle (hold invoices too, once
+// settled), payment_sent for payments PayInvoice completes and hold_invoice_accepted for hold
+// invoices a payment arrived for, until ctx ends or Close; then the channel is closed. Hold
+// invoices are followed one stream each (see watchHold); Subscribe resumes following those
+// still open or accepted, and an accepted one is notified to it again.
 //
 // It follows lnd's invoice stream, reconnecting with back-off when it drops. lnd only starts
 // answering a stream once it has an event, so Subscribe cannot know when lnd has registered
@@ -72,6 +75,11 @@ func (b *Backend) Subscribe(ctx context.Context) (<-chan wallet.BackendEvent, er
 		cancel()
 		<-streamDone
 	}()
+	// Hold invoices accepted while no one listened are notified to this subscriber.
+	if err := b.resumeHolds(ctx); err != nil {
+		cancel()
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
 	return out, nil
 }
 

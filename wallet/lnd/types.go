@@ -51,6 +51,51 @@ type invoice struct {
 	SettleIndex     num    `json:"settle_index"`
 	AmtPaidMsat     num    `json:"amt_paid_msat"`
 	State           string `json:"state"` // OPEN, SETTLED, CANCELED, ACCEPTED
+	CLTVExpiry      num    `json:"cltv_expiry"`
+	HTLCs           []struct {
+		State        string `json:"state"` // ACCEPTED, SETTLED, CANCELED
+		ExpiryHeight num    `json:"expiry_height"`
+		AmtMsat      num    `json:"amt_msat"`
+	} `json:"htlcs"`
+}
+
+// hold reports whether in is a hold invoice: lnd knows no preimage for it until it is
+// settled. (Keysend and AMP invoices, which are not hold invoices, are never made here.)
+func (in invoice) hold() bool {
+	return len(in.RPreimage) == 0 && in.State != "SETTLED"
+}
+
+// settleDeadline is the block height by which an accepted hold invoice must be settled or
+// cancelled: the earliest expiry of its accepted HTLCs less settleMarginBlocks. 0 when no HTLC
+// is accepted.
+func (in invoice) settleDeadline() int64 {
+	var lowest int64
+	for _, h := range in.HTLCs {
+		if h.State == "ACCEPTED" && h.ExpiryHeight > 0 && (lowest == 0 || int64(h.ExpiryHeight) < lowest) {
+			lowest = int64(h.ExpiryHeight)
+		}
+	}
+	if lowest == 0 {
+		return 0
+	}
+	return max(lowest-settleMarginBlocks, 1)
+}
+
+// holdInvoiceRequest is invoicesrpc.AddHoldInvoiceRequest, for POST /v2/invoices/hodl.
+type holdInvoiceRequest struct {
+	Hash            []byte `json:"hash"`
+	ValueMsat       int64  `json:"value_msat,string"`
+	Memo            string `json:"memo,omitempty"`
+	DescriptionHash []byte `json:"description_hash,omitempty"`
+	Expiry          int64  `json:"expiry,string"`
+	CLTVExpiry      int64  `json:"cltv_expiry,omitempty,string"`
+}
+
+// holdInvoiceReply is invoicesrpc.AddHoldInvoiceResp.
+type holdInvoiceReply struct {
+	PaymentRequest string `json:"payment_request"`
+	AddIndex       num    `json:"add_index"`
+	PaymentAddr    []byte `json:"payment_addr"`
 }
 
 type addInvoiceReply struct {
@@ -76,9 +121,20 @@ type payment struct {
 	PaymentIndex    num    `json:"payment_index"`
 	FailureReason   string `json:"failure_reason"`
 	HTLCs           []struct {
-		Status        string `json:"status"`
+		Status        string `json:"status"` // IN_FLIGHT, SUCCEEDED, FAILED
 		ResolveTimeNs num    `json:"resolve_time_ns"`
 	} `json:"htlcs"`
+}
+
+// inFlight reports whether an HTLC of the payment is out and unresolved: the payment is no
+// longer looking for a route, and may be held by the recipient (a hold invoice).
+func (p payment) inFlight() bool {
+	for _, h := range p.HTLCs {
+		if h.Status == "IN_FLIGHT" {
+			return true
+		}
+	}
+	return false
 }
 
 type listPaymentsReply struct {
@@ -105,11 +161,10 @@ type channelBalanceReply struct {
 
 // sendRequest is routerrpc.SendPaymentRequest, for POST /v2/router/send.
 type sendRequest struct {
-	PaymentRequest    string `json:"payment_request"`
-	AmtMsat           int64  `json:"amt_msat,omitempty,string"`
-	TimeoutSeconds    int32  `json:"timeout_seconds"`
-	FeeLimitMsat      int64  `json:"fee_limit_msat,string"`
-	NoInflightUpdates bool   `json:"no_inflight_updates"`
+	PaymentRequest string `json:"payment_request"`
+	AmtMsat        int64  `json:"amt_msat,omitempty,string"`
+	TimeoutSeconds int32  `json:"timeout_seconds"`
+	FeeLimitMsat   int64  `json:"fee_limit_msat,string"`
 }
 
 // incoming turns one of our invoices into a NIP-47 transaction as of now. The preimage is
@@ -139,14 +194,20 @@ func (in invoice) incoming(now time.Time) nip47.Transaction {
 			tx.Amount = int64(in.AmtPaidMsat) // zero-amount invoices, and overpayments
 		}
 	case "CANCELED":
-		// lnd cancels invoices when they expire; anything else canceled them by hand.
+		// lnd cancels invoices when they expire; anything else canceled them by hand. A hold
+		// invoice cancelled before its expiry (cancel_hold_invoice, or lnd giving up a held
+		// HTLC near its CLTV expiry) is "failed"; one cancelled after it, "expired".
 		tx.State = nip47.StateFailed
 		if expired {
 			tx.State = nip47.StateExpired
 		}
-	default: // OPEN, or ACCEPTED: a hold invoice with the HTLC locked in but not settled
+	case "ACCEPTED":
+		// A hold invoice with the payment locked in: it waits for settle or cancel.
+		tx.State = nip47.StateAccepted
+		tx.SettleDeadline = in.settleDeadline()
+	default: // OPEN
 		tx.State = nip47.StatePending
-		if expired && in.State == "OPEN" {
+		if expired {
 			tx.State = nip47.StateExpired
 		}
 	}
