@@ -411,7 +411,7 @@ func (h *handler) settleInFlight(ctx context.Context, stillLevel zerolog.Level) 
 			log.Warn().Err(err).Msg("payment left in flight")
 			continue
 		}
-		log.Info().Msg("payment in flight settled")
+		log.Info().Msg("payment in flight resolved")
 	}
 }
 
