@@ -111,9 +111,6 @@ func parseSchemes(s string) ([]string, error) {
 	return out, nil
 }
 
-// holdMethods are what a wallet must offer for escrow.
-var holdMethods = []string{nip47.MethodMakeHoldInvoice, nip47.MethodSettleHoldInvoice, nip47.MethodCancelHoldInvoice}
-
 // chooseSchemes decides what the worker offers by default: the configured list, else escrow and
 // prepay when the wallet offers hold invoices, else prepay. A configured escrow that the wallet
 // cannot do is an error.
@@ -126,10 +123,7 @@ func (w *Worker) chooseSchemes(ctx context.Context) ([]string, error) {
 	info, err := w.wallet.Info(ictx)
 	cancel()
 	if err == nil {
-		holds = true
-		for _, m := range holdMethods {
-			holds = holds && info.Supports(m)
-		}
+		holds = info.SupportsHoldInvoices()
 	}
 	wants := slices.Contains(w.cfg.Payment, escrow.SchemeEscrow)
 	for _, m := range w.models {
@@ -139,7 +133,7 @@ func (w *Worker) chooseSchemes(ctx context.Context) ([]string, error) {
 	case wants && !holds && err != nil:
 		return nil, fmt.Errorf("payment escrow: the wallet's info event: %w", err)
 	case wants && !holds:
-		return nil, fmt.Errorf("payment escrow: the wallet does not offer %s (it offers %s)", strings.Join(holdMethods, ", "), strings.Join(info.Methods, " "))
+		return nil, fmt.Errorf("payment escrow: the wallet does not offer %s (it offers %s)", strings.Join(nip47.HoldInvoiceMethods, ", "), strings.Join(info.Methods, " "))
 	case len(w.cfg.Payment) > 0:
 		return w.cfg.Payment, nil
 	case holds:
