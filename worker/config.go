@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/internal/logging"
-	"github.com/sparecycles/sparecycles/nips/escrow"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/worker/onnx"
 )
@@ -122,6 +121,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
 }
 
+// maxSettleWindow bounds --settle-window below how long a wallet holds a payment by default
+// (80 blocks), so the window closes before the hold times out.
+const maxSettleWindow = 12 * time.Hour
+
 // Validate reports the first setting that cannot work.
 func (c *Config) Validate() error {
 	if len(c.Relays) == 0 {
@@ -148,8 +151,8 @@ func (c *Config) Validate() error {
 		return errors.New("worker config: --invoice-expiry must be at least 1m and --payment-poll positive")
 	case c.OfferWait < time.Second:
 		return errors.New("worker config: --offer-wait must be at least 1s")
-	case c.SettleWindow < 10*time.Second || c.SettleWindow > escrow.MaxSettleWindow:
-		return fmt.Errorf("worker config: --settle-window must be between 10s and %s", escrow.MaxSettleWindow)
+	case c.SettleWindow < 10*time.Second || c.SettleWindow > maxSettleWindow:
+		return fmt.Errorf("worker config: --settle-window must be between 10s and %s (a hold invoice's default CLTV delta, 80 blocks, holds a payment about 13 hours)", maxSettleWindow)
 	case c.Reannounce < time.Minute || c.Reannounce > 10*time.Minute:
 		return errors.New("worker config: --reannounce must be between 1m and 10m (clients count an announcement up to 15 minutes old as live)")
 	}
