@@ -25,9 +25,10 @@ import (
 // counted from the payment's arrival.
 //
 // States: quoted → paid (held; accepted_at recorded) → running → delivered → settled, or
-// refunded from paid or running (and failed from quoted when the quote expires unpaid). Each
-// is written before the side effect that follows it: delivered before settle_hold_invoice,
-// refunded before cancel_hold_invoice, so a job is never both settled and refunded.
+// refunding → refunded from paid or running (and failed from quoted when the quote expires
+// unpaid). Each is written before the side effect that follows it: delivered before
+// settle_hold_invoice, refunding before cancel_hold_invoice, so a job is never both settled
+// and refunded; refunded once the wallet has answered the cancel.
 type escrowScheme struct{ w *Worker }
 
 func (escrowScheme) name() string { return escrow.SchemeEscrow }
@@ -193,33 +194,43 @@ func (s escrowScheme) refund(ctx context.Context, j *job, log zerolog.Logger, re
 	if err != nil || (st.State != StatePaid && st.State != StateRunning) {
 		return false
 	}
-	if ok, err := w.store.advance(fctx, st.ID, st.State, StateRefunded); err != nil || !ok {
+	if ok, err := w.store.advance(fctx, st.ID, st.State, StateRefunding); err != nil || !ok {
 		return false
 	}
-	s.cancel(fctx, log, st.PaymentHash)
+	note := "; your payment was refunded"
+	if s.cancel(fctx, log, st.PaymentHash) {
+		w.store.advance(fctx, st.ID, StateRefunding, StateRefunded)
+	} else {
+		note = "; your payment will be refunded (the worker's wallet did not answer; the worker retries when it restarts, and the hold times out otherwise)"
+	}
 	log.Info().Str("reason", reason).Int64("msat", st.AmountMsat).Msg("escrow job refunded")
-	w.feedback(fctx, j, nip90.StatusError, clip(reason, 500)+"; your payment was refunded")
+	w.feedback(fctx, j, nip90.StatusError, clip(reason, 500)+note)
 	return true
 }
 
-// cancel cancels a hold invoice, retrying a few times; a hold the wallet never hears about
-// ends anyway when it times out.
-func (s escrowScheme) cancel(ctx context.Context, log zerolog.Logger, hash string) {
+// cancel cancels a hold invoice, retrying a few times while the wallet does not answer. It
+// reports whether the wallet answered (a refusal is logged: it is final); a hold the wallet
+// never hears about ends anyway when it times out.
+func (s escrowScheme) cancel(ctx context.Context, log zerolog.Logger, hash string) bool {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	for wait := time.Second; ; wait *= 2 {
 		err := s.w.wallet.CancelHoldInvoice(cctx, hash)
 		if err == nil {
-			return
+			return true
 		}
 		var werr *nip47.Error
-		if errors.As(err, &werr) || wait > 4*time.Second {
-			log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice")
-			return
+		if errors.As(err, &werr) {
+			log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice refused")
+			return true
+		}
+		if wait > 4*time.Second {
+			log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice: no answer; cancelled again at the next start")
+			return false
 		}
 		select {
 		case <-cctx.Done():
-			return
+			return false
 		case <-time.After(wait):
 		}
 	}
@@ -244,5 +255,9 @@ func (s escrowScheme) resume(ctx context.Context, st storedJob, j *job) {
 	case StateDelivered:
 		log.Info().Msg("settling a delivered job")
 		s.settleStored(ctx, st, log)
+	case StateRefunding:
+		if s.cancel(ctx, log, st.PaymentHash) {
+			w.store.advance(ctx, st.ID, StateRefunding, StateRefunded)
+		}
 	}
 }

@@ -208,14 +208,15 @@ func (w *Worker) restore(st storedJob) (*job, error) {
 }
 
 // resume hands each job a restart interrupted to its scheme: quotes still open wait again,
-// paid jobs not delivered run, escrow jobs delivered but not settled settle.
+// paid jobs not delivered run, escrow jobs delivered but not settled settle, and escrow
+// refunds whose cancel the wallet never answered are cancelled again.
 func (w *Worker) resume(ctx context.Context) error {
-	jobs, err := w.store.inState(ctx, StatePaid, StateRunning, StateQuoted, StateDelivered)
+	jobs, err := w.store.inState(ctx, StatePaid, StateRunning, StateQuoted, StateDelivered, StateRefunding)
 	if err != nil {
 		return err
 	}
 	for _, st := range jobs {
-		if st.State == StateDelivered && st.Scheme != escrow.SchemeEscrow {
+		if (st.State == StateDelivered || st.State == StateRefunding) && st.Scheme != escrow.SchemeEscrow {
 			continue // delivered is where prepay ends
 		}
 		j, err := w.restore(st)

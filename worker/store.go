@@ -33,6 +33,9 @@ const (
 	// cancelled): it failed, its claim was refused, its result was not stored, or its settle
 	// window closed. Nothing is owed. Not resumed.
 	StateRefunded = "refunded"
+	// StateRefunding is an escrow job being refunded whose hold invoice the wallet has not
+	// confirmed cancelled yet (it was unreachable): a restart cancels it again.
+	StateRefunding = "refunding"
 )
 
 // jobStore is the worker's embedded store: job id → state, invoice, request.
