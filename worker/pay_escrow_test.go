@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip89"
 	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/relay"
 	"github.com/sparecycles/sparecycles/wallet"
 )
 
@@ -42,7 +44,34 @@ type escrowEnv struct {
 
 func newEscrowEnv(t *testing.T) *escrowEnv {
 	t.Helper()
-	relay := testrelay.Start(t)
+	return newEscrowEnvOn(t, testrelay.Start(t))
+}
+
+// startLeaseRelay serves this repo's relay, which coordinates leases (nips/lease.md): the
+// worker's home relay.
+func startLeaseRelay(t *testing.T) (*relay.Relay, string) {
+	t.Helper()
+	cfg := relay.DefaultConfig()
+	cfg.Data = t.TempDir()
+	cfg.IPRate, cfg.PubkeyRate = 0, 0
+	cfg.ReqRate, cfg.MaxConnsPerIP = 0, 0 // every test client shares 127.0.0.1
+	r, err := relay.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; r.Close() })
+	return r, "ws://" + ln.Addr().String()
+}
+
+func newEscrowEnvOn(t *testing.T, relay string) *escrowEnv {
+	t.Helper()
 	data := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done, ready := make(chan struct{}), make(chan struct{})
@@ -296,7 +325,17 @@ func storedState(t *testing.T, s *jobStore, id, want string) storedJob {
 // once: then the worker's balance moves by exactly the price, the customer's preimage opens
 // the result, and no other preimage does.
 func TestEscrowJobSettlesOnce(t *testing.T) {
-	e := newEscrowEnv(t)
+	t.Run("plain NIP-90 relay", func(t *testing.T) { testEscrowJobSettlesOnce(t, newEscrowEnv(t)) })
+	t.Run("lease relay", func(t *testing.T) {
+		r, url := startLeaseRelay(t)
+		w, id := testEscrowJobSettlesOnce(t, newEscrowEnvOn(t, url))
+		if j, ok := r.Jobs().Lookup(id); !ok || j.ResultBy != w.PubKey() {
+			t.Fatalf("relay job table: %+v", j)
+		}
+	})
+}
+
+func testEscrowJobSettlesOnce(t *testing.T, e *escrowEnv) (*Worker, string) {
 	w, _ := e.run(t, e.cfg, nil)
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	input, held, release := gatedInput(t, "sealed work", false)
@@ -346,6 +385,7 @@ func TestEscrowJobSettlesOnce(t *testing.T) {
 	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + escrowPrice, before[1] - escrowPrice} {
 		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, escrowPrice)
 	}
+	return w, job.ID
 }
 
 // settleRecorder is the worker's wallet, checking at each settle that the result it pays for
@@ -362,9 +402,11 @@ func (r *settleRecorder) SettleHoldInvoice(ctx context.Context, preimage string)
 	return r.walletAPI.SettleHoldInvoice(ctx, preimage)
 }
 
-// The worker settles only once the relay has stored the sealed result.
+// The worker settles only once its home relay (one that coordinates leases) has stored the
+// sealed result.
 func TestEscrowSettlesAfterResultStored(t *testing.T) {
-	e := newEscrowEnv(t)
+	_, url := startLeaseRelay(t)
+	e := newEscrowEnvOn(t, url)
 	var job nostr.Event
 	var jobMu sync.Mutex
 	var rec *settleRecorder
