@@ -533,3 +533,24 @@ func TestEscrowPastWindowRefunds(t *testing.T) {
 		t.Fatalf("balances %v → %v, want both as before", before, got)
 	}
 }
+
+// A quote the wallet reports expired unpaid fails, and its hold invoice is cancelled: paying
+// it afterwards moves nothing.
+func TestEscrowQuoteExpiredCancels(t *testing.T) {
+	e := newEscrowEnv(t)
+	w, _ := e.run(t, e.cfg, nil)
+	before := walletBalance(t, e.custURI)
+	input, _, release := gatedInput(t, "never paid", false)
+	release()
+	job := e.post(t, input)
+	amount, q := e.quote(t, job)
+	// what pollPayments hands on when lookup_invoice says the invoice expired
+	w.funds(context.Background(), nip47.Transaction{PaymentHash: q.PaymentHash, State: nip47.StateExpired})
+	storedState(t, w.store, job.ID, StateFailed)
+	if p := awaitPay(t, e.pay(t, amount.Bolt11)); p.err == nil {
+		t.Fatalf("paid a cancelled quote: %+v", p.res)
+	}
+	if got := walletBalance(t, e.custURI); got != before {
+		t.Fatalf("customer balance %d → %d, want untouched", before, got)
+	}
+}
