@@ -554,3 +554,43 @@ func TestEscrowQuoteExpiredCancels(t *testing.T) {
 		t.Fatalf("customer balance %d → %d, want untouched", before, got)
 	}
 }
+
+// A held job whose lease another pubkey holds on the home relay is not run: its payment is
+// returned at once (no debt, as prepay would record), and the error says so.
+func TestEscrowClaimRefusedRefunds(t *testing.T) {
+	_, url := startLeaseRelay(t)
+	e := newEscrowEnvOn(t, url)
+	w, _ := e.run(t, e.cfg, nil)
+	before := walletBalance(t, e.custURI)
+	input, _, release := gatedInput(t, "leased elsewhere", false)
+	release()
+	job := e.post(t, input)
+	amount, _ := e.quote(t, job)
+	// another worker leases the job before the customer pays
+	other := newCustomer()
+	claim := (&nip90.JobFeedback{CreatedAt: nostr.Now(), JobID: job.ID, Customer: job.PubKey, Status: nip90.StatusProcessing,
+		Extra: nostr.Tags{leaseTag(5 * time.Minute)}}).Event()
+	if err := claim.Sign(other.sk); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ok, err := e.conn.Publish(ctx, claim); err != nil || !ok.Accepted {
+		t.Fatalf("the other worker's claim: %+v %v", ok, err)
+	}
+	paid := e.pay(t, amount.Bolt11)
+	res, info := testrelay.JobOutcome(t, e.conn, job)
+	if res != nil || !strings.Contains(info, "claim refused") || !strings.Contains(info, "your payment was refunded") {
+		t.Fatalf("outcome %v %q, want error feedback saying the claim was refused and the payment refunded", res, info)
+	}
+	if p := awaitPay(t, paid); !errors.Is(p.err, nip47.ErrPaymentFailed) {
+		t.Fatalf("pay: %+v, want PAYMENT_FAILED", p)
+	}
+	storedState(t, w.store, job.ID, StateRefunded)
+	if debts, _ := w.Debts(context.Background()); len(debts) != 0 {
+		t.Fatalf("debts %+v, want none", debts)
+	}
+	if got := walletBalance(t, e.custURI); got != before {
+		t.Fatalf("customer balance %d → %d, want as before", before, got)
+	}
+}
