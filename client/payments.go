@@ -12,6 +12,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/internal/sqlitedb"
+	"github.com/sparecycles/sparecycles/nips/escrow"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 )
 
@@ -114,6 +115,9 @@ type Quote struct {
 	AmountMsat int64
 	Bolt11     string
 	BidMsat    int64
+	// Escrow is an escrow quote's terms (its "escrow" tag): the invoice is a hold invoice for
+	// Escrow.PaymentHash. nil for a plain quote.
+	Escrow *escrow.Quote
 }
 
 // Pay checks the quote's invoice and pays it through the wallet, at most once per payment
@@ -134,6 +138,9 @@ func (c *Client) Pay(ctx context.Context, q Quote) (Payment, error) {
 	inv, err := invoice.Check(q.Bolt11, invoice.Expect{
 		JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat, Network: network, MinLife: 10 * time.Second,
 	})
+	if err == nil {
+		err = checkEscrow(q, inv.PaymentHash)
+	}
 	if err != nil {
 		return Payment{}, fmt.Errorf("pay job %s: %w: %w", q.JobID, ErrRefusedInvoice, err)
 	}
