@@ -341,6 +341,8 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 				}
 				grace = time.After(failureGrace) // the worker's reason may be on its way
 				continue
+			case errors.Is(r.err, ErrWalletDown) && ctx.Err() != nil:
+				return out, fmt.Errorf("job %s: %w: the payment is still locked (client status %s finishes it)", job.ID, ErrTimeout, job.ID)
 			case errors.Is(r.err, ErrWalletDown):
 				return out, fmt.Errorf("%w (the payment may be locked: client status %s finishes it)", r.err, job.ID)
 			}
