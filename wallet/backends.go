@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 
-	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/wallet/ledger"
 )
 
@@ -20,8 +19,8 @@ func openBackend(ctx context.Context, cfg Config) (Backend, error) {
 	return &ledgerBackend{Ledger: l, stop: make(chan struct{})}, nil
 }
 
-// ledgerBackend is the ledger as a Backend. The ledger has its own event type because it
-// cannot import this package, which opens it.
+// ledgerBackend is the ledger as a Backend, hold invoices included (the ledger's own). The
+// ledger has its own event type because it cannot import this package, which opens it.
 type ledgerBackend struct {
 	*ledger.Ledger
 	stop      chan struct{} // closed by Close: forwarders stop waiting for a reader
@@ -30,19 +29,6 @@ type ledgerBackend struct {
 }
 
 var _ Backend = (*ledgerBackend)(nil)
-
-// TODO(issue 13): the ledger's native hold invoices replace these three.
-func (b *ledgerBackend) MakeHoldInvoice(ctx context.Context, account string, p nip47.MakeHoldInvoiceParams) (nip47.Transaction, error) {
-	return nip47.Transaction{}, nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
-}
-
-func (b *ledgerBackend) SettleHoldInvoice(ctx context.Context, account, preimage string) error {
-	return nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
-}
-
-func (b *ledgerBackend) CancelHoldInvoice(ctx context.Context, account, paymentHash string) error {
-	return nip47.Errorf(nip47.CodeNotImplemented, "hold invoices are not supported yet")
-}
 
 // Subscribe relays the ledger's events until ctx ends or the backend closes.
 func (b *ledgerBackend) Subscribe(ctx context.Context) (<-chan BackendEvent, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -35,6 +36,8 @@ type Config struct {
 	OpenLND func(ctx context.Context, cfg Config) (Backend, error)
 	// OnReady, optional, is called once the service answers requests (tests wait for it).
 	OnReady func()
+
+	inFlightEvery time.Duration // tests: settleInFlightEvery's period; 0 = inFlightEvery
 }
 
 // DefaultConfig returns the defaults: the demo ledger in ./wallet-data.

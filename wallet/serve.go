@@ -1,10 +1,14 @@
 package wallet
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	decodepay "github.com/nbd-wtf/ln-decodepay"
@@ -14,16 +18,27 @@ import (
 	"github.com/sparecycles/sparecycles/internal/logging"
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/nips/nip47"
+	"github.com/sparecycles/sparecycles/wallet/ledger"
 )
 
 // Methods are the NIP-47 methods the wallet serves, to every connection.
 var methods = []string{
 	nip47.MethodPayInvoice, nip47.MethodMakeInvoice, nip47.MethodLookupInvoice,
 	nip47.MethodGetBalance, nip47.MethodGetInfo, nip47.MethodListTransactions,
+	nip47.MethodMakeHoldInvoice, nip47.MethodSettleHoldInvoice, nip47.MethodCancelHoldInvoice,
 }
 
 // notifications are the NIP-47 notification types the wallet sends.
-var notifications = []string{nip47.NotificationPaymentReceived, nip47.NotificationPaymentSent}
+var notifications = []string{nip47.NotificationPaymentReceived, nip47.NotificationPaymentSent, nip47.NotificationHoldInvoiceAccepted}
+
+// slowMethods may wait long in the backend: paying a hold invoice waits until it is settled
+// or cancelled, for hours maybe. nip47.Service bounds them apart from the other requests.
+var slowMethods = []string{nip47.MethodPayInvoice}
+
+// inFlightEvery is how often the service asks the backend about payments in flight that no
+// request of this run is waiting for (held payments a restart interrupted): a settle or a
+// cancel made since resolves them. A backend event asks at once as well.
+const inFlightEvery = time.Minute
 
 // Sentinel errors.
 var (
@@ -71,8 +86,8 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		log.Warn().Str("alias", info.Alias).Msg("ledger backend: play money for demos and tests")
 	}
 
-	h := &handler{st: st, backend: backend, log: log}
-	h.settleInFlight(ctx)
+	h := &handler{st: st, backend: backend, log: log, live: map[string]int{}, kick: make(chan struct{}, 1)}
+	h.settleInFlight(ctx, zerolog.WarnLevel)
 
 	events, err := backend.Subscribe(ctx)
 	if err != nil {
@@ -84,6 +99,7 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		WalletKey:     key,
 		Transport:     pool,
 		Methods:       methods,
+		SlowMethods:   slowMethods,
 		Notifications: notifications,
 		Lookup:        st.connection,
 		Handle:        h.handle,
@@ -101,6 +117,10 @@ func run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	g.Go(func() error { return serveNWC(gctx, svc, log) })
 	g.Go(func() error { st.pruneSeenEvery(gctx, time.Hour, log); return nil })
 	g.Go(func() error { return h.forward(gctx, events, svc) })
+	g.Go(func() error {
+		h.settleInFlightEvery(gctx, cmp.Or(cfg.inFlightEvery, inFlightEvery))
+		return nil
+	})
 	return g.Wait()
 }
 
@@ -160,6 +180,10 @@ type handler struct {
 	st      *store
 	backend Backend
 	log     zerolog.Logger
+	kick    chan struct{} // a backend event: payments in flight may have resolved
+
+	mu   sync.Mutex
+	live map[string]int // payment hashes a pay_invoice of this run is paying, and how many
 }
 
 // handle is nip47.Service's Handle.
@@ -180,6 +204,38 @@ func (h *handler) handle(ctx context.Context, c nip47.Connection, method string,
 				}
 			}
 			return tx, err
+		})
+	case nip47.MethodMakeHoldInvoice:
+		res, err = call(params, func(p nip47.MakeHoldInvoiceParams) (any, error) {
+			tx, err := h.backend.MakeHoldInvoice(ctx, c.Name, p)
+			if err == nil && tx.PaymentHash != "" {
+				// kept past the invoice's expiry for as long as a payment to it may be held
+				hold := cmp.Or(p.MinCLTVExpiryDelta, ledger.DefaultCLTVExpiryDelta)
+				until := tx.ExpiresAt + min(hold, ledger.MaxCLTVExpiryDelta)*int64(ledger.BlockInterval/time.Second)
+				if rerr := h.st.recordInvoice(ctx, tx.PaymentHash, c.Name, until); rerr != nil {
+					log.Error().Err(rerr).Msg("hold invoice made, but not recorded: the connection cannot settle or cancel it")
+				}
+			}
+			return tx, err
+		})
+	case nip47.MethodSettleHoldInvoice:
+		res, err = call(params, func(p nip47.SettleHoldInvoiceParams) (any, error) {
+			b, err := hex.DecodeString(p.Preimage)
+			if err != nil || len(b) != 32 {
+				return nil, nip47.Errorf(nip47.CodeOther, "preimage must be 32 bytes of hex")
+			}
+			hash := sha256.Sum256(b)
+			if err := h.ownHoldInvoice(ctx, c, hex.EncodeToString(hash[:])); err != nil {
+				return nil, err
+			}
+			return struct{}{}, h.backend.SettleHoldInvoice(ctx, c.Name, p.Preimage)
+		})
+	case nip47.MethodCancelHoldInvoice:
+		res, err = call(params, func(p nip47.CancelHoldInvoiceParams) (any, error) {
+			if err := h.ownHoldInvoice(ctx, c, p.PaymentHash); err != nil {
+				return nil, err
+			}
+			return struct{}{}, h.backend.CancelHoldInvoice(ctx, c.Name, p.PaymentHash)
 		})
 	case nip47.MethodLookupInvoice:
 		res, err = call(params, func(p nip47.LookupInvoiceParams) (any, error) { return h.backend.LookupInvoice(ctx, c.Name, p) })
@@ -213,6 +269,19 @@ func (h *handler) handle(ctx context.Context, c nip47.Connection, method string,
 	return res, err
 }
 
+// ownHoldInvoice refuses, NOT_FOUND, to settle or cancel an invoice that connection c did
+// not make: the backend checks the account too, but lnd has one for everybody.
+func (h *handler) ownHoldInvoice(ctx context.Context, c nip47.Connection, hash string) error {
+	account, ok, err := h.st.invoiceAccount(ctx, hash)
+	if err != nil {
+		return err
+	}
+	if !ok || account != c.Name {
+		return nip47.Errorf(nip47.CodeNotFound, "no hold invoice %.64s made by this connection", hash)
+	}
+	return nil
+}
+
 // call decodes a request's params and runs fn with them.
 func call[P any](params json.RawMessage, fn func(P) (any, error)) (any, error) {
 	var p P
@@ -241,6 +310,9 @@ func (h *handler) payInvoice(ctx context.Context, c nip47.Connection, p nip47.Pa
 	}
 	hash := inv.PaymentHash
 	log = log.With().Str("payment_hash", hash).Int64("msat", amount).Logger()
+	// live before it is in flight: settleInFlightEvery leaves a payment it sees live alone
+	h.setLive(hash, 1)
+	defer h.setLive(hash, -1)
 	preimage, err := h.st.beginPayment(ctx, c.ClientPubKey, hash, amount)
 	if err != nil {
 		return nip47.PayInvoiceResult{}, err
@@ -270,10 +342,44 @@ func (h *handler) payInvoice(ctx context.Context, c nip47.Connection, p nip47.Pa
 	return res, nil
 }
 
-// settleInFlight resolves payments a previous run recorded in flight but never finished:
-// the backend says whether each was paid. Those it cannot tell stay in flight (answered
-// "payment in progress") for the next start.
-func (h *handler) settleInFlight(ctx context.Context) {
+// setLive counts a pay_invoice of hash starting (+1) or ending (-1).
+func (h *handler) setLive(hash string, d int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.live[hash] += d; h.live[hash] <= 0 {
+		delete(h.live, hash)
+	}
+}
+
+func (h *handler) isLive(hash string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.live[hash] > 0
+}
+
+// settleInFlightEvery runs settleInFlight every period and after each backend event, until
+// ctx ends: a payment held when the previous run stopped is resolved once its hold invoice
+// settles or is cancelled.
+func (h *handler) settleInFlightEvery(ctx context.Context, period time.Duration) {
+	timer := time.NewTimer(period)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-h.kick:
+		}
+		h.settleInFlight(ctx, zerolog.DebugLevel)
+		timer.Reset(period)
+	}
+}
+
+// settleInFlight resolves payments recorded in flight that no pay_invoice of this run is
+// paying (a previous run's): the backend says whether each was paid. Those it cannot tell,
+// held payments among them, stay in flight (answered "payment in progress"); they are
+// logged at stillLevel.
+func (h *handler) settleInFlight(ctx context.Context, stillLevel zerolog.Level) {
 	pending, err := h.st.paymentsInFlight(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -282,6 +388,9 @@ func (h *handler) settleInFlight(ctx context.Context) {
 		return
 	}
 	for _, p := range pending {
+		if h.isLive(p.hash) {
+			continue
+		}
 		log := h.log.With().Str("payment_hash", p.hash).Str("pubkey", p.client).Logger()
 		tx, err := h.backend.LookupInvoice(ctx, p.name, nip47.LookupInvoiceParams{PaymentHash: p.hash})
 		switch {
@@ -295,7 +404,7 @@ func (h *handler) settleInFlight(ctx context.Context) {
 		case tx.State == nip47.StateFailed:
 			err = h.st.failPayment(ctx, p.hash)
 		default:
-			log.Warn().Str("state", tx.State).Msg("payment still in flight")
+			log.WithLevel(stillLevel).Str("state", tx.State).Msg("payment still in flight")
 			continue
 		}
 		if err != nil {
@@ -338,6 +447,10 @@ func (h *handler) forward(ctx context.Context, events <-chan BackendEvent, svc *
 				return ErrEventsEnded
 			}
 			ev = e
+		}
+		select { // a payment a previous run left in flight may be what settled
+		case h.kick <- struct{}{}:
+		default:
 		}
 		account := h.accountOf(ctx, ev)
 		log := h.log.With().Str("connection", account).Str("notification", ev.Notification.Type).

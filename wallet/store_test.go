@@ -129,7 +129,7 @@ func TestSettleInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h.settleInFlight(ctx)
+	h.settleInFlight(ctx, zerolog.WarnLevel)
 
 	if pre, err := st.beginPayment(ctx, "a1", invs[0].PaymentHash, 1_000); err != nil || pre != paid.Preimage {
 		t.Errorf("the paid one: %q, %v; want its preimage", pre, err)

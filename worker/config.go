@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/internal/logging"
+	"github.com/sparecycles/sparecycles/nips/escrow"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/worker/onnx"
 )
@@ -40,8 +41,13 @@ type Config struct {
 	PaymentPoll   time.Duration // how often open invoices are looked up (notifications are the fast path)
 	MaxUnpaidMsat int64         // post-pay: what one customer may owe for delivered jobs
 	OfferWait     time.Duration // post-pay: how long an offer waits for the customer's acceptance
-	Reannounce    time.Duration // how often the NIP-89 announcement is refreshed (clients count a fresh one as live)
-	LogLevel      logging.Level
+	// Payment is the schemes offered (escrow, prepay, after) in order of preference; nil:
+	// escrow and prepay when the wallet offers hold invoices, else prepay. A model's
+	// manifest "payment" overrides it.
+	Payment      []string
+	SettleWindow time.Duration // escrow: how long after the payment is held the job is settled or refunded
+	Reannounce   time.Duration // how often the NIP-89 announcement is refreshed (clients count a fresh one as live)
+	LogLevel     logging.Level
 }
 
 // DefaultConfig returns the defaults.
@@ -64,6 +70,7 @@ func DefaultConfig() Config {
 		PaymentPoll:   5 * time.Second,
 		MaxUnpaidMsat: 100_000,
 		OfferWait:     time.Minute,
+		SettleWindow:  10 * time.Minute,
 		Reannounce:    5 * time.Minute,
 		LogLevel:      logging.Level{Level: zerolog.InfoLevel},
 	}
@@ -105,6 +112,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PaymentPoll, "payment-poll", c.PaymentPoll, "how often open invoices are looked up besides wallet notifications")
 	fs.Int64Var(&c.MaxUnpaidMsat, "max-unpaid", c.MaxUnpaidMsat, "post-pay models: msats one customer may owe for delivered jobs")
 	fs.DurationVar(&c.OfferWait, "offer-wait", c.OfferWait, "post-pay models: how long an offer waits for the customer to accept it before it is forgotten")
+	fs.Func("payment", "payment schemes offered, in order of preference: escrow, prepay, after, comma-separated (default: escrow,prepay when the wallet offers hold invoices, else prepay)", func(s string) error {
+		schemes, err := parseSchemes(s)
+		c.Payment = schemes
+		return err
+	})
+	fs.DurationVar(&c.SettleWindow, "settle-window", c.SettleWindow, "escrow: the job is settled or refunded within this long of the payment's arrival; longer than a job's run and delivery")
 	fs.DurationVar(&c.Reannounce, "reannounce", c.Reannounce, "how often the NIP-89 announcement is refreshed; clients count a worker announced within 15 minutes as live")
 	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
 }
@@ -135,8 +148,13 @@ func (c *Config) Validate() error {
 		return errors.New("worker config: --invoice-expiry must be at least 1m and --payment-poll positive")
 	case c.OfferWait < time.Second:
 		return errors.New("worker config: --offer-wait must be at least 1s")
+	case c.SettleWindow < 10*time.Second || c.SettleWindow > escrow.MaxSettleWindow:
+		return fmt.Errorf("worker config: --settle-window must be between 10s and %s", escrow.MaxSettleWindow)
 	case c.Reannounce < time.Minute || c.Reannounce > 10*time.Minute:
 		return errors.New("worker config: --reannounce must be between 1m and 10m (clients count an announcement up to 15 minutes old as live)")
+	}
+	if _, err := parseSchemes(strings.Join(c.Payment, ",")); err != nil {
+		return fmt.Errorf("worker config: --payment: %w", err)
 	}
 	if c.NWC != "" {
 		if _, err := nip47.ParseURI(c.NWC); err != nil {

@@ -21,11 +21,15 @@ type Manifest struct {
 	Files  map[string]string `json:"files"`
 	Price  nip89.Price       `json:"price"`
 	Limits map[string]int64  `json:"limits"`
-	// Payment is "before" (default: quote, then run) or "after" (run, then a result with an
-	// invoice; each customer may owe at most --max-unpaid).
+	// Payment is how jobs on this model are paid, overriding the worker's --payment: "prepay"
+	// (or its old name "before": quote, then run), "after" (run, then a result with an
+	// invoice; each customer may owe at most --max-unpaid), "escrow" (a hold invoice, settled
+	// once the sealed result is stored), or a comma-separated list of them in order of the
+	// worker's preference.
 	Payment string `json:"payment,omitempty"`
 
-	path string
+	path    string
+	schemes []string // Payment, parsed
 }
 
 // Tasks the worker knows how to run.
@@ -98,13 +102,16 @@ func (m *Manifest) validate(dir string) error {
 		return bad("kind %d is not a job request kind (5000-5999)", m.Kind)
 	case m.Price.BaseMsat < 0 || m.Price.PerUnitMsat < 0:
 		return bad("negative price")
-	case m.Payment != "" && m.Payment != PayBefore && m.Payment != PayAfter:
-		return bad("payment %q is not %s or %s", m.Payment, PayBefore, PayAfter)
 	case m.Task == TaskTensor && m.Files["model"] == "":
 		return bad(`a tensor model needs files.model`)
 	case m.Task == TaskOCR && (m.Files["det"] == "" || m.Files["rec"] == "" || m.Files["keys"] == ""):
 		return bad("an OCR model needs files.det, files.rec and files.keys")
 	}
+	schemes, err := parseSchemes(m.Payment)
+	if err != nil {
+		return bad("%v", err)
+	}
+	m.schemes = schemes
 	for role, f := range m.Files {
 		if filepath.Base(f) != f {
 			return bad("file %s for %s must be a plain file name in the models folder", f, role)

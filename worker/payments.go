@@ -8,11 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nbd-wtf/go-nostr"
-	"github.com/rs/zerolog"
-
-	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/nips/escrow"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 )
@@ -22,11 +19,17 @@ type walletAPI interface {
 	MakeInvoice(ctx context.Context, p nip47.MakeInvoiceParams) (nip47.Transaction, error)
 	LookupInvoice(ctx context.Context, p nip47.LookupInvoiceParams) (nip47.Transaction, error)
 	Notifications(ctx context.Context) (<-chan nip47.Notification, error)
+	// Info is the wallet's info event (kind 13194): the methods it offers.
+	Info(ctx context.Context) (nip47.Info, error)
+	// Hold invoices, for escrow.
+	MakeHoldInvoice(ctx context.Context, p nip47.MakeHoldInvoiceParams) (nip47.Transaction, error)
+	SettleHoldInvoice(ctx context.Context, preimage string) error
+	CancelHoldInvoice(ctx context.Context, paymentHash string) error
 }
 
-// Payment modes of a model (manifest "payment").
+// Payment modes of a model (manifest "payment"), by their old names; see scheme.go for all.
 const (
-	PayBefore = "before" // default: payment-required, then run
+	PayBefore = "before" // prepay: payment-required, then run
 	PayAfter  = "after"  // run, then a result carrying the invoice
 )
 
@@ -43,6 +46,7 @@ func (w *Worker) connectWallet(raw string) error {
 	return nil
 }
 
+// payment is the announcement's summary: "free" without a wallet, else "lightning".
 func (w *Worker) payment() string {
 	if w.wallet == nil {
 		return "free"
@@ -86,33 +90,9 @@ func (a *awaiting) hashes() []string {
 	return out
 }
 
-// quote sends payment-required feedback with an invoice for price, recording the quote
-// before it goes out. The job waits outside the run queue until paid.
-func (w *Worker) quote(ctx context.Context, j *job, price int64, log zerolog.Logger) error {
-	tx, err := w.wallet.MakeInvoice(ctx, nip47.MakeInvoiceParams{
-		Amount: price, Description: invoice.Description(j.event.ID), Expiry: int64(w.cfg.InvoiceExpiry / time.Second),
-	})
-	if err != nil {
-		return fmt.Errorf("make invoice: %w", err)
-	}
-	if err := w.store.put(ctx, storedJob{
-		ID: j.event.ID, State: StateQuoted, Customer: j.event.PubKey, AmountMsat: price,
-		Bolt11: tx.Invoice, PaymentHash: tx.PaymentHash, Request: j.event, Relays: urls(j.relays()),
-	}); err != nil {
-		return err
-	}
-	w.awaiting.add(tx.PaymentHash, j)
-	fb := nip90.JobFeedback{
-		CreatedAt: nostr.Now(), JobID: j.event.ID, Customer: j.event.PubKey, Status: nip90.StatusPaymentRequired,
-		Amount: &nip90.Amount{Msat: price, Bolt11: tx.Invoice},
-	}
-	w.publishFeedback(ctx, j, fb)
-	log.Info().Int64("msat", price).Str("hash", tx.PaymentHash).Msg("quoted")
-	return nil
-}
-
-// watchPayments moves quoted jobs to the paid queue when their invoices settle: from wallet
-// notifications, and by polling lookup_invoice in case a notification is missed.
+// watchPayments hands wallet reports on open invoices to their jobs' schemes: settled
+// (prepay, after) or held (escrow) moves a quoted job to the paid queue. Reports come from
+// wallet notifications, and from polling lookup_invoice in case a notification is missed.
 func (w *Worker) watchPayments(ctx context.Context) {
 	notes := make(<-chan nip47.Notification)
 	if ch, err := w.wallet.Notifications(ctx); err == nil {
@@ -131,9 +111,19 @@ func (w *Worker) watchPayments(ctx context.Context) {
 				notes = nil
 				continue
 			}
-			if n.Type == nip47.NotificationPaymentReceived && n.Transaction.PaymentHash != "" {
-				w.settled(ctx, n.Transaction.PaymentHash)
+			tx := n.Transaction
+			if tx.PaymentHash == "" {
+				continue
 			}
+			switch n.Type {
+			case nip47.NotificationPaymentReceived:
+				tx.State = nip47.StateSettled
+			case nip47.NotificationHoldInvoiceAccepted:
+				tx.State = nip47.StateAccepted
+			default:
+				continue
+			}
+			w.funds(ctx, tx)
 		case <-poll.C:
 			w.pollPayments(ctx)
 		}
@@ -151,48 +141,37 @@ func (w *Worker) pollPayments(ctx context.Context) {
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		tx, err := w.wallet.LookupInvoice(lctx, nip47.LookupInvoiceParams{PaymentHash: h})
 		cancel()
-		switch {
-		case err != nil:
+		if err != nil {
 			w.log.Debug().Err(err).Str("hash", h).Msg("lookup invoice")
-		case tx.State == nip47.StateSettled || tx.SettledAt > 0:
-			w.settled(ctx, h)
-		case tx.State == nip47.StateExpired || (tx.ExpiresAt > 0 && tx.ExpiresAt < time.Now().Unix()):
-			if j := w.awaiting.take(h); j != nil {
-				w.store.advance(ctx, j.event.ID, StateQuoted, StateFailed)
-				w.log.Info().Str("job", j.event.ID).Msg("quote expired unpaid")
-			}
+			continue
 		}
+		tx.PaymentHash = h
+		w.funds(ctx, tx)
 	}
 }
 
-// settled records a payment and queues the job. It is idempotent: a second notice of the
-// same payment changes nothing.
-func (w *Worker) settled(ctx context.Context, hash string) {
-	st, err := w.store.byHash(ctx, hash)
+// funds hands what the wallet says of an invoice to the scheme of the job it is for.
+func (w *Worker) funds(ctx context.Context, tx nip47.Transaction) {
+	st, err := w.store.byHash(ctx, tx.PaymentHash)
 	if err != nil {
 		return // not one of ours
 	}
-	switch st.State {
-	case StateUnpaid:
-		if ok, _ := w.store.advance(ctx, st.ID, StateUnpaid, StateSettled); ok {
-			w.log.Info().Str("job", st.ID).Int64("msat", st.AmountMsat).Msg("post-paid job settled")
-		}
-		return
-	case StateQuoted:
-	default:
-		return
-	}
-	ok, err := w.store.advance(ctx, st.ID, StateQuoted, StatePaid)
-	if err != nil || !ok {
-		return
-	}
-	w.log.Info().Str("job", st.ID).Int64("msat", st.AmountMsat).Msg("paid")
-	j := w.awaiting.take(hash)
+	w.schemeOf(st).funded(ctx, st, tx)
+}
+
+// enqueueFunded queues a job its scheme has just recorded paid: the job waiting on the quote,
+// or, after a restart, one rebuilt from the store. prep (may be nil) adjusts it first.
+func (w *Worker) enqueueFunded(ctx context.Context, st storedJob, prep func(*job)) {
+	j := w.awaiting.take(st.PaymentHash)
 	if j == nil {
+		var err error
 		if j, err = w.restore(st); err != nil {
 			w.log.Error().Err(err).Str("job", st.ID).Msg("paid job cannot be restored")
 			return
 		}
+	}
+	if prep != nil {
+		prep(j)
 	}
 	w.enqueuePaid(ctx, j)
 }
@@ -217,6 +196,7 @@ func (w *Worker) restore(st storedJob) (*job, error) {
 	}
 	_, j := w.seen.add(st.ID, nil)
 	j.req, j.event, j.model = req, st.Request, m
+	j.setScheme(w.schemeOf(st))
 	for _, u := range st.Relays {
 		for _, l := range w.links {
 			if sameRelay(l.url, u) {
@@ -227,25 +207,23 @@ func (w *Worker) restore(st storedJob) (*job, error) {
 	return j, nil
 }
 
-// resume re-queues what was paid but not delivered before a restart, and waits again on
-// quotes still open.
+// resume hands each job a restart interrupted to its scheme: quotes still open wait again,
+// paid jobs not delivered run, escrow jobs delivered but not settled settle.
 func (w *Worker) resume(ctx context.Context) error {
-	jobs, err := w.store.inState(ctx, StatePaid, StateRunning, StateQuoted)
+	jobs, err := w.store.inState(ctx, StatePaid, StateRunning, StateQuoted, StateDelivered)
 	if err != nil {
 		return err
 	}
 	for _, st := range jobs {
+		if st.State == StateDelivered && st.Scheme != escrow.SchemeEscrow {
+			continue // delivered is where prepay ends
+		}
 		j, err := w.restore(st)
 		if err != nil {
 			w.log.Error().Err(err).Str("job", st.ID).Msg("stored job cannot be restored")
 			continue
 		}
-		if st.State == StateQuoted {
-			w.awaiting.add(st.PaymentHash, j)
-			continue
-		}
-		w.log.Info().Str("job", st.ID).Str("state", st.State).Msg("resuming paid job")
-		w.enqueuePaid(ctx, j)
+		w.schemeOf(st).resume(ctx, st, j)
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
-	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/nips/postpay"
 )
@@ -69,25 +68,6 @@ func (o *offers) take(id string) *offer {
 // post-pay job runs at once.
 func (w *Worker) chosen(j *job) bool {
 	return len(j.req.Providers) == 1 && j.req.Providers[0] == w.key.PubKey
-}
-
-// offerPostPay publishes the price of a post-pay job before running it. A job whose request
-// names this worker alone runs at once; any other waits (outside the run queue, without a
-// lease claim, which would block the worker the customer does choose) until its customer
-// accepts the offer, for at most OfferWait.
-func (w *Worker) offerPostPay(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, price int64) {
-	if w.chosen(j) {
-		w.publishFeedback(ctx, j, postpay.Offer(j.event.ID, j.event.PubKey, price))
-		w.claimRunDeliver(ctx, j, log, run, t0, &price, true)
-		return
-	}
-	if !w.offers.add(j, price, w.cfg.OfferWait) {
-		w.busy.Add(1)
-		w.fail(ctx, j, log, reject("busy: too many open offers, try again shortly"))
-		return
-	}
-	w.publishFeedback(ctx, j, postpay.Offer(j.event.ID, j.event.PubKey, price))
-	log.Info().Int64("msat", price).Msg("offered, pay after")
 }
 
 // accepted takes an event addressed to this worker that may accept one of its offers. Anything

@@ -29,6 +29,10 @@ const (
 	// lease was refused, the run failed, or no relay took the result. The worker owes the
 	// customer the amount; the debts table holds why. Not resumed. (Refunds are a later step.)
 	StateOwed = "owed"
+	// StateRefunded is an escrow job whose held payment was returned (its hold invoice
+	// cancelled): it failed, its claim was refused, its result was not stored, or its settle
+	// window closed. Nothing is owed. Not resumed.
+	StateRefunded = "refunded"
 )
 
 // jobStore is the worker's embedded store: job id → state, invoice, request.
@@ -45,6 +49,14 @@ type storedJob struct {
 	Request     *nostr.Event
 	Relays      []string
 	UpdatedAt   time.Time
+	// Scheme is how the job is paid (escrow.SchemePrepay, SchemeAfter, SchemeEscrow); rows
+	// from before schemes were stored read as "" (see schemeOf).
+	Scheme string
+	// Escrow only: the preimage (hex; the worker's secret until it settles), the settle window
+	// quoted, and when the payment was held (the window runs from then; zero before).
+	Preimage     string
+	SettleWindow time.Duration
+	AcceptedAt   time.Time
 }
 
 var errNoJob = errors.New("worker: job not in store")
@@ -62,6 +74,12 @@ func openJobStore(ctx context.Context, dir string) (*jobStore, error) {
 		updated_at INTEGER NOT NULL
 	)`, `CREATE INDEX IF NOT EXISTS jobs_hash ON jobs (payment_hash)`,
 		`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, customer)`,
+		`CREATE TABLE IF NOT EXISTS escrow (
+		job_id TEXT PRIMARY KEY,
+		preimage TEXT NOT NULL,
+		settle_window_secs INTEGER NOT NULL,
+		accepted_at INTEGER NOT NULL DEFAULT 0
+	)`,
 		`CREATE TABLE IF NOT EXISTS debts (
 		job_id TEXT PRIMARY KEY,
 		customer TEXT NOT NULL,
@@ -72,7 +90,26 @@ func openJobStore(ctx context.Context, dir string) (*jobStore, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := addColumn(ctx, db, "jobs", "scheme", `TEXT NOT NULL DEFAULT ''`); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &jobStore{db: db}, nil
+}
+
+// addColumn adds a column to a table made by an older version, once.
+func addColumn(ctx context.Context, db *sql.DB, table, column, decl string) error {
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, table, column).Scan(&n); err != nil {
+		return fmt.Errorf("job store: read columns of %s: %w", table, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := db.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN `+column+` `+decl); err != nil {
+		return fmt.Errorf("job store: add column %s.%s: %w", table, column, err)
+	}
+	return nil
 }
 
 func (s *jobStore) Close() error { return s.db.Close() }
@@ -80,15 +117,60 @@ func (s *jobStore) Close() error { return s.db.Close() }
 // put inserts or replaces a job's row.
 func (s *jobStore) put(ctx context.Context, j storedJob) error {
 	relays, _ := jsonMarshal(j.Relays)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO jobs (id, state, customer, amount_msat, bolt11, payment_hash, request, relays, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(id) DO UPDATE SET state=excluded.state, amount_msat=excluded.amount_msat, bolt11=excluded.bolt11,
-			payment_hash=excluded.payment_hash, relays=excluded.relays, updated_at=excluded.updated_at`,
-		j.ID, j.State, j.Customer, j.AmountMsat, j.Bolt11, j.PaymentHash, j.Request.String(), relays, time.Now().Unix())
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store job %s: %w", j.ID, err)
 	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (id, state, customer, amount_msat, bolt11, payment_hash, request, relays, updated_at, scheme)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET state=excluded.state, amount_msat=excluded.amount_msat, bolt11=excluded.bolt11,
+			payment_hash=excluded.payment_hash, relays=excluded.relays, updated_at=excluded.updated_at, scheme=excluded.scheme`,
+		j.ID, j.State, j.Customer, j.AmountMsat, j.Bolt11, j.PaymentHash, j.Request.String(), relays, time.Now().Unix(), j.Scheme)
+	if err != nil {
+		return fmt.Errorf("store job %s: %w", j.ID, err)
+	}
+	if j.Preimage != "" {
+		_, err = tx.ExecContext(ctx, `INSERT INTO escrow (job_id, preimage, settle_window_secs, accepted_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT(job_id) DO UPDATE SET preimage=excluded.preimage, settle_window_secs=excluded.settle_window_secs, accepted_at=excluded.accepted_at`,
+			j.ID, j.Preimage, int64(j.SettleWindow/time.Second), unixOrZero(j.AcceptedAt))
+		if err != nil {
+			return fmt.Errorf("store job %s: escrow terms: %w", j.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store job %s: %w", j.ID, err)
+	}
 	return nil
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// accept records that an escrow job's payment is held: quoted → paid, with the time the
+// settle window starts, in one transaction. It reports false when the job was not quoted
+// (another notice of the same payment got there first).
+func (s *jobStore) accept(ctx context.Context, id string, at time.Time) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("job %s accepted: %w", id, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state = ?`, StatePaid, time.Now().Unix(), id, StateQuoted)
+	if err != nil {
+		return false, fmt.Errorf("job %s accepted: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return false, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE escrow SET accepted_at = ? WHERE job_id = ?`, at.Unix(), id); err != nil {
+		return false, fmt.Errorf("job %s accepted: %w", id, err)
+	}
+	return true, tx.Commit()
 }
 
 // advance moves a job from one state to the next; it reports false when the job was not in
@@ -225,7 +307,9 @@ func (s *jobStore) unpaid(ctx context.Context, customer string) (int64, error) {
 }
 
 func (s *jobStore) query(ctx context.Context, where string, args ...any) ([]storedJob, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, state, customer, amount_msat, bolt11, payment_hash, request, relays, updated_at FROM jobs `+where, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, state, customer, amount_msat, bolt11, payment_hash, request, relays, updated_at, scheme,
+		COALESCE(e.preimage, ''), COALESCE(e.settle_window_secs, 0), COALESCE(e.accepted_at, 0)
+		FROM jobs LEFT JOIN escrow e ON e.job_id = jobs.id `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read jobs: %w", err)
 	}
@@ -234,9 +318,14 @@ func (s *jobStore) query(ctx context.Context, where string, args ...any) ([]stor
 	for rows.Next() {
 		var j storedJob
 		var req, relays string
-		var at int64
-		if err := rows.Scan(&j.ID, &j.State, &j.Customer, &j.AmountMsat, &j.Bolt11, &j.PaymentHash, &req, &relays, &at); err != nil {
+		var at, window, acceptedAt int64
+		if err := rows.Scan(&j.ID, &j.State, &j.Customer, &j.AmountMsat, &j.Bolt11, &j.PaymentHash, &req, &relays, &at, &j.Scheme,
+			&j.Preimage, &window, &acceptedAt); err != nil {
 			return nil, err
+		}
+		j.SettleWindow = time.Duration(window) * time.Second
+		if acceptedAt > 0 {
+			j.AcceptedAt = time.Unix(acceptedAt, 0)
 		}
 		j.Request = &nostr.Event{}
 		if err := j.Request.UnmarshalJSON([]byte(req)); err != nil {

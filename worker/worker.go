@@ -20,12 +20,10 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/rs/zerolog"
 
-	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/internal/keyfile"
 	"github.com/sparecycles/sparecycles/internal/logging"
 	"github.com/sparecycles/sparecycles/nips/lease"
 	"github.com/sparecycles/sparecycles/nips/nip01"
-	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip89"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/nips/tensor"
@@ -50,6 +48,8 @@ type Worker struct {
 
 	wallet   walletAPI // nil: jobs are free
 	closeNWC func()
+	schemes  schemes  // how jobs are paid, by name
+	payments []string // the schemes offered by default, in order of preference (nil: free)
 	store    *jobStore
 	awaiting awaiting
 	offers   offers               // post-pay offers waiting for their customers
@@ -73,6 +73,10 @@ type job struct {
 	seen      []*link // where it was seen, in arrival order
 	retries   int     // claims retried after another worker's lease
 	postPrice *int64  // an accepted post-pay offer: the result carries an invoice for it
+	scheme    scheme  // how it is paid: set by handle or restore (nil reads as free)
+	// deadline, when set, is when its run must end: escrow's settle window less the time
+	// delivery and settling need. Set before the job is queued paid.
+	deadline time.Time
 }
 
 func (j *job) addRelay(l *link) {
@@ -119,6 +123,7 @@ func New(cfg Config, log zerolog.Logger) (*Worker, error) {
 		byKind: map[int][]*model{}, lanes: map[*model]chan *job{}, paid: map[*model]chan *job{},
 		seen: newSeenSet(100_000), started: time.Now(), awaiting: awaiting{jobs: map[string]*job{}},
 	}
+	w.schemes = newSchemes(w)
 	if w.store, err = openJobStore(context.Background(), cfg.Data); err != nil {
 		w.Close()
 		return nil, err
@@ -146,6 +151,13 @@ func New(cfg Config, log zerolog.Logger) (*Worker, error) {
 		w.lanes[md] = make(chan *job, cfg.Queue)
 		w.paid[md] = make(chan *job, 1024)
 		w.log.Info().Str("model", m.Name).Int("kind", m.Kind).Interface("sha256", md.info.SHA256).Msg("model loaded")
+	}
+	if w.payments, err = w.chooseSchemes(context.Background()); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if w.wallet != nil {
+		w.log.Info().Strs("payment", w.payments).Str("settle_window", w.cfg.SettleWindow.String()).Msg("payment schemes offered")
 	}
 	for _, u := range cfg.Relays {
 		w.links = append(w.links, newLink(w, u))
@@ -237,10 +249,18 @@ func (w *Worker) announce() (nostr.Event, error) {
 			Version: 1, Provider: w.rt.Provider(), Device: w.cfg.Device.String(), Relays: w.cfg.Relays, Payment: w.payment(),
 		}},
 	}
+	info.Payment = slices.Clone(w.payments)
 	for _, m := range w.models {
 		mi := m.info
 		if w.wallet == nil {
 			mi.Price = nip89.Price{Unit: mi.Price.Unit} // no wallet: free
+		} else if len(m.manifest.schemes) > 0 {
+			mi.Payment = m.manifest.schemes
+			for _, s := range mi.Payment {
+				if !slices.Contains(info.Payment, s) {
+					info.Payment = append(info.Payment, s)
+				}
+			}
 		}
 		info.Metadata.Worker.Models = append(info.Metadata.Worker.Models, mi)
 	}
@@ -389,31 +409,31 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 		return
 	}
 	price := j.model.price(units)
-	if w.wallet == nil || price == 0 {
-		w.claimRunDeliver(ctx, j, log, run, t0, nil, false)
-		return
-	}
-	if j.req.BidMsat > 0 && j.req.BidMsat < price {
-		w.fail(ctx, j, log, reject("bid %d msat is below the price of %d msat", j.req.BidMsat, price))
-		return
-	}
-	if j.model.manifest.Payment == PayAfter {
-		if err := w.postPayAllowed(ctx, j.event.PubKey, price); err != nil {
+	s := w.schemes[schemeFree]
+	if w.wallet != nil && price > 0 {
+		if j.req.BidMsat > 0 && j.req.BidMsat < price {
+			w.fail(ctx, j, log, reject("bid %d msat is below the price of %d msat", j.req.BidMsat, price))
+			return
+		}
+		if s, err = w.pick(j); err != nil {
 			w.fail(ctx, j, log, err)
 			return
 		}
-		w.offerPostPay(ctx, j, log, run, t0, price)
-		return
 	}
-	if err := w.quote(ctx, j, price, log); err != nil {
+	j.setScheme(s)
+	if err := s.quote(ctx, j, log, quote{price: price, run: run, t0: t0}); err != nil {
 		w.fail(ctx, j, log, err)
 	}
 }
 
-// runPaid runs a job whose invoice has settled (it was recorded paid before it was queued), or
-// a post-pay job whose offer its customer accepted.
+// runPaid runs a job whose invoice has settled or whose payment is held (it was recorded paid
+// before it was queued), or a post-pay job whose offer its customer accepted.
 func (w *Worker) runPaid(ctx context.Context, j *job) {
 	log := w.log.With().Str("job", j.event.ID).Int("kind", j.event.Kind).Str("model", j.model.manifest.Name).Logger()
+	if !j.deadline.IsZero() && time.Now().After(j.deadline) {
+		w.fail(ctx, j, log, reject("the job could not start within the settle window"))
+		return
+	}
 	t0 := time.Now()
 	run, units, err := j.model.prepare(ctx, j.req)
 	if err != nil {
@@ -428,13 +448,15 @@ func (w *Worker) runPaid(ctx context.Context, j *job) {
 		w.fail(ctx, j, log, reject("the input changed since the offer of %d msat; post the job again", *postPrice))
 		return
 	}
-	w.claimRunDeliver(ctx, j, log, run, t0, postPrice, true)
+	w.claimRunDeliver(ctx, j, log, run, t0, true)
 }
 
-// claimRunDeliver claims the job, runs it and publishes the result. With postPrice set the
-// result carries an invoice for that amount. chosen is for a job the customer chose this
-// worker for (paid, accepted or addressed to it alone): someone else's result does not stop it.
-func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, postPrice *int64, chosen bool) {
+// claimRunDeliver claims the job, runs it, lets its scheme shape the result (plain, with an
+// invoice, sealed), publishes it and lets the scheme settle. chosen is for a job the customer
+// chose this worker for (paid, accepted or addressed to it alone): someone else's result does
+// not stop it.
+func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, chosen bool) {
+	pay := w.jobScheme(j)
 	home, claimed, err := w.claim(ctx, j, chosen)
 	// a claim that never reached the home relay is not a refusal: a paid job tries again for a
 	// while (the relay may be restarting) before it becomes a debt
@@ -451,9 +473,10 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 		home, claimed, err = w.claim(ctx, j, chosen)
 	}
 	if err != nil {
-		// a paid job is ours: if it cannot be claimed, the customer hears so and the debt is
-		// recorded (while shutting down it stays paid and resumes on restart)
-		if ctx.Err() == nil && w.owe(ctx, j, log, err.Error()) {
+		// a paid job is ours: if it cannot be claimed, the customer hears so and its scheme
+		// refunds it or records the debt (while shutting down it stays paid and resumes on
+		// restart)
+		if ctx.Err() == nil && pay.refund(ctx, j, log, err.Error()) {
 			return
 		}
 		log.Info().Err(err).Msg("not running job")
@@ -466,6 +489,11 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 	// from here on the job is ours: it ends in a result or in error feedback
 	runCtx, stopRenew := context.WithCancel(ctx)
 	defer stopRenew()
+	if !j.deadline.IsZero() {
+		var stop context.CancelFunc
+		runCtx, stop = context.WithDeadline(runCtx, j.deadline)
+		defer stop()
+	}
 	if claimed {
 		go w.renew(runCtx, j, home)
 	}
@@ -473,32 +501,20 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 	w.executed.Add(1)
 	t1 := time.Now()
 	content, err := run(runCtx)
+	if err == nil && !j.deadline.IsZero() && time.Now().After(j.deadline) {
+		err = reject("the job did not finish within the settle window")
+	}
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+			err = reject("the job did not finish within the settle window")
+		}
 		w.fail(ctx, j, log, err)
 		return
 	}
 	stopRenew()
 	res := w.result(j, home, content)
-	if postPrice != nil {
-		// an invoice rides on the result: check first that some relay can take it, so a result
-		// that cannot be delivered leaves no debt behind
-		if missed := w.fitsNowhere(j, home, res); missed != nil {
-			w.undeliverable(ctx, j, log, missed)
-			return
-		}
-		tx, err := w.wallet.MakeInvoice(ctx, nip47.MakeInvoiceParams{
-			Amount: *postPrice, Description: invoice.Description(j.event.ID), Expiry: int64(w.cfg.InvoiceExpiry / time.Second),
-		})
-		if err != nil {
-			w.fail(ctx, j, log, fmt.Errorf("make invoice: %w", err))
-			return
-		}
-		if err := w.store.put(ctx, storedJob{ID: j.event.ID, State: StateUnpaid, Customer: j.event.PubKey, AmountMsat: *postPrice,
-			Bolt11: tx.Invoice, PaymentHash: tx.PaymentHash, Request: j.event, Relays: urls(j.relays())}); err != nil {
-			w.fail(ctx, j, log, err)
-			return
-		}
-		res.Amount = &nip90.Amount{Msat: *postPrice, Bolt11: tx.Invoice}
+	if !pay.seal(ctx, j, log, home, &res) {
+		return
 	}
 	d, err := w.deliver(ctx, j, home, res)
 	if err != nil {
@@ -509,8 +525,8 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 		w.undeliverable(ctx, j, log, d.missed)
 		return
 	}
-	if _, err := w.store.advance(ctx, j.event.ID, StateRunning, StateDelivered); err != nil {
-		log.Error().Err(err).Msg("record delivery")
+	if !pay.settle(ctx, j, log, home, d) {
+		return
 	}
 	if len(d.missed) > 0 {
 		w.partlyDelivered(ctx, j, log, d)
@@ -527,7 +543,7 @@ func (w *Worker) fail(ctx context.Context, j *job, log zerolog.Logger, err error
 			return // paid: it is not failed, it waits in the store
 		}
 		reason = "error: worker shutting down, job not run"
-	} else if w.owe(ctx, j, log, strings.TrimPrefix(reason, "error: ")) {
+	} else if w.jobScheme(j).refund(ctx, j, log, strings.TrimPrefix(reason, "error: ")) {
 		if reason == "error: internal" {
 			log.Error().Err(err).Msg("paid job failed")
 		}
@@ -814,7 +830,7 @@ func (w *Worker) undeliverable(ctx context.Context, j *job, log zerolog.Logger, 
 		info = "the result went to no relay: the job names none this worker serves"
 	}
 	// the job is over even when ctx has ended: record it and tell the customer, within a bound
-	if w.owe(ctx, j, log, "no relay took the result: "+info) {
+	if w.jobScheme(j).refund(ctx, j, log, "no relay took the result: "+info) {
 		return
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

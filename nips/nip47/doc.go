@@ -37,6 +37,14 @@
 //     replayed request cannot slip past a forgotten id.
 //   - With MaxHandling requests in Handle, the Service answers more RATE_LIMITED; with four
 //     times that many pending it drops further requests unanswered and tells OnError.
+//   - Methods listed in Service.SlowMethods (the wallet lists pay_invoice: paying a hold
+//     invoice waits until it is settled or cancelled) run outside those bounds, at most
+//     MaxSlow at once and MaxSlowPerClient per client, beyond which they are answered
+//     RATE_LIMITED; their answer goes out whenever Handle returns, even past the request's
+//     expiration.
+//   - Hold invoices (make_hold_invoice, settle_hold_invoice, cancel_hold_invoice, state
+//     "accepted", the hold_invoice_accepted notification with settle_deadline) follow the
+//     2026-02 addition to NIP-47; Info.SupportsHoldInvoices tells whether a wallet offers them.
 //   - A request in an encryption the Service does not accept is answered UNSUPPORTED_ENCRYPTION,
 //     encrypted with NIP-04 (the one scheme an old client reads), with an empty result_type
 //     since the method is unknown. The Client accepts an empty result_type on error responses.

@@ -59,6 +59,23 @@ func (i Info) Event() nostr.Event {
 // Supports reports whether the wallet lists capability m (a method or "notifications").
 func (i Info) Supports(m string) bool { return slices.Contains(i.Methods, m) }
 
+// HoldInvoiceMethods are the methods a wallet must list to take part in escrow: it makes hold
+// invoices, settles and cancels them. (A hold invoice's payer needs only pay_invoice.)
+var HoldInvoiceMethods = []string{MethodMakeHoldInvoice, MethodSettleHoldInvoice, MethodCancelHoldInvoice}
+
+// SupportsHoldInvoices reports whether the wallet lists every one of HoldInvoiceMethods: a
+// worker whose wallet does not can quote only ordinary invoices. Whether it also sends
+// hold_invoice_accepted is in Notifications; without it, poll lookup_invoice for state
+// "accepted".
+func (i Info) SupportsHoldInvoices() bool {
+	for _, m := range HoldInvoiceMethods {
+		if !i.Supports(m) {
+			return false
+		}
+	}
+	return true
+}
+
 // encryption is the scheme a client should use with this wallet: NIP-44 v2 when offered,
 // else NIP-04, else "" (none we speak).
 func (i Info) encryption() string {

@@ -90,3 +90,18 @@ func FuzzParseInfo(f *testing.F) {
 		}
 	})
 }
+
+func TestSupportsHoldInvoices(t *testing.T) {
+	for _, tc := range []struct {
+		methods []string
+		want    bool
+	}{
+		{[]string{MethodPayInvoice, MethodMakeInvoice}, false},
+		{[]string{MethodMakeHoldInvoice, MethodSettleHoldInvoice}, false},
+		{[]string{MethodPayInvoice, MethodMakeHoldInvoice, MethodSettleHoldInvoice, MethodCancelHoldInvoice}, true},
+	} {
+		if got := (Info{Methods: tc.methods}).SupportsHoldInvoices(); got != tc.want {
+			t.Errorf("%v: SupportsHoldInvoices() = %v, want %v", tc.methods, got, tc.want)
+		}
+	}
+}

@@ -767,3 +767,63 @@ func TestServiceConfig(t *testing.T) {
 		}
 	}
 }
+
+// Held payments (SlowMethods) do not take the MaxHandling slots: with one client holding all
+// its MaxSlowPerClient slots, more than MaxHandling payments wait at once, its next payment is
+// RATE_LIMITED, and its other requests and another client's payment are still served.
+func TestSlowMethodsDoNotStarve(t *testing.T) {
+	started := make(chan string, 4*MaxSlowPerClient)
+	release := make(chan struct{})
+	second := NewSecret()
+	n := startNWC(t, func(n *nwc) {
+		n.wallet.started, n.wallet.release = started, release
+		n.svc.SlowMethods = []string{MethodPayInvoice}
+		known := n.uri.ClientPubKey()
+		n.svc.Lookup = func(ctx context.Context, pk string) (Connection, bool, error) {
+			return Connection{ClientPubKey: pk, Name: "test app"}, pk == known || pk == second.PubKey(), nil
+		}
+	})
+	ctx := callCtx(t)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	for range MaxSlowPerClient {
+		wg.Go(func() {
+			if _, err := n.client.PayInvoice(ctx, "lnbcrt1fake", 1); err != nil {
+				t.Errorf("held payment: %v", err)
+			}
+		})
+	}
+	for i := 0; i < MaxSlowPerClient; {
+		select {
+		case m := <-started:
+			if m == MethodPayInvoice {
+				i++
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d payments started", i, MaxSlowPerClient)
+		}
+	}
+	if _, err := n.client.PayInvoice(ctx, "lnbcrt1fake", 1); !errors.Is(err, ErrRateLimited) {
+		t.Errorf("payment beyond MaxSlowPerClient: %v, want RATE_LIMITED", err)
+	}
+	if _, err := n.client.GetBalance(ctx); err != nil {
+		t.Errorf("get_balance while payments are held: %v", err)
+	}
+	other := NewClient(URI{WalletPubKey: n.uri.WalletPubKey, Relays: n.uri.Relays, Secret: second}, n.rec)
+	wg.Go(func() {
+		if _, err := other.PayInvoice(ctx, "lnbcrt1fake", 1); err != nil {
+			t.Errorf("another client's payment: %v", err)
+		}
+	})
+	for {
+		select {
+		case m := <-started:
+			if m == MethodPayInvoice {
+				return // the other client's payment is being handled
+			}
+		case <-ctx.Done():
+			t.Fatal("another client's payment was not handled")
+		}
+	}
+}

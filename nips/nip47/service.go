@@ -16,7 +16,15 @@ import (
 // Limits of a Service.
 const (
 	// MaxHandling is how many requests Handle runs at once; more are answered RATE_LIMITED.
+	// Requests for Service.SlowMethods have their own bounds instead.
 	MaxHandling = 16
+	// MaxSlow is how many requests for Service.SlowMethods Handle runs at once (a pay_invoice
+	// of a hold invoice waits, for hours maybe, until the invoice settles); more are answered
+	// RATE_LIMITED.
+	MaxSlow = 256
+	// MaxSlowPerClient is how many of the MaxSlow one client may occupy: one connection
+	// cannot hold them all.
+	MaxSlowPerClient = 32
 	// maxPending bounds the goroutines of a Serve: requests beyond it are dropped unanswered
 	// (and reported to OnError), since even answering costs a publish.
 	maxPending = 4 * MaxHandling
@@ -46,6 +54,12 @@ type Service struct {
 	Transport Transport
 	// Methods are advertised and accepted; requests for others are answered NOT_IMPLEMENTED.
 	Methods []string
+	// SlowMethods are methods whose Handle may wait a long time, such as pay_invoice, which
+	// a hold invoice holds until it is settled or cancelled. They run outside the MaxHandling
+	// pool and the pending requests, at most MaxSlow at once and MaxSlowPerClient per client,
+	// so that held payments cannot starve other requests. Their answer goes out whenever
+	// Handle returns, even after the request's NIP-40 expiration: a payment made is reported.
+	SlowMethods []string
 	// Notifications are the notification types advertised and sent by Notify.
 	Notifications []string
 	// Encryptions are advertised and accepted: none means both EncryptionNIP44 and
@@ -159,6 +173,7 @@ func (s *Service) Serve(ctx context.Context) error {
 		pending:  make(chan struct{}, maxPending),
 		handling: make(chan struct{}, MaxHandling),
 		inFlight: map[string]*nostr.Event{},
+		slowOf:   map[string]int{},
 	}
 	if s.Seen == nil {
 		sv.mem = &memorySeen{ids: map[string]nostr.Timestamp{}}
@@ -213,10 +228,11 @@ func (s *Service) Serve(ctx context.Context) error {
 			continue
 		}
 		wg.Go(func() {
-			defer func() { <-sv.pending }()
-			sv.serve(ctx, evt)
+			unpend := sync.OnceFunc(func() { <-sv.pending })
+			defer unpend()
+			sv.serve(ctx, evt, unpend)
 			if again := sv.finish(evt.ID); again != nil {
-				sv.serve(ctx, again) // seen already: answered as a duplicate
+				sv.serve(ctx, again, func() {}) // seen already: answered as a duplicate
 			}
 		})
 	}
@@ -226,9 +242,13 @@ func (s *Service) Serve(ctx context.Context) error {
 type server struct {
 	*Service
 	sk, pk   string
-	pending  chan struct{} // one per request goroutine
-	handling chan struct{} // one per running Handle
+	pending  chan struct{} // one per request goroutine, but for those of SlowMethods in Handle
+	handling chan struct{} // one per running Handle, but for SlowMethods
 	mem      *memorySeen   // when Seen is nil
+
+	slowMu sync.Mutex
+	slow   int            // Handles of SlowMethods running
+	slowOf map[string]int // the same by client pubkey
 
 	mu       sync.Mutex
 	inFlight map[string]*nostr.Event // request ids being served, each with a copy that came meanwhile
@@ -284,8 +304,9 @@ func (sv *server) finish(id string) *nostr.Event {
 	return again
 }
 
-// serve answers one screened request.
-func (sv *server) serve(ctx context.Context, evt *nostr.Event) {
+// serve answers one screened request. unpend frees the request's pending slot: a request for
+// one of SlowMethods calls it once it holds a slow one instead.
+func (sv *server) serve(ctx context.Context, evt *nostr.Event, unpend func()) {
 	client := evt.PubKey
 	scheme := requestEncryption(evt)
 	if !slices.Contains(sv.encryptions(), scheme) {
@@ -326,14 +347,23 @@ func (sv *server) serve(ctx context.Context, evt *nostr.Event) {
 		sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeOther, "duplicate request"))
 		return
 	}
-	select {
-	case sv.handling <- struct{}{}:
-	default:
-		sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeRateLimited, "too many requests in flight; retry in a few seconds"))
-		return
+	if slices.Contains(sv.SlowMethods, method) {
+		if !sv.enterSlow(client) {
+			sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeRateLimited, "too many %s requests in flight; retry later", method))
+			return
+		}
+		defer sv.leaveSlow(client)
+		unpend()
+	} else {
+		select {
+		case sv.handling <- struct{}{}:
+		default:
+			sv.answer(ctx, evt, scheme, method, nil, Errorf(CodeRateLimited, "too many requests in flight; retry in a few seconds"))
+			return
+		}
+		defer func() { <-sv.handling }()
 	}
 	result, err := sv.Handle(ctx, conn, method, req.Params)
-	<-sv.handling
 	var werr *Error
 	switch {
 	case errors.As(err, &werr) && werr != nil:
@@ -345,6 +375,29 @@ func (sv *server) serve(ctx context.Context, evt *nostr.Event) {
 		sv.internal(ctx, evt, scheme, method, fmt.Errorf("nip47: %s for %s (%s): %w", method, conn.Name, client, err))
 	default:
 		sv.answer(ctx, evt, scheme, method, result, nil)
+	}
+}
+
+// enterSlow takes one of the MaxSlow slots for client, unless they or the client's
+// MaxSlowPerClient are all taken.
+func (sv *server) enterSlow(client string) bool {
+	sv.slowMu.Lock()
+	defer sv.slowMu.Unlock()
+	if sv.slow >= MaxSlow || sv.slowOf[client] >= MaxSlowPerClient {
+		return false
+	}
+	sv.slow++
+	sv.slowOf[client]++
+	return true
+}
+
+// leaveSlow gives back a slot enterSlow took.
+func (sv *server) leaveSlow(client string) {
+	sv.slowMu.Lock()
+	defer sv.slowMu.Unlock()
+	sv.slow--
+	if sv.slowOf[client]--; sv.slowOf[client] <= 0 {
+		delete(sv.slowOf, client)
 	}
 }
 

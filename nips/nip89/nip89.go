@@ -36,7 +36,10 @@ type HandlerInfo struct {
 	CreatedAt  nostr.Timestamp
 	Identifier string // the "d" tag
 	Kinds      []int  // "k" tags: the job kinds served
-	Metadata   Metadata
+	// Payment is the ["payment", <scheme>...] tag: the payment schemes offered ("escrow",
+	// "prepay", "after"; nips/escrow.md), in the worker's order of preference. Empty: no tag.
+	Payment  []string
+	Metadata Metadata
 }
 
 // Metadata is the content: kind-0 style fields plus our extension.
@@ -66,6 +69,8 @@ type Model struct {
 	SHA256 map[string]string `json:"sha256"`
 	Price  Price             `json:"price"`
 	Limits map[string]int64  `json:"limits,omitempty"`
+	// Payment is the schemes this model is paid by, when they differ from the tag's.
+	Payment []string `json:"payment,omitempty"`
 }
 
 // Price is what a job costs: BaseMsat plus PerUnitMsat for each Unit of input.
@@ -84,6 +89,9 @@ func (h *HandlerInfo) Event() (nostr.Event, error) {
 	tags := nostr.Tags{{"d", h.Identifier}}
 	for _, k := range h.Kinds {
 		tags = append(tags, nostr.Tag{"k", strconv.Itoa(k)})
+	}
+	if len(h.Payment) > 0 {
+		tags = append(tags, append(nostr.Tag{"payment"}, h.Payment...))
 	}
 	return nostr.Event{Kind: KindHandlerInfo, CreatedAt: h.CreatedAt, Tags: tags, Content: string(content)}, nil
 }
@@ -113,6 +121,12 @@ func ParseHandlerInfo(evt *nostr.Event) (*HandlerInfo, error) {
 			}
 			if !slices.Contains(h.Kinds, k) {
 				h.Kinds = append(h.Kinds, k)
+			}
+		case "payment":
+			for _, s := range t[1:] {
+				if s != "" && !slices.Contains(h.Payment, s) && len(h.Payment) < 8 {
+					h.Payment = append(h.Payment, s)
+				}
 			}
 		}
 	}

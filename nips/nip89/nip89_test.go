@@ -10,10 +10,10 @@ import (
 )
 
 var sample = HandlerInfo{
-	Identifier: "sparecycles-worker", Kinds: []int{5000, 5800}, CreatedAt: 1764150000,
+	Identifier: "sparecycles-worker", Kinds: []int{5000, 5800}, CreatedAt: 1764150000, Payment: []string{"escrow", "prepay"},
 	Metadata: Metadata{Name: "w", About: "ocr", Worker: &Worker{
 		Version: 1, Provider: "CPUExecutionProvider", Device: "auto", Relays: []string{"ws://127.0.0.1:7447"}, Payment: "free",
-		Models: []Model{{Name: "ocr-ppocrv4", Task: "ocr", Kind: 5000, SHA256: map[string]string{"det": "ab"}, Price: Price{BaseMsat: 1000, PerUnitMsat: 10, Unit: "megapixel"}, Limits: map[string]int64{"max_pixels": 16000000}}},
+		Models: []Model{{Name: "ocr-ppocrv4", Task: "ocr", Kind: 5000, SHA256: map[string]string{"det": "ab"}, Price: Price{BaseMsat: 1000, PerUnitMsat: 10, Unit: "megapixel"}, Limits: map[string]int64{"max_pixels": 16000000}, Payment: []string{"after"}}},
 	}},
 }
 

@@ -56,14 +56,24 @@ type Ledger struct {
 	// before the ledger is used.
 	Now func() time.Time
 
-	db     *sql.DB
 	key    *btcec.PrivateKey
 	pubkey string // hex, compressed
 	params *chaincfg.Params
 
-	mu     sync.Mutex
-	subs   map[chan Event]struct{}
-	closed bool
+	// PollEvery bounds how long a held PayInvoice waits before it reads the database again
+	// (a settle or cancel made by another process sharing the folder, a hold timing out);
+	// zero means DefaultPollEvery. Set it before the ledger is used.
+	PollEvery time.Duration
+
+	db      *sql.DB
+	genesis time.Time // block 0 of the simulated chain (see Height)
+
+	mu      sync.Mutex
+	subs    map[chan Event]struct{}
+	closed  bool
+	changed chan struct{} // closed and replaced when a hold invoice changes state
+	done    chan struct{} // closed by Close: held payers stop waiting
+	held    chan struct{} // one per PayInvoice running: bounds the payers a hold blocks
 }
 
 var schema = []string{
@@ -103,6 +113,20 @@ var schema = []string{
 		expires_at       INTEGER NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS payments_account ON payments (account, created_ns)`,
+	// a hold invoice is an invoices row (preimage '' until settled) plus this row; a payment
+	// to it is a payments row (preimage '' until settled) whose money the payer no longer
+	// has and the payee does not have yet: it is held_msat here until settle or cancel.
+	`CREATE TABLE IF NOT EXISTS holds (
+		payment_hash    TEXT PRIMARY KEY,
+		cltv_delta      INTEGER NOT NULL,
+		hold_state      TEXT NOT NULL CHECK (hold_state IN ('open', 'accepted', 'settled', 'cancelled')),
+		payer           TEXT,
+		held_msat       INTEGER,
+		deadline_height INTEGER,
+		deadline_ns     INTEGER,
+		hold_settled_ns INTEGER
+	)`,
+	`CREATE INDEX IF NOT EXISTS holds_deadline ON holds (hold_state, deadline_ns)`,
 }
 
 // Open opens the ledger in dataDir (<dataDir>/ledger.sqlite), creating it and its node key on
@@ -117,13 +141,35 @@ func Open(ctx context.Context, dataDir string) (*Ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
+	genesis, err := genesisTime(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open ledger: %w", err)
+	}
 	return &Ledger{
-		db:     db,
-		key:    key,
-		pubkey: hex.EncodeToString(key.PubKey().SerializeCompressed()),
-		params: &chaincfg.RegressionNetParams,
-		subs:   map[chan Event]struct{}{},
+		db:      db,
+		genesis: genesis,
+		key:     key,
+		pubkey:  hex.EncodeToString(key.PubKey().SerializeCompressed()),
+		params:  &chaincfg.RegressionNetParams,
+		subs:    map[chan Event]struct{}{},
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+		held:    make(chan struct{}, MaxPayers),
 	}, nil
+}
+
+// genesisTime loads the time of the simulated chain's block 0, the ledger's first Open.
+func genesisTime(ctx context.Context, db *sql.DB) (time.Time, error) {
+	if _, err := db.ExecContext(ctx, `INSERT OR IGNORE INTO meta (name, value) VALUES ('genesis_ns', ?)`,
+		fmt.Sprint(time.Now().UnixNano())); err != nil {
+		return time.Time{}, fmt.Errorf("store genesis: %w", err)
+	}
+	var ns int64
+	if err := db.QueryRowContext(ctx, `SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'genesis_ns'`).Scan(&ns); err != nil {
+		return time.Time{}, fmt.Errorf("load genesis: %w", err)
+	}
+	return time.Unix(0, ns), nil
 }
 
 // nodeKey loads the node key, generating it on first use. INSERT OR IGNORE makes two
@@ -164,6 +210,7 @@ func (l *Ledger) Close() error {
 	l.mu.Lock()
 	if !l.closed {
 		l.closed = true
+		close(l.done)
 		for ch := range l.subs {
 			delete(l.subs, ch)
 			close(ch)
@@ -173,9 +220,9 @@ func (l *Ledger) Close() error {
 	return l.db.Close()
 }
 
-// Info describes the ledger's node. It is on regtest at height 0: there is no chain.
+// Info describes the ledger's node: on regtest, at the simulated height (see Height).
 func (l *Ledger) Info(ctx context.Context) (nip47.GetInfoResult, error) {
-	return nip47.GetInfoResult{Alias: Alias, Pubkey: l.pubkey, Network: Network}, nil
+	return nip47.GetInfoResult{Alias: Alias, Pubkey: l.pubkey, Network: Network, BlockHeight: l.Height()}, nil
 }
 
 // Fund credits account with msat out of thin air. It returns ErrInvalidAmount unless msat > 0.
@@ -194,6 +241,9 @@ const creditSQL = `INSERT INTO accounts (name, balance_msat) VALUES (?1, ?2)
 
 // Balance is account's balance in msats; an account never funded or paid has 0.
 func (l *Ledger) Balance(ctx context.Context, account string) (int64, error) {
+	if err := l.ExpireHolds(ctx); err != nil {
+		return 0, fmt.Errorf("balance of %s: %w", account, err)
+	}
 	var msat int64
 	err := l.db.QueryRowContext(ctx, `SELECT balance_msat FROM accounts WHERE name = ?`, account).Scan(&msat)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -215,13 +265,44 @@ func (l *Ledger) MakeInvoice(ctx context.Context, account string, p nip47.MakeIn
 	if p.Amount < 0 {
 		return nip47.Transaction{}, nip47.Errorf(nip47.CodeOther, "amount must not be negative")
 	}
-	expiry := time.Duration(p.Expiry) * time.Second
-	switch {
-	case p.Expiry == 0:
-		expiry = DefaultInvoiceExpiry
-	case p.Expiry < 0 || p.Expiry > int64(maxInvoiceExpiry/time.Second):
-		return nip47.Transaction{}, nip47.Errorf(nip47.CodeOther, "expiry must be within 1..%d seconds", int64(maxInvoiceExpiry/time.Second))
+	expiry, err := invoiceExpiry(p.Expiry)
+	if err != nil {
+		return nip47.Transaction{}, err
 	}
+	var preimage [32]byte
+	if _, err := rand.Read(preimage[:]); err != nil {
+		return nip47.Transaction{}, fmt.Errorf("make invoice: %w", err)
+	}
+	hash := sha256.Sum256(preimage[:])
+	now := l.now()
+	t, err := l.newInvoice(p, expiry, hash, 0, now)
+	if err != nil {
+		return nip47.Transaction{}, err
+	}
+	if _, err := l.db.ExecContext(ctx, `INSERT INTO invoices
+		(payment_hash, account, bolt11, preimage, amount_msat, description, description_hash, created_ns, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.PaymentHash, account, t.Invoice, hex.EncodeToString(preimage[:]), p.Amount,
+		p.Description, p.DescriptionHash, now.UnixNano(), t.ExpiresAt); err != nil {
+		return nip47.Transaction{}, fmt.Errorf("make invoice: store: %w", err)
+	}
+	return t, nil
+}
+
+// invoiceExpiry is make_invoice's expiry in seconds as a duration, DefaultInvoiceExpiry for 0.
+func invoiceExpiry(seconds int64) (time.Duration, error) {
+	switch {
+	case seconds == 0:
+		return DefaultInvoiceExpiry, nil
+	case seconds < 0 || seconds > int64(maxInvoiceExpiry/time.Second):
+		return 0, nip47.Errorf(nip47.CodeOther, "expiry must be within 1..%d seconds", int64(maxInvoiceExpiry/time.Second))
+	}
+	return time.Duration(seconds) * time.Second, nil
+}
+
+// newInvoice encodes and signs a BOLT11 invoice for hash (with a min_final_cltv_expiry of
+// cltvDelta when not 0) and returns it as the pending incoming transaction it is.
+func (l *Ledger) newInvoice(p nip47.MakeInvoiceParams, expiry time.Duration, hash [32]byte, cltvDelta int64, now time.Time) (nip47.Transaction, error) {
 	opts := []func(*zpay32.Invoice){zpay32.Expiry(expiry)}
 	if p.Amount > 0 {
 		opts = append(opts, zpay32.Amount(lnwire.MilliSatoshi(p.Amount)))
@@ -235,16 +316,14 @@ func (l *Ledger) MakeInvoice(ctx context.Context, account string, p nip47.MakeIn
 	} else {
 		opts = append(opts, zpay32.Description(p.Description))
 	}
-	var preimage, paymentAddr [32]byte
-	if _, err := rand.Read(preimage[:]); err != nil {
-		return nip47.Transaction{}, fmt.Errorf("make invoice: %w", err)
+	if cltvDelta > 0 {
+		opts = append(opts, zpay32.CLTVExpiry(uint64(cltvDelta)))
 	}
+	var paymentAddr [32]byte
 	if _, err := rand.Read(paymentAddr[:]); err != nil {
 		return nip47.Transaction{}, fmt.Errorf("make invoice: %w", err)
 	}
 	opts = append(opts, zpay32.PaymentAddr(paymentAddr))
-	hash := sha256.Sum256(preimage[:])
-	now := l.now()
 	created := now.Truncate(time.Second) // BOLT11 timestamps are whole seconds
 	inv, err := zpay32.NewInvoice(l.params, hash, created, opts...)
 	if err != nil {
@@ -265,13 +344,6 @@ func (l *Ledger) MakeInvoice(ctx context.Context, account string, p nip47.MakeIn
 		CreatedAt:       created.Unix(),
 		ExpiresAt:       created.Add(expiry).Unix(),
 	}
-	if _, err := l.db.ExecContext(ctx, `INSERT INTO invoices
-		(payment_hash, account, bolt11, preimage, amount_msat, description, description_hash, created_ns, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		t.PaymentHash, account, bolt11, hex.EncodeToString(preimage[:]), p.Amount,
-		p.Description, p.DescriptionHash, now.UnixNano(), t.ExpiresAt); err != nil {
-		return nip47.Transaction{}, fmt.Errorf("make invoice: store: %w", err)
-	}
 	return t, nil
 }
 
@@ -285,6 +357,13 @@ func (l *Ledger) signCompact(msg []byte) ([]byte, error) {
 // PayInvoice pays one of the ledger's own invoices from account. Invoices without an amount
 // are paid p.Amount. When account already paid the invoice, it returns the same preimage and
 // moves no money.
+//
+// Paying a hold invoice (MakeHoldInvoice) debits account and holds the money: the invoice is
+// accepted, its owner gets a hold_invoice_accepted event, and PayInvoice waits until the
+// invoice is settled (it returns the preimage), cancelled or timed out (PAYMENT_FAILED, the
+// money back), or ctx ends or the ledger closes: then it returns an error that is not a
+// *nip47.Error, since the payment is still held and LookupInvoice tells its fate later. At
+// most MaxPayers calls run at once; more are refused RATE_LIMITED.
 //
 // Client errors: INSUFFICIENT_BALANCE when account cannot cover the amount; PAYMENT_FAILED
 // for an invalid invoice, another node's invoice, an unknown, expired or already settled one,
@@ -306,9 +385,26 @@ func (l *Ledger) PayInvoice(ctx context.Context, account string, p nip47.PayInvo
 		return nip47.PayInvoiceResult{}, nip47.Errorf(nip47.CodePaymentFailed, "invoice has no amount and the request gives none")
 	}
 	hash := hex.EncodeToString(inv.PaymentHash[:])
+	select {
+	case l.held <- struct{}{}:
+		defer func() { <-l.held }()
+	default:
+		return nip47.PayInvoiceResult{}, nip47.Errorf(nip47.CodeRateLimited, "%d payments in progress; retry later", MaxPayers)
+	}
 	st, err := l.settle(ctx, account, hash, amount, l.now())
 	if err != nil {
 		return nip47.PayInvoiceResult{}, err
+	}
+	if st.held {
+		if !st.repeat {
+			l.changedState()
+			l.emit(Event{Account: st.payee, Notification: nip47.Notification{Type: nip47.NotificationHoldInvoiceAccepted, Transaction: st.received}})
+		}
+		preimage, err := l.waitHeld(ctx, hash)
+		if err != nil {
+			return nip47.PayInvoiceResult{}, err
+		}
+		return nip47.PayInvoiceResult{Preimage: preimage}, nil
 	}
 	if !st.repeat {
 		l.emit(Event{Account: account, Notification: nip47.Notification{Type: nip47.NotificationPaymentSent, Transaction: st.sent}})
@@ -321,6 +417,7 @@ func (l *Ledger) PayInvoice(ctx context.Context, account string, p nip47.PayInvo
 type settlement struct {
 	preimage       string
 	repeat         bool // account had paid this hash before; nothing moved
+	held           bool // a hold invoice: the money is held, received is hold_invoice_accepted
 	payee          string
 	sent, received nip47.Transaction
 }
@@ -339,10 +436,13 @@ func (l *Ledger) settle(ctx context.Context, account, hash string, amount int64,
 		}
 	}()
 	var payer string
-	err = tx.QueryRowContext(ctx, `SELECT account, preimage FROM payments WHERE payment_hash = ?`, hash).Scan(&payer, &st.preimage)
+	var paidHold sql.NullString
+	err = tx.QueryRowContext(ctx, `SELECT account, preimage, hold_state FROM `+outgoingFrom+` WHERE payment_hash = ?`, hash).Scan(&payer, &st.preimage, &paidHold)
 	switch {
+	case err == nil && payer == account && paidHold.String == holdCancelled:
+		return st, nip47.Errorf(nip47.CodePaymentFailed, "hold invoice %s was cancelled", hash)
 	case err == nil && payer == account:
-		st.repeat = true
+		st.repeat, st.held = true, paidHold.String == holdAccepted
 		return st, tx.Commit()
 	case err == nil:
 		return st, nip47.Errorf(nip47.CodePaymentFailed, "invoice %s is already paid", hash)
@@ -350,8 +450,10 @@ func (l *Ledger) settle(ctx context.Context, account, hash string, amount int64,
 		return st, fmt.Errorf("pay %s: %w", hash, err)
 	}
 
-	in, err := scanTransaction(tx.QueryRowContext(ctx, `SELECT `+incomingColumns+` FROM invoices WHERE payment_hash = ?`, hash), &st.payee)
+	in, hold, err := scanTransaction(tx.QueryRowContext(ctx, `SELECT `+incomingColumns+` FROM `+incomingFrom+` WHERE payment_hash = ?`, hash), &st.payee)
 	switch {
+	case err == nil && hold == holdCancelled:
+		return st, nip47.Errorf(nip47.CodePaymentFailed, "hold invoice %s was cancelled", hash)
 	case errors.Is(err, sql.ErrNoRows):
 		return st, nip47.Errorf(nip47.CodePaymentFailed, "unknown invoice %s", hash)
 	case err != nil:
@@ -370,6 +472,9 @@ func (l *Ledger) settle(ctx context.Context, account, hash string, amount int64,
 		return st, fmt.Errorf("pay %s: debit: %w", hash, err)
 	} else if n == 0 {
 		return st, nip47.Errorf(nip47.CodeInsufficientBalance, "balance below %d msat", amount)
+	}
+	if hold == holdOpen {
+		return l.accept(ctx, tx, st, account, in, amount, now)
 	}
 	if _, err := tx.ExecContext(ctx, creditSQL, st.payee, amount); err != nil {
 		return st, fmt.Errorf("pay %s: credit: %w", hash, err)
