@@ -363,7 +363,7 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 					fb, err := nip90.ParseJobFeedback(evt)
 					switch {
 					case err != nil:
-					case (fb.Status == nip90.StatusProcessing || fb.Status == nip90.StatusPartial) && !esc.locked && esc.failed == nil:
+					case (fb.Status == nip90.StatusProcessing || fb.Status == nip90.StatusPartial) && !esc.locked && esc.failed == nil && esc.paid == nil:
 						esc.locked = true
 						say(StageLocked)
 					case fb.Status == nip90.StatusError:

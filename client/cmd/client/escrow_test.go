@@ -292,7 +292,10 @@ func TestPostEscrow(t *testing.T) {
 	}
 
 	t.Run("settled", func(t *testing.T) {
-		code, doc, stderr := post("settled", "--pay", "any")
+		code, doc, stderr := post("settled", "--pay", "any", "--log-level", "info")
+		if got := stages(stderr); !slices.Equal(got, []string{"waiting for quotes", "paying", "locked", "settled", "done"}) {
+			t.Errorf("stages %q", got)
+		}
 		if code != exitOK || doc["result"] != "the sealed text" || doc["worker"] != esc.pk || doc["scheme"] != "escrow" || doc["amount_msat"] != float64(price) || doc["fee_msat"] != float64(2) {
 			t.Fatalf("exit %d, document %v, stderr %q", code, doc, stderr)
 		}
@@ -329,7 +332,10 @@ func TestPostEscrow(t *testing.T) {
 		}
 	})
 	t.Run("fails: refunded", func(t *testing.T) {
-		code, doc, stderr := post("fails")
+		code, doc, stderr := post("fails", "--log-level", "info")
+		if got := stages(stderr); !slices.Equal(got, []string{"waiting for quotes", "paying", "locked", "refunded"}) {
+			t.Errorf("stages %q", got)
+		}
 		if code != exitJobFailed || doc["status"] != "error" || !strings.Contains(doc["error"].(string), "model crashed") || !strings.Contains(doc["error"].(string), "refunded") || doc["scheme"] != "escrow" {
 			t.Fatalf("exit %d, document %v, stderr %q", code, doc, stderr)
 		}
@@ -393,4 +399,16 @@ func invoiceOnly(t *testing.T, job string, msat int64) string {
 	w := &holdWallet{holds: map[string]*hold{}}
 	b, _ := w.holdInvoice(t, job, msat)
 	return b
+}
+
+// stages reads the stage log lines of stderr, in order.
+func stages(stderr string) []string {
+	var out []string
+	for _, line := range strings.Split(stderr, "\n") {
+		var l struct{ Stage string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Stage != "" {
+			out = append(out, l.Stage)
+		}
+	}
+	return out
 }

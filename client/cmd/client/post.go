@@ -151,7 +151,8 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 
 	jobCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	var stage func(client.Stage)
+	// off a terminal, each stage is an info log line (--log-level info)
+	stage := func(s client.Stage) { log.Info().Str("job", job).Str("stage", string(s)).Msg("stage") }
 	if !o.json && isTerminal(std.errOut) {
 		fmt.Fprintf(std.errOut, "job %s\n", job)
 		var stop func()
