@@ -155,10 +155,15 @@ func (c *Client) Pay(ctx context.Context, q Quote) (Payment, error) {
 			return *old, nil // paid before: never again
 		case PayPaying:
 			// an earlier attempt's outcome is unknown: ask before paying
-			if tx, err := c.wallet.LookupInvoice(ctx, nip47.LookupInvoiceParams{PaymentHash: p.PaymentHash}); err == nil && tx.Preimage != "" && preimageMatches(tx.Preimage, p.PaymentHash) {
+			tx, err := c.wallet.LookupInvoice(ctx, nip47.LookupInvoiceParams{PaymentHash: p.PaymentHash})
+			switch {
+			case err == nil && tx.Preimage != "" && preimageMatches(tx.Preimage, p.PaymentHash):
 				c.store.finish(ctx, p.PaymentHash, PayPaid, tx.Preimage, tx.FeesPaid)
 				p.State, p.Preimage, p.FeeMsat = PayPaid, tx.Preimage, tx.FeesPaid
 				return p, nil
+			case err == nil && (tx.State == nip47.StatePending || tx.State == nip47.StateAccepted):
+				// still in flight (an escrow payment stays so while locked): never pay again
+				return p, fmt.Errorf("pay job %s: %w: the earlier payment is still in progress", q.JobID, ErrWalletDown)
 			}
 		case PayFailed:
 			c.store.finish(ctx, p.PaymentHash, PayPaying, "", 0)
