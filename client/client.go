@@ -18,6 +18,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/nips/escrow"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/nips/postpay"
@@ -43,6 +44,7 @@ type Config struct {
 	QuoteWindow time.Duration // the longest Do collects quotes before choosing (less once every live worker answered)
 	FirstQuote  bool          // take the first acceptable quote at once instead of waiting for the others
 	Timeout     time.Duration // overall limit for a job
+	Pay         PayBy         // how the customer pays; "" is PayByAny
 }
 
 // Client is one customer.
@@ -89,6 +91,10 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Client, error) 
 	if c.cfg.Timeout == 0 {
 		c.cfg.Timeout = 5 * time.Minute
 	}
+	if c.cfg.Pay, err = ParsePayBy(string(cfg.Pay)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	return c, nil
 }
 
@@ -119,12 +125,12 @@ func (c *Client) network(ctx context.Context) (string, error) {
 	return c.net, c.netErr
 }
 
-// Post signs and publishes a job request.
+// Post signs and publishes a job request, with the payment tag of Config.Pay (RequestEvent).
 func (c *Client) Post(ctx context.Context, req nip90.JobRequest) (nostr.Event, error) {
 	if len(req.Relays) == 0 {
 		req.Relays = c.cfg.Relays
 	}
-	evt := req.Event()
+	evt := RequestEvent(req, c.cfg.Pay)
 	if evt.CreatedAt == 0 {
 		evt.CreatedAt = nostr.Now()
 	}
@@ -146,6 +152,11 @@ const (
 	StagePaying     Stage = "paying"
 	StageProcessing Stage = "processing"
 	StageDone       Stage = "done"
+	// Escrow: the worker runs while the payment is locked; settling hands over the key to the
+	// result; a cancelled payment comes back.
+	StageLocked   Stage = "locked"
+	StageSettled  Stage = "settled"
+	StageRefunded Stage = "refunded"
 )
 
 // Outcome is how a job ended.
@@ -157,7 +168,10 @@ type Outcome struct {
 	Status     string        `json:"status"` // "success" or "error"
 	Result     string        `json:"result"`
 	Took       time.Duration `json:"-"`
-	Preimage   string        `json:"preimage,omitempty"`
+	Preimage   string        `json:"preimage,omitempty"` // the payment's proof
+	// Scheme is how the worker was paid: escrow.SchemeEscrow, SchemePrepay, SchemeAfter, or
+	// SchemeFree; "" when nothing was chosen.
+	Scheme string `json:"scheme,omitempty"`
 	// IgnoredResults counts results from workers the client did not choose: never read as the
 	// job's result, never paid.
 	IgnoredResults int `json:"ignored_results"`
@@ -168,20 +182,32 @@ type Outcome struct {
 // convention). Do stops collecting quotes once every live worker has answered.
 const LiveFor = 15 * time.Minute
 
-// Do posts req and pays only a worker it chose. It collects quotes (pay first) and post-pay
-// offers (nips/postpay.md) for QuoteWindow, or less: until every worker announced live for the
-// kind (or every worker req names in its "p" tags) has quoted, offered or refused, or with
-// FirstQuote at the first acceptable quote. It then takes the cheapest acceptable one (first
-// come wins a tie): a quote is paid at once; an offer is accepted, and the worker's result is
-// paid when its invoice asks no more than the offer and the bid. A worker req names alone is
-// chosen by the request itself. No bid means free workers only: every priced quote is refused.
+// Do posts req and pays only a worker it chose. It collects quotes (pay first), escrow quotes
+// (nips/escrow) and post-pay offers (nips/postpay.md) for QuoteWindow, or less: until every
+// worker announced live for the kind (or every worker req names in its "p" tags) has quoted,
+// offered or refused, or with FirstQuote at the first acceptable quote. It then takes the best
+// acceptable one: an escrow quote over any other (unless Config.Pay is PayByPrepay, which
+// refuses them; PayByEscrow refuses all others), then the cheapest (first come wins a tie). A
+// quote is paid at once; an offer is accepted, and the worker's result is paid when its
+// invoice asks no more than the offer and the bid. A worker req names alone is chosen by the
+// request itself. No bid means free workers only: every priced quote is refused.
+//
+// An escrow quote's payment is started at once and answers only when the worker settles or
+// cancels: meanwhile the worker's processing feedback means the funds are locked
+// (StageLocked), and its sealed result is held. The preimage the settled payment returns
+// opens the result (StageSettled); a result it cannot open is ErrUnreadable. A payment that
+// fails after the worker cancelled is StageRefunded and ErrJobFailed, with the worker's reason.
 //
 // Results from workers not chosen are ignored and counted (Outcome.IgnoredResults): arriving
 // first decides nothing. The one exception moves no money: a result without an invoice, while
 // nothing has been chosen yet, wins as a free job's result. progress, if set, hears each stage.
 func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Stage)) (Outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
+	var paying sync.WaitGroup // an escrow payment's goroutine: done before Do returns
+	defer func() {
+		cancel()
+		paying.Wait()
+	}()
 	say := func(s Stage) {
 		if progress != nil {
 			progress(s)
@@ -204,11 +230,14 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 	}
 	say(StagePosted)
 	out := Outcome{Job: job.ID}
-	w := &watch{job: job.ID, bid: req.BidMsat, named: req.Providers, answered: map[string]bool{}}
+	w := &watch{job: job.ID, bid: req.BidMsat, named: req.Providers, by: c.cfg.Pay, answered: map[string]bool{}}
 	window := time.NewTimer(c.cfg.QuoteWindow)
 	defer window.Stop()
 	var chosen *candidate
-	early := false // the choice was tried before the window ended
+	early := false               // the choice was tried before the window ended
+	var esc *held                // the escrow payment, when an escrow quote was chosen
+	var payDone <-chan payResult // esc's answer, until it came
+	var grace <-chan time.Time   // after an escrow payment failed without the worker's reason
 
 	// payAfter pays a post-pay result's invoice: no more than the offer (when one was made)
 	// and the bid
@@ -221,7 +250,7 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 		if err != nil {
 			return err
 		}
-		out.AmountMsat, out.FeeMsat, out.Preimage = p.AmountMsat, p.FeeMsat, p.Preimage
+		out.AmountMsat, out.FeeMsat, out.Preimage, out.Scheme = p.AmountMsat, p.FeeMsat, p.Preimage, escrow.SchemeAfter
 		return nil
 	}
 	// choose takes the best candidate: done with an error, or chosen (or nothing to choose yet)
@@ -235,7 +264,9 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 		}
 		chosen = q
 		out.Worker = q.Worker
-		if q.PostPay {
+		switch {
+		case q.PostPay:
+			out.Scheme = escrow.SchemeAfter
 			if !w.namedAlone(q.Worker) { // named alone, it runs without being asked
 				acc := postpay.Acceptance{JobID: job.ID, Worker: q.Worker, Msat: q.AmountMsat}.Event()
 				if err := acc.Sign(c.cfg.SecretKey); err != nil {
@@ -247,7 +278,14 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 			}
 			say(StageProcessing)
 			return nil
+		case q.Escrow != nil:
+			out.Scheme = escrow.SchemeEscrow
+			say(StagePaying)
+			esc = c.startEscrow(ctx, q.Quote, &paying)
+			payDone = esc.done
+			return nil
 		}
+		out.Scheme = escrow.SchemePrepay
 		say(StagePaying)
 		p, err := c.Pay(ctx, q.Quote)
 		if err != nil {
@@ -257,18 +295,95 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 		say(StageProcessing)
 		return nil
 	}
+	// settled opens the escrow's held result with the preimage
+	settled := func() (Outcome, error) {
+		text, err := esc.open(job.ID)
+		if err != nil {
+			c.log.Error().Str("job", job.ID).Str("worker", esc.quote.Worker).Str("result", esc.result.ID).Str("payment_hash", esc.hash).Msg("paid for a result that cannot be opened")
+			out.Status, out.Result = "error", err.Error()
+			return out, err
+		}
+		say(StageSettled)
+		out.Status, out.Result, out.Took = "success", text, time.Since(start)
+		say(StageDone)
+		return out, nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if chosen == nil && !w.offered() {
+			switch {
+			case esc != nil && esc.paid != nil:
+				return out, fmt.Errorf("job %s: %w: paid (the escrow settled), but the result did not arrive", job.ID, ErrTimeout)
+			case esc != nil && payDone != nil:
+				return out, fmt.Errorf("job %s: %w: the payment is still locked (client status %s finishes it)", job.ID, ErrTimeout, job.ID)
+			case chosen == nil && !w.offered():
 				return out, fmt.Errorf("job %s: %w", job.ID, ErrNoOffer)
 			}
 			return out, fmt.Errorf("job %s: %w", job.ID, ErrTimeout)
 		case live := <-liveCh:
 			w.live, w.liveKnown = live, true
+		case r := <-payDone:
+			payDone = nil
+			switch {
+			case r.err == nil:
+				esc.paid = &r.p
+				out.AmountMsat, out.FeeMsat, out.Preimage = r.p.AmountMsat, r.p.FeeMsat, r.p.Preimage
+				if esc.result != nil {
+					return settled()
+				}
+				continue // the result is on its way: the worker published it before settling
+			case errors.Is(r.err, nip47.ErrPaymentFailed):
+				esc.failed = r.err
+				if esc.failInfo != "" {
+					say(StageRefunded)
+					out.Status, out.Result = "error", esc.failInfo
+					return out, esc.refunded(job.ID)
+				}
+				grace = time.After(failureGrace) // the worker's reason may be on its way
+				continue
+			case errors.Is(r.err, ErrWalletDown) && ctx.Err() != nil:
+				return out, fmt.Errorf("job %s: %w: the payment is still locked (client status %s finishes it)", job.ID, ErrTimeout, job.ID)
+			case errors.Is(r.err, ErrWalletDown):
+				return out, fmt.Errorf("%w (the payment may be locked: client status %s finishes it)", r.err, job.ID)
+			}
+			return out, r.err
+		case <-grace:
+			if esc.locked {
+				say(StageRefunded)
+				out.Status = "error"
+				return out, esc.refunded(job.ID)
+			}
+			return out, esc.failed
 		case evt, ok := <-events:
 			if !ok {
 				return out, fmt.Errorf("job %s: %w", job.ID, ErrTimeout)
+			}
+			if esc != nil && evt.PubKey == chosen.Worker && nip90.JobID(evt) == job.ID {
+				if evt.Kind == nip90.KindFeedback {
+					fb, err := nip90.ParseJobFeedback(evt)
+					switch {
+					case err != nil:
+					case (fb.Status == nip90.StatusProcessing || fb.Status == nip90.StatusPartial) && !esc.locked && esc.failed == nil && esc.paid == nil:
+						esc.locked = true
+						say(StageLocked)
+					case fb.Status == nip90.StatusError:
+						esc.failInfo = fb.Info
+						if esc.failed != nil {
+							say(StageRefunded)
+							out.Status, out.Result = "error", fb.Info
+							return out, esc.refunded(job.ID)
+						}
+						// the worker cancels the payment next: its answer says refunded
+					}
+					continue
+				}
+				if evt.Kind == nip90.ResultKind(req.Kind) {
+					esc.keep(evt)
+					if esc.paid != nil {
+						return settled()
+					}
+					continue
+				}
 			}
 			res, errInfo := w.see(evt)
 			if res != nil {
@@ -287,6 +402,7 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 					} // a quote's worker was paid already: an invoice on its result is not paid again
 				case chosen == nil && bill == nil && w.may(from):
 					// a free result before anything was chosen: no money moves, first wins
+					out.Scheme = SchemeFree
 				case chosen == nil && bill != nil && w.namedAlone(from):
 					// the request chose this worker: pay within its offer, if it made one, and the bid
 					if err := payAfter(from, bill, w.offerOf(from)); err != nil {
@@ -345,10 +461,12 @@ func (c *Client) liveWorkers(ctx context.Context, kind int) []string {
 	return live
 }
 
-// candidate is a quote (pay first) or a post-pay offer (no invoice yet) the client may choose.
+// candidate is a quote (pay first, or escrow when Quote.Escrow is set) or a post-pay offer (no
+// invoice yet) the client may choose.
 type candidate struct {
 	Quote
-	PostPay bool
+	PostPay   bool
+	EscrowErr error // the quote's escrow tag is malformed: it is refused
 }
 
 // watch follows one job's feedback.
@@ -356,6 +474,7 @@ type watch struct {
 	job        string
 	bid        int64
 	named      []string // the request's "p" tags: only these may be chosen
+	by         PayBy    // which quotes may be chosen
 	candidates []candidate
 	errors     map[string]string // worker → error info
 	answered   map[string]bool   // workers that quoted, offered or refused (not a free worker at work: its result may come)
@@ -404,9 +523,15 @@ func (w *watch) see(evt *nostr.Event) (*nostr.Event, string) {
 			break // a worker's first offer stands
 		}
 		if msat, ok := postpay.OfferAmount(fb); ok {
-			w.candidates = append(w.candidates, candidate{Quote{JobID: w.job, Worker: evt.PubKey, AmountMsat: msat, BidMsat: w.bid}, true})
+			w.candidates = append(w.candidates, candidate{Quote: Quote{JobID: w.job, Worker: evt.PubKey, AmountMsat: msat, BidMsat: w.bid}, PostPay: true})
 		} else if fb.Amount != nil && fb.Amount.Bolt11 != "" {
-			w.candidates = append(w.candidates, candidate{Quote{JobID: w.job, Worker: evt.PubKey, AmountMsat: fb.Amount.Msat, Bolt11: fb.Amount.Bolt11, BidMsat: w.bid}, false})
+			q := candidate{Quote: Quote{JobID: w.job, Worker: evt.PubKey, AmountMsat: fb.Amount.Msat, Bolt11: fb.Amount.Bolt11, BidMsat: w.bid}}
+			if eq, ok, err := escrow.ParseQuote(evt.Tags); err != nil {
+				q.EscrowErr = err
+			} else if ok {
+				q.Escrow = &eq
+			}
+			w.candidates = append(w.candidates, q)
 		}
 	case nip90.StatusError:
 		w.answered[evt.PubKey] = true
@@ -443,27 +568,20 @@ func (w *watch) ready(firstQuote bool) bool {
 	return true
 }
 
-// best picks the cheapest acceptable candidate (first come wins a tie): a quote within the
-// bid whose invoice passes the offline checks, or an offer within the bid. No bid accepts
-// nothing priced. refusals say why the others were passed over.
+// best picks the best acceptable candidate: an escrow quote over any other, then the cheapest
+// (first come wins a tie). Acceptable is a quote within the bid whose invoice passes the
+// offline checks (an escrow quote's also for the payment hash its tag names), or an offer
+// within the bid, of a scheme w.by takes. No bid accepts nothing priced. refusals say why the
+// others were passed over.
 func (w *watch) best() (*candidate, []string) {
 	var best *candidate
 	var refusals []string
 	for i, q := range w.candidates {
-		var err error
-		switch {
-		case q.PostPay && w.bid <= 0:
-			err = fmt.Errorf("%w: %d msat offered (pay after) and no bid was given (no bid: free workers only)", invoice.ErrOverBid, q.AmountMsat)
-		case q.PostPay && q.AmountMsat > w.bid:
-			err = fmt.Errorf("%w: %d msat offered (pay after), %d msat bid", invoice.ErrOverBid, q.AmountMsat, w.bid)
-		case !q.PostPay:
-			_, err = invoice.Check(q.Bolt11, invoice.Expect{JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat})
-		}
-		if err != nil {
+		if err := w.refuse(q); err != nil {
 			refusals = append(refusals, fmt.Sprintf("%s: %v", short(q.Worker), err))
 			continue
 		}
-		if best == nil || q.AmountMsat < best.AmountMsat {
+		if best == nil || better(q, *best) {
 			best = &w.candidates[i]
 		}
 	}
@@ -472,6 +590,43 @@ func (w *watch) best() (*candidate, []string) {
 	}
 	slices.Sort(refusals)
 	return best, refusals
+}
+
+// better reports whether a beats b: escrow first, then the price.
+func better(a, b candidate) bool {
+	if (a.Escrow != nil) != (b.Escrow != nil) {
+		return a.Escrow != nil
+	}
+	return a.AmountMsat < b.AmountMsat
+}
+
+// refuse says why q may not be chosen, or nil.
+func (w *watch) refuse(q candidate) error {
+	isEscrow := q.Escrow != nil || q.EscrowErr != nil
+	switch {
+	case w.by == PayByEscrow && q.PostPay:
+		return errors.New("a post-pay offer, and --pay escrow takes escrow quotes only")
+	case w.by == PayByEscrow && !isEscrow:
+		return errors.New("not an escrow quote, and --pay escrow takes escrow quotes only")
+	case w.by == PayByPrepay && isEscrow:
+		return errors.New("an escrow quote, and --pay prepay takes plain quotes only")
+	case q.EscrowErr != nil:
+		return fmt.Errorf("escrow quote refused: %w", q.EscrowErr)
+	case q.PostPay && w.bid <= 0:
+		return fmt.Errorf("%w: %d msat offered (pay after) and no bid was given (no bid: free workers only)", invoice.ErrOverBid, q.AmountMsat)
+	case q.PostPay && q.AmountMsat > w.bid:
+		return fmt.Errorf("%w: %d msat offered (pay after), %d msat bid", invoice.ErrOverBid, q.AmountMsat, w.bid)
+	case q.PostPay:
+		return nil
+	}
+	inv, err := invoice.Check(q.Bolt11, invoice.Expect{JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat})
+	if err != nil {
+		return err
+	}
+	if err := checkEscrow(q.Quote, inv.PaymentHash); err != nil {
+		return fmt.Errorf("escrow quote refused: %w", err)
+	}
+	return nil
 }
 
 func short(pk string) string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/internal/sqlitedb"
+	"github.com/sparecycles/sparecycles/nips/escrow"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 )
 
@@ -114,6 +115,9 @@ type Quote struct {
 	AmountMsat int64
 	Bolt11     string
 	BidMsat    int64
+	// Escrow is an escrow quote's terms (its "escrow" tag): the invoice is a hold invoice for
+	// Escrow.PaymentHash. nil for a plain quote.
+	Escrow *escrow.Quote
 }
 
 // Pay checks the quote's invoice and pays it through the wallet, at most once per payment
@@ -134,6 +138,9 @@ func (c *Client) Pay(ctx context.Context, q Quote) (Payment, error) {
 	inv, err := invoice.Check(q.Bolt11, invoice.Expect{
 		JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat, Network: network, MinLife: 10 * time.Second,
 	})
+	if err == nil {
+		err = checkEscrow(q, inv.PaymentHash)
+	}
 	if err != nil {
 		return Payment{}, fmt.Errorf("pay job %s: %w: %w", q.JobID, ErrRefusedInvoice, err)
 	}
@@ -148,10 +155,15 @@ func (c *Client) Pay(ctx context.Context, q Quote) (Payment, error) {
 			return *old, nil // paid before: never again
 		case PayPaying:
 			// an earlier attempt's outcome is unknown: ask before paying
-			if tx, err := c.wallet.LookupInvoice(ctx, nip47.LookupInvoiceParams{PaymentHash: p.PaymentHash}); err == nil && tx.Preimage != "" && preimageMatches(tx.Preimage, p.PaymentHash) {
+			tx, err := c.wallet.LookupInvoice(ctx, nip47.LookupInvoiceParams{PaymentHash: p.PaymentHash})
+			switch {
+			case err == nil && tx.Preimage != "" && preimageMatches(tx.Preimage, p.PaymentHash):
 				c.store.finish(ctx, p.PaymentHash, PayPaid, tx.Preimage, tx.FeesPaid)
 				p.State, p.Preimage, p.FeeMsat = PayPaid, tx.Preimage, tx.FeesPaid
 				return p, nil
+			case err == nil && (tx.State == nip47.StatePending || tx.State == nip47.StateAccepted):
+				// still in flight (an escrow payment stays so while locked): never pay again
+				return p, fmt.Errorf("pay job %s: %w: the earlier payment is still in progress", q.JobID, ErrWalletDown)
 			}
 		case PayFailed:
 			c.store.finish(ctx, p.PaymentHash, PayPaying, "", 0)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/sparecycles/sparecycles/nips/escrow"
+	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/nips/postpay"
 )
@@ -26,6 +28,7 @@ const (
 	JobProcessing JobState = "processing" // a worker said it is running the job
 	JobDone       JobState = "done"       // a result was published
 	JobError      JobState = "error"      // the worker we paid, or the only ones that answered, reported an error
+	JobLocked     JobState = "locked"     // an escrow payment is locked and its worker's result is still sealed
 )
 
 // JobStatus is what the relays and the local payment store know of a job.
@@ -38,12 +41,19 @@ type JobStatus struct {
 	Quotes   []Quote          // each worker's latest payment-required feedback, by arrival
 	Result   *nip90.JobResult // when done: the newest result of a worker we paid, else the newest
 	Payments []Payment        // recorded here: empty on another machine than the one that paid
+	// Sealed is set when the result is sealed (escrow). Opened: its Content is the text the
+	// payment's preimage opened. OpenErr: the escrow settled, but the preimage does not open it.
+	Sealed  bool
+	Opened  bool
+	OpenErr string
 }
 
 // Status looks a job up by its request id: it queries the relays for the request, its
 // feedback (kind 7000) and its results (6000-6999), and reads the payment store, so a job
-// can be followed after a crash or from another machine. Errors: ErrUnknownJob, and those of
-// Query.
+// can be followed after a crash or from another machine. With a wallet, a payment recorded as
+// in progress is looked up (lookup_invoice) and recorded as paid or failed; a sealed (escrow)
+// result is opened with the preimage of the payment that settled for it. Errors:
+// ErrUnknownJob, and those of Query.
 func (c *Client) Status(ctx context.Context, jobID string) (JobStatus, error) {
 	evs, err := Query(ctx, c.cfg.Relays, c.log,
 		nostr.Filter{IDs: []string{jobID}},
@@ -55,7 +65,75 @@ func (c *Client) Status(ctx context.Context, jobID string) (JobStatus, error) {
 	if err != nil {
 		return JobStatus{Job: jobID}, fmt.Errorf("status of job %s: payments: %w", jobID, err)
 	}
-	return summarize(jobID, evs, ps)
+	for i := range ps {
+		c.resolve(ctx, &ps[i])
+	}
+	st, err := summarize(jobID, evs, ps)
+	if err != nil {
+		return st, err
+	}
+	unseal(&st)
+	return st, nil
+}
+
+// resolve asks the wallet how a payment recorded as in progress ended (an escrow payment stays
+// in progress while it is locked) and records a settled or failed one. Without a wallet, or
+// without an answer, p stays as it is.
+func (c *Client) resolve(ctx context.Context, p *Payment) {
+	if c.wallet == nil || p.State != PayPaying {
+		return
+	}
+	tx, err := c.wallet.LookupInvoice(ctx, nip47.LookupInvoiceParams{PaymentHash: p.PaymentHash})
+	switch {
+	case err != nil:
+		c.log.Debug().Err(err).Str("job", p.JobID).Msg("look up a payment in progress")
+		return
+	case tx.Preimage != "" && preimageMatches(tx.Preimage, p.PaymentHash):
+		p.State, p.Preimage, p.FeeMsat = PayPaid, tx.Preimage, tx.FeesPaid
+	case tx.State == nip47.StateFailed || tx.State == nip47.StateExpired:
+		p.State = PayFailed
+	default:
+		return // pending, or locked (accepted): not over yet
+	}
+	if err := c.store.finish(ctx, p.PaymentHash, p.State, p.Preimage, p.FeeMsat); err != nil {
+		c.log.Warn().Err(err).Str("job", p.JobID).Msg("record a payment's outcome")
+	}
+}
+
+// unseal opens st's result when it is sealed (escrow) and a payment of its worker settled for
+// the hash it names; a sealed result whose payment is still in progress makes the job locked.
+func unseal(st *JobStatus) {
+	if st.Result == nil {
+		return
+	}
+	hash, sealed, err := escrow.ParseResult(st.Result.Extra)
+	if !sealed {
+		return
+	}
+	st.Sealed = true
+	if err != nil {
+		st.OpenErr = err.Error()
+		return
+	}
+	for _, p := range st.Payments {
+		if p.PaymentHash != hash || p.Worker != st.Result.PubKey {
+			continue
+		}
+		switch p.State {
+		case PayPaying:
+			st.State = JobLocked
+		case PayPaid:
+			text, err := openResult(p.Preimage, hash, st.Job, &nostr.Event{ID: st.Result.ID, Tags: st.Result.Extra, Content: st.Result.Content})
+			if err != nil {
+				st.OpenErr = fmt.Sprintf("%v: %v (payment hash %s, preimage %s, result %s)", ErrUnreadable, err, hash, p.Preimage, st.Result.ID)
+				return
+			}
+			r := *st.Result
+			r.Content = text
+			st.Result, st.Opened = &r, true
+		}
+		return
+	}
 }
 
 // summarize reads a job's state from its events, oldest first, and its recorded payments.

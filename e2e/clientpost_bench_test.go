@@ -74,7 +74,7 @@ func BenchmarkClientPost(b *testing.B) {
 
 // buildClient builds client/cmd/client into a temporary folder and returns its path. It is
 // built without -race, as a user's binary is.
-func buildClient(b *testing.B) string {
+func buildClient(b testing.TB) string {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "client")
 	cmd := exec.Command("go", "build", "-o", path, "./client/cmd/client")

@@ -134,50 +134,66 @@ func TestStrangerResultDoesNotBlockPaidWorker(t *testing.T) {
 }
 
 // A paid job the worker cannot deliver (here a stranger took the lease between payment and
-// the worker's claim) is not dropped in silence: the customer gets error feedback saying it
-// paid, was not delivered and is owed the amount, and the worker records the debt.
+// the worker's claim) is not dropped in silence. Paid first (prepay), the customer gets error
+// feedback saying it paid, was not delivered and is owed the amount, and the worker records the
+// debt. Paid by escrow, the locked payment is cancelled: the customer is told the reason and
+// that it was refunded, and its balance is whole again.
 func TestPaidButUndeliverableIsOwed(t *testing.T) {
-	_, url := startRelay(t)
-	data := startLedgerWallet(t, url)
-	workerURI := connect(t, data, url, "worker", 0, 0)
-	clientURI := connect(t, data, url, "client", 100, 0)
-	w := startPaidWorker(t, url, workerURI, pricedModels(t, 4000, 0, ""))
-	c := newClient(t, url, clientURI)
-	img, held, release := heldInput(t, "never delivered")
-	req, done := paidAndHeld(t, c, url, img, held)
+	for _, tc := range []struct {
+		by       client.PayBy
+		says     []string
+		debts    int
+		paidMsat int64
+	}{
+		{client.PayByPrepay, []string{"paid job not delivered: ", "4,000 msat owed to you, recorded by the worker"}, 1, 4000},
+		{client.PayByEscrow, []string{"the locked payment was refunded"}, 0, 0},
+	} {
+		t.Run(string(tc.by), func(t *testing.T) {
+			_, url := startRelay(t)
+			data := startLedgerWallet(t, url)
+			workerURI := connect(t, data, url, "worker", 0, 0)
+			clientURI := connect(t, data, url, "client", 100, 0)
+			w := startPaidWorker(t, url, workerURI, pricedModels(t, 4000, 0, ""))
+			c := newClientPaying(t, url, clientURI, tc.by)
+			img, held, release := heldInput(t, "never delivered")
+			req, done := paidAndHeld(t, c, url, img, held)
 
-	stranger := nostr.GeneratePrivateKey()
-	strangerPK, _ := nostr.GetPublicKey(stranger)
-	grab := (&nip90.JobFeedback{CreatedAt: nostr.Now(), JobID: req.ID, Customer: req.PubKey, Status: nip90.StatusProcessing,
-		Extra: nostr.Tags{lease.Tag(5 * time.Minute)}}).Event()
-	if err := grab.Sign(stranger); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if ok, err := testrelay.Dial(t, url).Publish(ctx, grab); err != nil || !ok.Accepted {
-		t.Fatalf("stranger's claim: %+v %v", ok, err)
-	}
-	release()
+			stranger := nostr.GeneratePrivateKey()
+			strangerPK, _ := nostr.GetPublicKey(stranger)
+			grab := (&nip90.JobFeedback{CreatedAt: nostr.Now(), JobID: req.ID, Customer: req.PubKey, Status: nip90.StatusProcessing,
+				Extra: nostr.Tags{lease.Tag(5 * time.Minute)}}).Event()
+			if err := grab.Sign(stranger); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if ok, err := testrelay.Dial(t, url).Publish(ctx, grab); err != nil || !ok.Accepted {
+				t.Fatalf("stranger's claim: %+v %v", ok, err)
+			}
+			release()
 
-	res := waitDo(t, done)
-	if !errors.Is(res.err, client.ErrJobFailed) {
-		t.Fatalf("outcome %+v, %v; want the job failed", res.out, res.err)
-	}
-	for _, want := range []string{"paid job not delivered: ", "leased by " + strangerPK, "4,000 msat owed to you, recorded by the worker"} {
-		if !strings.Contains(res.err.Error(), want) {
-			t.Fatalf("the customer was told %q; want it to say %q", res.err, want)
-		}
-	}
-	debts, err := w.Debts(context.Background())
-	if err != nil || len(debts) != 1 {
-		t.Fatalf("worker debts %+v (%v), want one", debts, err)
-	}
-	if d := debts[0]; d.JobID != req.ID || d.Customer != req.PubKey || d.AmountMsat != 4000 || !strings.Contains(d.Reason, "leased by") {
-		t.Fatalf("debt %+v, want 4000 msat for job %s to %s", d, req.ID, req.PubKey)
-	}
-	if b := balance(t, clientURI); b != 100_000-4000 {
-		t.Fatalf("client balance %d, want one payment of 4000", b)
+			res := waitDo(t, done)
+			if !errors.Is(res.err, client.ErrJobFailed) {
+				t.Fatalf("outcome %+v, %v; want the job failed", res.out, res.err)
+			}
+			for _, want := range append([]string{"leased by " + strangerPK}, tc.says...) {
+				if !strings.Contains(res.err.Error(), want) {
+					t.Fatalf("the customer was told %q; want it to say %q", res.err, want)
+				}
+			}
+			debts, err := w.Debts(context.Background())
+			if err != nil || len(debts) != tc.debts {
+				t.Fatalf("worker debts %+v (%v), want %d", debts, err, tc.debts)
+			}
+			if tc.debts > 0 {
+				if d := debts[0]; d.JobID != req.ID || d.Customer != req.PubKey || d.AmountMsat != 4000 || !strings.Contains(d.Reason, "leased by") {
+					t.Fatalf("debt %+v, want 4000 msat for job %s to %s", d, req.ID, req.PubKey)
+				}
+			}
+			if b := balance(t, clientURI); b != 100_000-tc.paidMsat {
+				t.Fatalf("client balance %d, want %d paid", b, tc.paidMsat)
+			}
+		})
 	}
 }
 

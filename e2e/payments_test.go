@@ -89,9 +89,15 @@ func balance(t testing.TB, uri nip47.URI) int64 {
 
 func newClient(t testing.TB, url string, uri nip47.URI) *client.Client {
 	t.Helper()
+	return newClientPaying(t, url, uri, client.PayByAny)
+}
+
+// newClientPaying is newClient paying only by.
+func newClientPaying(t testing.TB, url string, uri nip47.URI, by client.PayBy) *client.Client {
+	t.Helper()
 	c, err := client.Open(context.Background(), client.Config{
 		Relays: []string{url}, NWC: uri.Encode(), Data: t.TempDir(), SecretKey: nostr.GeneratePrivateKey(),
-		QuoteWindow: time.Second, Timeout: 90 * time.Second,
+		QuoteWindow: time.Second, Timeout: 90 * time.Second, Pay: by,
 	}, testLog(t))
 	if err != nil {
 		t.Fatal(err)

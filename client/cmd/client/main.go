@@ -45,7 +45,8 @@ const exitCodesHelp = `Exit codes:
   2  no acceptable offer: every quote was above the bid or invalid, or every worker refused
   3  the chosen invoice was refused (amount, network, expiry or description not as agreed)
   4  payment failed, the wallet did not answer, or a paid job without a wallet (--nwc)
-  5  the worker reported an error
+  5  the worker reported an error (an escrow payment is refunded), or an escrow settled for a
+     result its key does not open
   6  timed out waiting for the result (or for any worker to answer)
 `
 
@@ -109,7 +110,7 @@ func exitCode(err error) int {
 		return exitRefused
 	case errors.Is(err, client.ErrPaymentFailed), errors.Is(err, client.ErrWalletDown), errors.Is(err, client.ErrNoWallet):
 		return exitPayment
-	case errors.Is(err, client.ErrJobFailed):
+	case errors.Is(err, client.ErrJobFailed), errors.Is(err, client.ErrUnreadable):
 		return exitJobFailed
 	case errors.Is(err, client.ErrTimeout):
 		return exitTimeout

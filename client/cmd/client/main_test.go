@@ -97,6 +97,7 @@ func TestFlagErrors(t *testing.T) {
 		{"tensors of kind 5000", []string{"post", "--relay", nowhere, "--tensors", tens, "--kind", "5000", "--param", "model=m"}, "--tensors is for kind 5800"},
 		{"tensors without model", []string{"post", "--relay", nowhere, "--tensors", tens}, "needs --param model="},
 		{"invalid tensors", []string{"post", "--relay", nowhere, "--tensors", bad, "--param", "model=m"}, "tensor: invalid tensor document"},
+		{"bad pay", []string{"post", "--relay", nowhere, "--input", png, "--pay", "later"}, `"later" is not a way to pay: want any, escrow or prepay`},
 		{"zero timeout", []string{"post", "--relay", nowhere, "--input", png, "--timeout", "0s"}, "must be positive"},
 		{"post argument", []string{"post", "--relay", nowhere, png}, "unexpected argument"},
 		{"status without id", []string{"status", "--relay", nowhere}, "give one job id"},
@@ -248,6 +249,7 @@ func TestExitCode(t *testing.T) {
 		{client.ErrWalletDown, exitPayment},
 		{client.ErrNoWallet, exitPayment},
 		{client.ErrJobFailed, exitJobFailed},
+		{fmt.Errorf("job x: %w: worker y", client.ErrUnreadable), exitJobFailed},
 		{client.ErrTimeout, exitTimeout},
 	}
 	for _, tc := range tests {
@@ -433,11 +435,11 @@ func TestPostFreeResult(t *testing.T) {
 	t.Run("json", func(t *testing.T) {
 		code, stdout, stderr := cli(t, "", args("https://example.com/page.png", "--json")...)
 		doc := decodeOne(t, stdout)
-		wantKeys := []string{"amount_msat", "elapsed_ms", "fee_msat", "ignored_results", "job", "result", "status", "worker"}
+		wantKeys := []string{"amount_msat", "elapsed_ms", "fee_msat", "ignored_results", "job", "result", "scheme", "status", "worker"}
 		if code != exitOK || !slices.Equal(slices.Sorted(maps.Keys(doc)), wantKeys) {
 			t.Fatalf("exit %d, document %v (stderr %q), want keys %v", code, doc, stderr, wantKeys)
 		}
-		if doc["status"] != "success" || doc["result"] != "hello from the worker" || doc["worker"] != w.pk || len(doc["job"].(string)) != 64 {
+		if doc["status"] != "success" || doc["result"] != "hello from the worker" || doc["scheme"] != "free" || doc["worker"] != w.pk || len(doc["job"].(string)) != 64 {
 			t.Fatalf("document %v", doc)
 		}
 	})

@@ -42,6 +42,7 @@ type jobSpec struct {
 	to      []string
 	output  string
 	first   bool // --first-quote
+	pay     client.PayBy
 }
 
 func post(ctx context.Context, std stdio, c command, args []string) error {
@@ -52,7 +53,7 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 	o.dataFlag(fs)
 	o.walletFlags(fs)
 	o.outputFlags(fs, 5*time.Minute, "give up waiting for the result after this long")
-	var spec jobSpec
+	spec := jobSpec{pay: client.PayByAny}
 	window := 3 * time.Second
 	fs.IntVar(&spec.kind, "kind", 0, "job kind, 5000-5999 (default 5000; 5800 with --tensors)")
 	fs.Func("input", "input: an http(s) or data: URL, or a local file (sent as a data: URL, up to ~60 KiB), - for stdin; repeatable", func(s string) error {
@@ -79,6 +80,10 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 	})
 	fs.StringVar(&spec.output, "output", "", "MIME type of the result to ask for, e.g. text/plain")
 	fs.DurationVar(&window, "quote-window", window, "the longest to collect quotes and post-pay offers before choosing the cheapest; it ends early once every live worker (announced within 15 minutes) or every --to worker has answered")
+	fs.Func("pay", "how to pay: escrow (a hold invoice: the funds are locked until the worker hands over the key to its sealed result, refunded if it fails), prepay (plain NIP-90: pay, then the worker runs), or any: prefer escrow quotes, accept plain quotes and post-pay offers (default any)", func(s string) (err error) {
+		spec.pay, err = client.ParsePayBy(s)
+		return err
+	})
 	fs.BoolVar(&spec.first, "first-quote", false, "take the first acceptable quote or offer at once instead of waiting for the others")
 	positional, err := parse(fs, c, args, std)
 	if err != nil {
@@ -97,7 +102,8 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 	start := time.Now()
 	out, err := runJob(ctx, std, o, &spec, window)
 	doc := outcomeDoc{Job: out.Job, Worker: out.Worker, AmountMsat: out.AmountMsat, FeeMsat: out.FeeMsat,
-		Status: out.Status, Result: out.Result, ElapsedMs: time.Since(start).Milliseconds(), IgnoredResults: out.IgnoredResults}
+		Status: out.Status, Result: out.Result, ElapsedMs: time.Since(start).Milliseconds(), IgnoredResults: out.IgnoredResults,
+		Scheme: out.Scheme, Preimage: out.Preimage}
 	if err != nil {
 		doc.Status, doc.Error = "error", err.Error()
 	}
@@ -127,7 +133,7 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 	}
 	log := o.logger(std.errOut)
 	cl, err := client.Open(ctx, client.Config{
-		Relays: o.relays, NWC: o.nwc, Data: o.data, SecretKey: key.Secret(), QuoteWindow: window, FirstQuote: spec.first,
+		Relays: o.relays, NWC: o.nwc, Data: o.data, SecretKey: key.Secret(), QuoteWindow: window, FirstQuote: spec.first, Pay: spec.pay,
 		Timeout: o.timeout + time.Second, // our own deadline below ends the job first, so we can tell why it ended
 	}, log)
 	if err != nil {
@@ -138,14 +144,15 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 	// the id is known before posting (it does not depend on the signature), so it can be
 	// shown at once: after a crash, `client status <id>` picks the job up
 	req.CreatedAt = nostr.Now()
-	evt := req.Event()
+	evt := client.RequestEvent(req, spec.pay)
 	evt.PubKey = key.PubKey
 	job := evt.GetID()
 	log.Info().Str("job", job).Int("kind", req.Kind).Int64("msat", req.BidMsat).Msg("posting job")
 
 	jobCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	var stage func(client.Stage)
+	// off a terminal, each stage is an info log line (--log-level info)
+	stage := func(s client.Stage) { log.Info().Str("job", job).Str("stage", string(s)).Msg("stage") }
 	if !o.json && isTerminal(std.errOut) {
 		fmt.Fprintf(std.errOut, "job %s\n", job)
 		var stop func()
@@ -182,8 +189,12 @@ type outcomeDoc struct {
 	Result     string `json:"result"`
 	ElapsedMs  int64  `json:"elapsed_ms"`
 	// IgnoredResults counts results from workers not chosen: never shown, never paid
-	IgnoredResults int    `json:"ignored_results"`
-	Error          string `json:"error,omitempty"`
+	IgnoredResults int `json:"ignored_results"`
+	// Scheme is how the worker was paid: escrow, prepay, after or free
+	Scheme string `json:"scheme,omitempty"`
+	// Preimage is the payment's proof; for escrow, the key that opened the result
+	Preimage string `json:"preimage,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 func writeJSON(w io.Writer, v any) error {

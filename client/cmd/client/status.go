@@ -20,6 +20,7 @@ func status(ctx context.Context, std stdio, c command, args []string) error {
 	o.relayFlag(fs)
 	o.keyFlag(fs)
 	o.dataFlag(fs)
+	o.walletFlags(fs) // optional: finishes a payment left in progress (a locked escrow) and opens its sealed result
 	o.outputFlags(fs, 20*time.Second, "give up on relays that have not answered after this long")
 	positional, err := parse(fs, c, args, std)
 	if err != nil {
@@ -39,7 +40,7 @@ func status(ctx context.Context, std stdio, c command, args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, err := client.Open(ctx, client.Config{Relays: o.relays, Data: o.data, SecretKey: secret}, o.logger(std.errOut))
+	cl, err := client.Open(ctx, client.Config{Relays: o.relays, NWC: o.nwc, Data: o.data, SecretKey: secret}, o.logger(std.errOut))
 	if err != nil {
 		return err
 	}
@@ -83,6 +84,11 @@ type statusDoc struct {
 	Quotes    []quoteDoc   `json:"quotes"`
 	Payments  []paymentDoc `json:"payments"`
 	Result    *string      `json:"result,omitempty"`
+	// Sealed: the result is sealed (escrow); Opened: result is the text the payment's preimage
+	// opened; OpenError: the escrow settled, but the preimage does not open the result
+	Sealed    bool   `json:"sealed,omitempty"`
+	Opened    bool   `json:"opened,omitempty"`
+	OpenError string `json:"open_error,omitempty"`
 }
 
 type quoteDoc struct {
@@ -96,11 +102,12 @@ type paymentDoc struct {
 	AmountMsat  int64  `json:"amount_msat"`
 	FeeMsat     int64  `json:"fee_msat"`
 	PaymentHash string `json:"payment_hash"`
+	Preimage    string `json:"preimage,omitempty"` // the proof of a settled payment
 }
 
 func statusDocOf(st client.JobStatus) statusDoc {
 	d := statusDoc{Job: st.Job, State: string(st.State), Worker: st.Worker, Info: st.Info,
-		Quotes: []quoteDoc{}, Payments: []paymentDoc{}}
+		Quotes: []quoteDoc{}, Payments: []paymentDoc{}, Sealed: st.Sealed, Opened: st.Opened, OpenError: st.OpenErr}
 	if r := st.Request; r != nil {
 		d.Kind, d.Customer, d.CreatedAt, d.BidMsat = r.Kind, r.PubKey, int64(r.CreatedAt), r.BidMsat
 	}
@@ -108,7 +115,7 @@ func statusDocOf(st client.JobStatus) statusDoc {
 		d.Quotes = append(d.Quotes, quoteDoc{q.Worker, q.AmountMsat})
 	}
 	for _, p := range st.Payments {
-		d.Payments = append(d.Payments, paymentDoc{p.Worker, p.State, p.AmountMsat, p.FeeMsat, p.PaymentHash})
+		d.Payments = append(d.Payments, paymentDoc{p.Worker, p.State, p.AmountMsat, p.FeeMsat, p.PaymentHash, p.Preimage})
 	}
 	if st.Result != nil {
 		d.Result = &st.Result.Content
@@ -134,6 +141,8 @@ func writeStatus(w io.Writer, st client.JobStatus, now time.Time) {
 		state = fmt.Sprintf("quoted by %d worker%s", len(st.Quotes), plural(len(st.Quotes)))
 	case client.JobProcessing, client.JobDone:
 		state += " by " + npub(st.Worker)
+	case client.JobLocked:
+		state = "locked: " + npub(st.Worker) + " delivered a sealed result; the escrow payment is held until it settles (run status again, with --nwc, to open it)"
 	case client.JobError:
 		state = fmt.Sprintf("error from %s: %s", npub(st.Worker), st.Info)
 	}
@@ -144,7 +153,12 @@ func writeStatus(w io.Writer, st client.JobStatus, now time.Time) {
 	for _, p := range st.Payments {
 		fmt.Fprintf(w, "payment   %s: %s, fee %s, to %s\n", p.State, msat(p.AmountMsat), msat(p.FeeMsat), npub(p.Worker))
 	}
-	if st.Result != nil {
+	switch {
+	case st.OpenErr != "":
+		fmt.Fprintf(w, "result    sealed, and it cannot be opened: %s\n", st.OpenErr)
+	case st.Sealed && !st.Opened:
+		fmt.Fprintln(w, "result    sealed (escrow): opened once the payment settles; give --nwc to look the payment up")
+	case st.Result != nil:
 		fmt.Fprintln(w, "result:")
 		writeResult(w, st.Result.Content)
 	}
