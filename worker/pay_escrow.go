@@ -152,35 +152,95 @@ func (s escrowScheme) settle(ctx context.Context, j *job, log zerolog.Logger, ho
 	return true
 }
 
-// settleStored settles a delivered job's hold invoice and records it settled, retrying a
-// few times; a job still unsettled is settled again at the next start.
+// settleStored settles a delivered job's hold invoice and records it settled, trying a few
+// times at once; a wallet that does not answer meanwhile leaves the job delivered, and the
+// payment poll (retryEscrow) settles it later, as does the next start.
 func (s escrowScheme) settleStored(ctx context.Context, st storedJob, log zerolog.Logger) {
-	w := s.w
 	if st.State != StateDelivered {
 		return
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-	defer cancel()
-	var err error
 	for wait := time.Second; ; wait *= 2 {
-		if err = w.wallet.SettleHoldInvoice(sctx, st.Preimage); err == nil {
-			break
+		if s.settleOnce(ctx, st, log) {
+			return
 		}
-		var werr *nip47.Error
-		if errors.As(err, &werr) || wait > 8*time.Second {
-			log.Error().Err(err).Str("hash", st.PaymentHash).Msg("settle hold invoice: settles on restart if the window allows")
+		if wait > 4*time.Second {
+			log.Warn().Str("hash", st.PaymentHash).Str("retry_every", s.w.cfg.PaymentPoll.String()).
+				Msg("settle hold invoice: the wallet did not answer; trying again")
 			return
 		}
 		select {
-		case <-sctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
 	}
-	if _, err := w.store.advance(sctx, st.ID, StateDelivered, StateSettled); err != nil {
-		log.Error().Err(err).Msg("record settled")
+}
+
+// settleOnce asks the wallet once to settle a delivered job and records the outcome. It
+// reports whether the job no longer waits to be settled: settled, or its hold ended without
+// a settle (cancelled or timed out: the customer has its money back and the job is recorded
+// refunded). A wallet that refuses the settle is asked what became of the invoice, so a
+// settle whose answer was lost (or that a wallet no longer remembers after a restart) is
+// recorded once and never repeated.
+func (s escrowScheme) settleOnce(ctx context.Context, st storedJob, log zerolog.Logger) bool {
+	w := s.w
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := w.wallet.SettleHoldInvoice(sctx, st.Preimage)
+	var werr *nip47.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &werr):
+		tx, lerr := w.wallet.LookupInvoice(sctx, nip47.LookupInvoiceParams{PaymentHash: st.PaymentHash})
+		switch {
+		case lerr != nil:
+			log.Error().Err(err).AnErr("lookup", lerr).Str("hash", st.PaymentHash).Msg("settle hold invoice refused")
+			return false
+		case tx.State == nip47.StateSettled || tx.SettledAt > 0:
+			// settled before: the answer was lost
+		case tx.State == nip47.StateFailed || expiredTx(tx):
+			if ok, _ := w.store.advance(sctx, st.ID, StateDelivered, StateRefunded); ok {
+				log.Error().Err(err).Str("hash", st.PaymentHash).Str("state", tx.State).
+					Msg("the hold ended before it was settled: the result was delivered unpaid")
+			}
+			return true
+		default:
+			log.Error().Err(err).Str("hash", st.PaymentHash).Str("state", tx.State).Msg("settle hold invoice refused")
+			return false
+		}
+	default:
+		log.Debug().Err(err).Str("hash", st.PaymentHash).Msg("settle hold invoice")
+		return false
 	}
-	log.Info().Int64("msat", st.AmountMsat).Msg("settled")
+	if ok, err := w.store.advance(sctx, st.ID, StateDelivered, StateSettled); err != nil {
+		log.Error().Err(err).Msg("record settled")
+	} else if ok {
+		log.Info().Int64("msat", st.AmountMsat).Msg("settled")
+	}
+	return true
+}
+
+// retryEscrow finishes what a wallet left undone: delivered jobs not yet settled are settled,
+// refunds whose cancel got no answer are cancelled. The payment poll calls it.
+func (s escrowScheme) retryEscrow(ctx context.Context) {
+	w := s.w
+	jobs, err := w.store.inState(ctx, StateDelivered, StateRefunding)
+	if err != nil {
+		return
+	}
+	for _, st := range jobs {
+		if st.Scheme != escrow.SchemeEscrow || ctx.Err() != nil {
+			continue
+		}
+		log := w.log.With().Str("job", st.ID).Logger()
+		if st.State == StateDelivered {
+			s.settleOnce(ctx, st, log)
+			continue
+		}
+		if s.cancelOnce(ctx, log, st.PaymentHash) {
+			w.store.advance(ctx, st.ID, StateRefunding, StateRefunded)
+		}
+	}
 }
 
 // refund returns a held payment: the job is recorded refunded (so nothing settles it after),
@@ -209,30 +269,41 @@ func (s escrowScheme) refund(ctx context.Context, j *job, log zerolog.Logger, re
 }
 
 // cancel cancels a hold invoice, retrying a few times while the wallet does not answer. It
-// reports whether the wallet answered (a refusal is logged: it is final); a hold the wallet
-// never hears about ends anyway when it times out.
+// reports whether the wallet answered (a refusal is logged: it is final); a refund the wallet
+// never hears about is cancelled again by the payment poll (retryEscrow), and a hold ends
+// anyway when it times out.
 func (s escrowScheme) cancel(ctx context.Context, log zerolog.Logger, hash string) bool {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
 	for wait := time.Second; ; wait *= 2 {
-		err := s.w.wallet.CancelHoldInvoice(cctx, hash)
-		if err == nil {
+		if s.cancelOnce(ctx, log, hash) {
 			return true
 		}
-		var werr *nip47.Error
-		if errors.As(err, &werr) {
-			log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice refused")
-			return true
-		}
-		if wait > 4*time.Second {
-			log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice: no answer; cancelled again at the next start")
+		if wait > 4*time.Second || ctx.Err() != nil {
+			log.Warn().Str("hash", hash).Msg("cancel hold invoice: no answer; trying again later")
 			return false
 		}
 		select {
-		case <-cctx.Done():
+		case <-ctx.Done():
 			return false
 		case <-time.After(wait):
 		}
+	}
+}
+
+// cancelOnce asks the wallet once to cancel a hold invoice; true when it answered.
+func (s escrowScheme) cancelOnce(ctx context.Context, log zerolog.Logger, hash string) bool {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	err := s.w.wallet.CancelHoldInvoice(cctx, hash)
+	var werr *nip47.Error
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &werr):
+		log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice refused")
+		return true
+	default:
+		log.Debug().Err(err).Str("hash", hash).Msg("cancel hold invoice")
+		return false
 	}
 }
 

@@ -594,3 +594,66 @@ func TestEscrowClaimRefusedRefunds(t *testing.T) {
 		t.Fatalf("customer balance %d → %d, want as before", before, got)
 	}
 }
+
+// flakySettle is the worker's wallet with settle_hold_invoice failing as a wallet that does not
+// answer: the first `drop` calls are not sent; with `lose` set the next one reaches the wallet
+// but its answer is lost; with `forget` every call settles but is answered NOT_FOUND (as lnd
+// answers a settle of an invoice it settled before a restart).
+type flakySettle struct {
+	walletAPI
+	drop   int32
+	lose   bool
+	forget bool
+	calls  atomic.Int32
+}
+
+var errNoAnswer = errors.New("nwc settle_hold_invoice: no answer")
+
+func (f *flakySettle) SettleHoldInvoice(ctx context.Context, preimage string) error {
+	n := f.calls.Add(1)
+	if n <= f.drop {
+		return errNoAnswer
+	}
+	err := f.walletAPI.SettleHoldInvoice(ctx, preimage)
+	switch {
+	case err == nil && f.forget:
+		return nip47.Errorf(nip47.CodeNotFound, "no hold invoice for that preimage")
+	case err != nil || (f.lose && n == f.drop+1):
+		return errors.Join(errNoAnswer, err)
+	}
+	return nil
+}
+
+// A delivered job whose settle gets no answer stays delivered and is settled by the payment
+// poll once the wallet answers; a settle whose answer was lost is recorded from the wallet's
+// lookup, and the customer is paid for, exactly once.
+func TestEscrowSettleRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    *flakySettle
+	}{
+		{"wallet silent for five settles", &flakySettle{drop: 5}},
+		{"answer to the settle lost", &flakySettle{lose: true}},
+		{"wallet forgot it settled", &flakySettle{forget: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEscrowEnv(t)
+			w, _ := e.run(t, e.cfg, func(api walletAPI) walletAPI { tc.f.walletAPI = api; return tc.f })
+			before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+			input, _, release := gatedInput(t, "settled late", false)
+			release()
+			job := e.post(t, input)
+			amount, q := e.quote(t, job)
+			paid := e.pay(t, amount.Bolt11)
+			if p := awaitPay(t, paid); p.err != nil {
+				t.Fatalf("pay: %v", p.err)
+			} else if pre, _ := escrow.ParsePreimage(p.res.Preimage); pre.Hash() != q.PaymentHash {
+				t.Fatalf("preimage %q", p.res.Preimage)
+			}
+			storedState(t, w.store, job.ID, StateSettled)
+			if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + escrowPrice, before[1] - escrowPrice} {
+				t.Fatalf("balances %v → %v, want both to move by %d once", before, got, escrowPrice)
+			}
+		})
+	}
+}
