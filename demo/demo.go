@@ -51,6 +51,9 @@ type Options struct {
 type Report struct {
 	Job           string
 	Worker        string
+	Scheme        string   // how the worker was paid: "escrow" when both wallets hold invoices
+	Preimage      string   // the payment's preimage: the proof of payment, and the result's key
+	Stages        []string // the client's stages in order ("waiting for quotes", ..., "locked", "settled", "done")
 	AmountMsat    int64
 	FeeMsat       int64
 	Text          string
@@ -179,7 +182,10 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	d.say("    balances before: customer %s, worker %s", sats(rep.Before.Customer), sats(rep.Before.Worker))
 
 	d.say("==> client post --kind 5000 --input %s --bid 20sat", filepath.Base(page))
-	out, err := d.output(ctx, "client", "post", "--kind", "5000", "--input", page, "--bid", "20sat", "--json",
+	out, err := d.outputStages(ctx, func(stage string) {
+		rep.Stages = append(rep.Stages, stage)
+		d.say("    stage    %s%s", stage, stageNote[stage])
+	}, "client", "post", "--kind", "5000", "--input", page, "--bid", "20sat", "--json", "--log-level", "info",
 		"--relay", relayURL, "--nwc-file", data("customer.nwc"), "--key-file", data("customer.nsec"), "--data", data("client-data"))
 	if err != nil {
 		return rep, err
@@ -187,6 +193,8 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	var res struct {
 		Job        string `json:"job"`
 		Worker     string `json:"worker"`
+		Scheme     string `json:"scheme"`
+		Preimage   string `json:"preimage"`
 		AmountMsat int64  `json:"amount_msat"`
 		FeeMsat    int64  `json:"fee_msat"`
 		Status     string `json:"status"`
@@ -196,9 +204,10 @@ func (d *run) run(ctx context.Context) (Report, error) {
 		return rep, fmt.Errorf("client output %q: %w", out, err)
 	}
 	rep.Job, rep.Worker, rep.AmountMsat, rep.FeeMsat, rep.Text = res.Job, res.Worker, res.AmountMsat, res.FeeMsat, res.Result
+	rep.Scheme, rep.Preimage = res.Scheme, res.Preimage
 	d.say("    job      %s", res.Job)
-	d.say("    quote    %s from worker %s…", sats(res.AmountMsat), short(res.Worker))
-	d.say("    payment  %s + %s routing fee", sats(res.AmountMsat), sats(res.FeeMsat))
+	d.say("    quote    %s from worker %s…, paid by %s", sats(res.AmountMsat), short(res.Worker), res.Scheme)
+	d.say("    payment  %s + %s routing fee; preimage %s… (the proof, and the key that opened the result)", sats(res.AmountMsat), sats(res.FeeMsat), short(res.Preimage))
 	d.say("    text:\n%s", indent(res.Result))
 	if rep.After, err = d.settledBalances(ctx, rep); err != nil {
 		return rep, err
@@ -338,6 +347,48 @@ func (d *run) output(ctx context.Context, name string, args ...string) (string, 
 		return strings.TrimSpace(string(out)), fmt.Errorf("%s %s: %v\n%s%s", name, args[0], err, out, stderr.String())
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// stageNote explains the escrow stages as the demo prints them.
+var stageNote = map[string]string{
+	"locked":   "   (the payment is held: the worker cannot spend it, the customer cannot take it back)",
+	"settled":  "  (the sealed result was stored, then the worker settled: the preimage opened the result)",
+	"refunded": " (the worker cancelled the hold invoice: the funds are back)",
+}
+
+// outputStages runs a binary logging JSON lines on stderr (the client with --log-level info,
+// off a terminal) to completion, calls stage for each "stage" it logs as it goes, and returns
+// its trimmed stdout.
+func (d *run) outputStages(ctx context.Context, stage func(string), name string, args ...string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, filepath.Join(d.bin, name), args...)
+	cmd.Env = binaryEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("%s %s: %w", name, args[0], err)
+	}
+	sc := bufio.NewScanner(pipe)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		stderr.Write(sc.Bytes())
+		stderr.WriteByte('\n')
+		var line struct {
+			Stage string `json:"stage"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Stage != "" {
+			stage(line.Stage)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return strings.TrimSpace(stdout.String()), fmt.Errorf("%s %s: %v\n%s%s", name, args[0], err, stdout.String(), stderr.String())
+	}
+	return strings.TrimSpace(stdout.String()), nil
 }
 
 // binaryEnv is this process's environment without the binaries' own variables

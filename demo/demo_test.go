@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sparecycles/sparecycles/nips/escrow"
 
 	"github.com/sparecycles/sparecycles/internal/regtest"
 )
@@ -26,6 +29,16 @@ func check(t *testing.T, rep Report, out *bytes.Buffer) {
 	}
 	if rep.AmountMsat <= 0 {
 		t.Fatalf("nothing paid\n%s", out)
+	}
+	// both wallets hold invoices: the demo pays by escrow, locked before settled
+	locked, settled := slices.Index(rep.Stages, "locked"), slices.Index(rep.Stages, "settled")
+	if rep.Scheme != "escrow" || locked < 0 || settled < locked {
+		t.Fatalf("scheme %q, stages %q: want escrow, locked then settled\n%s", rep.Scheme, rep.Stages, out)
+	}
+	if p, err := escrow.ParsePreimage(rep.Preimage); err != nil || !strings.Contains(out.String(), "stage    settled") {
+		t.Fatalf("preimage %q (%v), or no settled line\n%s", rep.Preimage, err, out)
+	} else if p.Hex() == "" {
+		t.Fatal("empty preimage")
 	}
 	if paid := rep.Before.Customer - rep.After.Customer; paid != rep.AmountMsat+rep.FeeMsat {
 		t.Fatalf("customer paid %d msat, want %d + %d fee\n%s", paid, rep.AmountMsat, rep.FeeMsat, out)
