@@ -192,10 +192,10 @@ func median(ds []time.Duration) time.Duration {
 func BenchmarkJobOverhead(b *testing.B) {
 	line := "Pack my box with five dozen liquor jugs and sixty pens"
 	bare := newBareOCR(b, line)
-	run := func(b *testing.B, url string, clientURI *nip47.URI) {
+	run := func(b *testing.B, url string, clientURI *nip47.URI, pay client.PayBy) {
 		img := servePNG(b, line)
 		cfg := client.Config{Relays: []string{url}, Data: b.TempDir(), SecretKey: strings.Repeat("2", 64),
-			QuoteWindow: time.Second, FirstQuote: true, Timeout: time.Minute}
+			QuoteWindow: time.Second, FirstQuote: true, Timeout: time.Minute, Pay: pay}
 		if clientURI != nil {
 			cfg.NWC = clientURI.Encode()
 		}
@@ -226,22 +226,33 @@ func BenchmarkJobOverhead(b *testing.B) {
 	b.Run("unpaid", func(b *testing.B) {
 		_, url := startRelay(b)
 		startWorker(b, url)
-		run(b, url, nil)
+		run(b, url, nil, client.PayByAny)
 	})
-	b.Run("ledger", func(b *testing.B) {
-		_, url := startRelay(b)
-		data := startLedgerWallet(b, url)
-		workerURI := connect(b, data, url, "worker", 0, 0)
-		clientURI := connect(b, data, url, "client", 1_000_000, 0)
-		startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
-		run(b, url, &clientURI)
-	})
-	b.Run("lnd", func(b *testing.B) {
-		net := regtest.Start(b) // skips unless SPARECYCLES_REGTEST=1
-		_, url := startRelay(b)
-		clientURI := lndConnect(b, startLNDWallet(b, url, net.Alice), url, "customer")
-		workerURI := lndConnect(b, startLNDWallet(b, url, net.Bob), url, "worker")
-		startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
-		run(b, url, &clientURI)
-	})
+	// the worker's wallet holds invoices, so it offers escrow and prepay; the client picks
+	for _, sc := range []struct {
+		name string
+		pay  client.PayBy
+	}{{"ledger", client.PayByPrepay}, {"ledger-escrow", client.PayByEscrow}} {
+		b.Run(sc.name, func(b *testing.B) {
+			_, url := startRelay(b)
+			data := startLedgerWallet(b, url)
+			workerURI := connect(b, data, url, "worker", 0, 0)
+			clientURI := connect(b, data, url, "client", 1_000_000, 0)
+			startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+			run(b, url, &clientURI, sc.pay)
+		})
+	}
+	for _, sc := range []struct {
+		name string
+		pay  client.PayBy
+	}{{"lnd", client.PayByPrepay}, {"lnd-escrow", client.PayByEscrow}} {
+		b.Run(sc.name, func(b *testing.B) {
+			net := regtest.Start(b) // skips unless SPARECYCLES_REGTEST=1
+			_, url := startRelay(b)
+			clientURI := lndConnect(b, startLNDWallet(b, url, net.Alice), url, "customer")
+			workerURI := lndConnect(b, startLNDWallet(b, url, net.Bob), url, "worker")
+			startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+			run(b, url, &clientURI, sc.pay)
+		})
+	}
 }

@@ -92,6 +92,18 @@ var Rows = []Row{
 	paidOverhead("ledger wallet", "ledger", "p99"),
 	paidOverhead("regtest lnd", "lnd", "p50"),
 	paidOverhead("regtest lnd", "lnd", "p99"),
+	escrowOverhead("ledger wallet", "ledger", "p50", AtMost(1.2)),
+	escrowOverhead("ledger wallet", "ledger", "p99", Cmp{}),
+	escrowOverhead("regtest lnd", "lnd", "p50", Cmp{}),
+	escrowOverhead("regtest lnd", "lnd", "p99", Cmp{}),
+}
+
+// escrowOverhead compares an escrow job's market overhead (hold invoice, sealed result, settle
+// after the result is stored) with a prepaid one's over the same wallet, same percentile.
+func escrowOverhead(how, sub, pct string, target Cmp) Row {
+	return Row{What: "market overhead per OCR job, escrow over " + how + ", " + pct, Bench: "BenchmarkJobOverhead/" + sub + "-escrow",
+		Ours: pct + "-overhead-ms", Base: Ref{Bench: "BenchmarkJobOverhead/" + sub, Metric: pct + "-overhead-ms"},
+		BaseName: "prepay", Unit: "ms", Target: target}
 }
 
 // ingestRate is a row of our ingest rate against vanilla's under one load (8 connections),
