@@ -132,6 +132,9 @@ func TestRegtestHoldInvoicesOverNWC(t *testing.T) {
 		if h := sha256.Sum256(pre); hex.EncodeToString(h[:]) != hash || res.Preimage != preimage {
 			t.Fatalf("pay_invoice preimage %q, want %s (of %s)", res.Preimage, preimage, hash)
 		}
+		if res.FeesPaid != 0 {
+			t.Errorf("pay_invoice fees_paid %d msat, want 0 over the direct channel", res.FeesPaid)
+		}
 		worker.AwaitBalance(ctx, "worker after the settle", workerBefore+amount, lndWait)
 		customer.AwaitBalance(ctx, "customer after the settle", customerBefore-amount-res.FeesPaid, lndWait)
 		if s := wallet.SpentMsat(t, aliceData, customer.PubKey()); s != spentBefore+amount+res.FeesPaid {
