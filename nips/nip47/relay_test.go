@@ -198,6 +198,7 @@ type nwc struct {
 	uri    URI
 	client *Client
 	rec    *recorder // the client's transport
+	stop   func()    // stops Serve and waits for it; the test's end does too
 
 	mu   sync.Mutex
 	errs []error // OnError's
@@ -233,12 +234,13 @@ func startNWC(t *testing.T, configure func(*nwc)) *nwc {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.svc.Serve(ctx) }()
-	t.Cleanup(func() {
+	n.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
+	t.Cleanup(n.stop)
 	n.rec = &recorder{Transport: relayTransport{testrelay.Dial(t, n.url)}}
 	n.client = NewClient(n.uri, n.rec)
 	if _, err := n.client.Info(callCtx(t)); err != nil {
@@ -825,5 +827,48 @@ func TestSlowMethodsDoNotStarve(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("another client's payment was not handled")
 		}
+	}
+}
+
+// A request whose Handle fails because Serve is stopping gets no answer: its outcome is
+// unknown (a held payment may yet settle), and an INTERNAL answer would tell the client that
+// the payment failed.
+func TestStoppingLeavesRequestUnanswered(t *testing.T) {
+	started, dropped := make(chan string, 1), make(chan string, 1)
+	var published *recorder // what the wallet publishes
+	n := startNWC(t, func(n *nwc) {
+		published = &recorder{Transport: n.svc.Transport}
+		n.svc.Transport = published
+		n.wallet.started, n.wallet.release = started, make(chan struct{}) // never released
+		n.svc.SlowMethods = []string{MethodPayInvoice}
+		n.svc.onDrop = func(evt *nostr.Event, reason string) { dropped <- reason }
+	})
+	ctx := callCtx(t)
+	payCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _, _ = n.client.PayInvoice(payCtx, "lnbcrt1fake", 1) }() // never answered
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("pay_invoice did not reach Handle")
+	}
+	n.stop()
+	select {
+	case reason := <-dropped:
+		if reason != "stopping: unanswered" {
+			t.Errorf("dropped: %q, want stopping: unanswered", reason)
+		}
+	default:
+		t.Error("the request was not dropped when Serve stopped")
+	}
+	published.mu.Lock()
+	defer published.mu.Unlock()
+	for _, evt := range published.published {
+		if evt.Kind == KindResponse {
+			t.Errorf("answered while stopping: %v", evt)
+		}
+	}
+	if errs := n.errors(); len(errs) != 0 {
+		t.Errorf("OnError got %v, want nothing", errs)
 	}
 }

@@ -69,7 +69,8 @@ type Service struct {
 	// UNAUTHORIZED.
 	Lookup func(ctx context.Context, clientPubKey string) (c Connection, ok bool, err error)
 	// Handle runs one request. Return *Error for client-visible failures; any other error is
-	// answered INTERNAL (and passed to OnError).
+	// answered INTERNAL (and passed to OnError), unless Serve's ctx has ended meanwhile: then
+	// the request stays unanswered, since its outcome is unknown.
 	Handle func(ctx context.Context, c Connection, method string, params json.RawMessage) (result any, err error)
 	// Seen records a request event id and reports whether it is new; a repeated id is not
 	// handled again (the stored response is not required: answer OTHER "duplicate request").
@@ -371,6 +372,11 @@ func (sv *server) serve(ctx context.Context, evt *nostr.Event, unpend func()) {
 			werr = &Error{Code: CodeOther, Message: werr.Message}
 		}
 		sv.answer(ctx, evt, scheme, method, nil, werr)
+	case err != nil && ctx.Err() != nil:
+		// Serve is stopping, which is likely why Handle failed: the outcome is unknown (a
+		// held payment may yet settle), so no INTERNAL answer tells the client it failed. The
+		// request stays unanswered; the client asks again, and the next run knows the outcome.
+		sv.drop(evt, "stopping: unanswered")
 	case err != nil:
 		sv.internal(ctx, evt, scheme, method, fmt.Errorf("nip47: %s for %s (%s): %w", method, conn.Name, client, err))
 	default:

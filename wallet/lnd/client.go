@@ -35,7 +35,9 @@ var (
 
 // gRPC status codes that lnd's REST proxy passes through.
 const (
+	codeCanceled         = 1
 	codeInvalidArgument  = 3
+	codeDeadlineExceeded = 4
 	codeNotFound         = 5
 	codeAlreadyExists    = 6
 	codePermissionDenied = 7

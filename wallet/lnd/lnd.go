@@ -235,6 +235,11 @@ func (b *Backend) PayInvoice(ctx context.Context, account string, p nip47.PayInv
 		// Paid or in flight already: report that payment instead of making another.
 		pay, err = b.track(ctx, pr.PaymentHash)
 	}
+	if err != nil && ctx.Err() != nil {
+		// The stream ended because ctx did, whatever lnd said as it went (a failure here
+		// would tell the client its money is free while an HTLC of it may be held).
+		return nip47.PayInvoiceResult{}, fmt.Errorf("pay %s: outcome unknown: %w (lnd: %v)", pr.PaymentHash, context.Cause(ctx), err)
+	}
 	if err != nil {
 		return nip47.PayInvoiceResult{}, err
 	}

@@ -181,6 +181,9 @@ func TestParseErrorBody(t *testing.T) {
 
 func TestSendError(t *testing.T) {
 	transport := errors.New("dial tcp 127.0.0.1:1: connection refused")
+	canceled := &apiError{HTTPStatus: 200, Code: codeCanceled, Message: "context canceled"}
+	deadline := &apiError{HTTPStatus: 200, Code: codeDeadlineExceeded, Message: "context deadline exceeded"}
+	unknownCanceled := &apiError{HTTPStatus: 200, Code: 2, Message: "rpc error: code = Canceled desc = context canceled"}
 	tests := []struct {
 		name string
 		in   error
@@ -191,6 +194,10 @@ func TestSendError(t *testing.T) {
 		{"self payment", &apiError{Code: 2, Message: "no self-payments allowed"}, nip47.ErrPaymentFailed},
 		{"macaroon", &apiError{Code: 2, Message: "verification failed: signature mismatch after caveat verification"}, ErrUnauthorized},
 		{"transport", transport, transport},
+		// our request cancelled (shutdown, our deadline): lnd goes on paying, no outcome yet
+		{"stream cancelled", canceled, canceled},
+		{"stream deadline", deadline, deadline},
+		{"cancelled, other code", unknownCanceled, unknownCanceled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -273,13 +273,19 @@ func paymentError(reason string) *nip47.Error {
 
 // sendError maps an error lnd gives when it refuses to start a payment (before any HTLC is
 // sent) to the NIP-47 error a client should see. Transport failures and macaroon rejections
-// stay plain errors: they are ours, not the client's.
+// stay plain errors: they are ours, not the client's. So does lnd's "context canceled" (or
+// deadline exceeded), which ends a payment stream whose request we cancelled (a shutdown, our
+// deadline): lnd carries on with the payment, whose outcome is still unknown.
 func sendError(err error) error {
 	var e *apiError
 	if !errors.As(err, &e) || errors.Is(err, ErrUnauthorized) {
 		return err
 	}
 	msg := strings.ToLower(e.Message)
+	if e.Code == codeCanceled || e.Code == codeDeadlineExceeded ||
+		strings.Contains(msg, "context canceled") || strings.Contains(msg, "context deadline exceeded") {
+		return err
+	}
 	if strings.Contains(msg, "insufficient") && (strings.Contains(msg, "balance") || strings.Contains(msg, "funds")) {
 		return nip47.Errorf(nip47.CodeInsufficientBalance, "%s", e.Message)
 	}
