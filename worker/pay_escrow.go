@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -153,12 +154,20 @@ func (s escrowScheme) settle(ctx context.Context, j *job, log zerolog.Logger, ho
 }
 
 // settleStored settles a delivered job's hold invoice and records it settled, retrying a
-// few times; a job still unsettled is settled again at the next start.
+// few times; a job the wallet did not answer for is settled again by the payment poll (and
+// at the next start), one the wallet refused at the next start only. It does nothing while
+// another settle of the job is in flight.
 func (s escrowScheme) settleStored(ctx context.Context, st storedJob, log zerolog.Logger) {
-	w := s.w
-	if st.State != StateDelivered {
+	if st.State != StateDelivered || !s.w.holds.begin(st.ID) {
 		return
 	}
+	s.w.holds.end(st.ID, s.settleOnce(ctx, st, log))
+}
+
+// settleOnce is settleStored's work, for a job whose settle is marked in flight; it reports
+// whether the wallet refused the settle.
+func (s escrowScheme) settleOnce(ctx context.Context, st storedJob, log zerolog.Logger) (refused bool) {
+	w := s.w
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	var err error
@@ -167,13 +176,17 @@ func (s escrowScheme) settleStored(ctx context.Context, st storedJob, log zerolo
 			break
 		}
 		var werr *nip47.Error
-		if errors.As(err, &werr) || wait > 8*time.Second {
-			log.Error().Err(err).Str("hash", st.PaymentHash).Msg("settle hold invoice: settles on restart if the window allows")
-			return
+		if errors.As(err, &werr) {
+			log.Error().Err(err).Str("hash", st.PaymentHash).Msg("settle hold invoice refused: tried again at the next start if the window allows")
+			return true
+		}
+		if wait > 8*time.Second {
+			log.Error().Err(err).Str("hash", st.PaymentHash).Msg("settle hold invoice: no answer; the payment poll tries again")
+			return false
 		}
 		select {
 		case <-sctx.Done():
-			return
+			return false
 		case <-time.After(wait):
 		}
 	}
@@ -181,6 +194,77 @@ func (s escrowScheme) settleStored(ctx context.Context, st storedJob, log zerolo
 		log.Error().Err(err).Msg("record settled")
 	}
 	log.Info().Int64("msat", st.AmountMsat).Msg("settled")
+	return false
+}
+
+// unfinishedBatch bounds the escrow jobs of each state one payment poll reads: far more than
+// a wallet outage leaves unsettled, and refused settles (rare: the hold timed out) count too.
+const unfinishedBatch = 500
+
+// retryUnfinished settles the delivered escrow jobs and cancels the refunding ones whose
+// wallet call got no answer (the wallet or its relay was down), each in the background and
+// one call per job at a time, so the money does not wait for the worker's next start. The
+// payment poll calls it.
+func (s escrowScheme) retryUnfinished(ctx context.Context) {
+	w := s.w
+	jobs, err := w.store.unfinished(ctx, escrow.SchemeEscrow, unfinishedBatch, StateDelivered, StateRefunding)
+	if err != nil {
+		w.log.Debug().Err(err).Msg("read unfinished escrow jobs")
+		return
+	}
+	for _, st := range jobs {
+		if !w.holds.begin(st.ID) {
+			continue
+		}
+		log := w.log.With().Str("job", st.ID).Logger()
+		w.async.Add(1)
+		go func() {
+			defer w.async.Done()
+			refused := false
+			switch st.State {
+			case StateDelivered:
+				log.Info().Msg("settling a delivered job again")
+				refused = s.settleOnce(ctx, st, log)
+			case StateRefunding:
+				if s.cancel(ctx, log, st.PaymentHash) {
+					w.store.advance(context.WithoutCancel(ctx), st.ID, StateRefunding, StateRefunded)
+				}
+			}
+			w.holds.end(st.ID, refused)
+		}()
+	}
+}
+
+// holdCalls are the escrow jobs whose settle or cancel is in flight, and those whose settle
+// the wallet refused (final until the next start): the payment poll retries only the others.
+type holdCalls struct {
+	mu      sync.Mutex
+	flying  map[string]bool
+	refused map[string]bool
+}
+
+// begin marks a call for job in flight; false when one is already, or the wallet refused.
+func (h *holdCalls) begin(job string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.flying[job] || h.refused[job] {
+		return false
+	}
+	if h.flying == nil {
+		h.flying, h.refused = map[string]bool{}, map[string]bool{}
+	}
+	h.flying[job] = true
+	return true
+}
+
+// end marks job's call over, and refused when the wallet refused it.
+func (h *holdCalls) end(job string, refused bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.flying, job)
+	if refused {
+		h.refused[job] = true
+	}
 }
 
 // refund returns a held payment: the job is recorded refunded (so nothing settles it after),
@@ -198,10 +282,13 @@ func (s escrowScheme) refund(ctx context.Context, j *job, log zerolog.Logger, re
 		return false
 	}
 	note := "; your payment was refunded"
+	if w.holds.begin(st.ID) {
+		defer w.holds.end(st.ID, false)
+	}
 	if s.cancel(fctx, log, st.PaymentHash) {
 		w.store.advance(fctx, st.ID, StateRefunding, StateRefunded)
 	} else {
-		note = "; your payment will be refunded (the worker's wallet did not answer; the worker retries when it restarts, and the hold times out otherwise)"
+		note = "; your payment will be refunded (the worker's wallet did not answer; the worker keeps trying, and the hold times out otherwise)"
 	}
 	log.Info().Str("reason", reason).Int64("msat", st.AmountMsat).Msg("escrow job refunded")
 	w.feedback(fctx, j, nip90.StatusError, clip(reason, 500)+note)
@@ -256,6 +343,10 @@ func (s escrowScheme) resume(ctx context.Context, st storedJob, j *job) {
 		log.Info().Msg("settling a delivered job")
 		s.settleStored(ctx, st, log)
 	case StateRefunding:
+		if !w.holds.begin(st.ID) {
+			return
+		}
+		defer w.holds.end(st.ID, false)
 		if s.cancel(ctx, log, st.PaymentHash) {
 			w.store.advance(ctx, st.ID, StateRefunding, StateRefunded)
 		}
