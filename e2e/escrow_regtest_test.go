@@ -346,7 +346,7 @@ func (l *procLog) messages(msg string) int {
 }
 
 // start runs the worker binary on h, stopped (SIGKILL) at cleanup at the latest, and returns
-// once it is connected to the relay.
+// once it serves: connected, and done resuming its stored jobs.
 func (h workerHome) start(t *testing.T, name string) *workerProc {
 	t.Helper()
 	cmd := exec.Command(h.bin, h.args...)
@@ -360,14 +360,14 @@ func (h workerHome) start(t *testing.T, name string) *workerProc {
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.kill)
 	deadline := time.Now().Add(time.Minute)
-	for l.messages("relay connected") == 0 {
+	for l.messages("worker serving") == 0 { // logged once the stored jobs are resumed
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited before connecting: %v", name, cmd.ProcessState)
+			t.Fatalf("%s exited before serving: %v", name, cmd.ProcessState)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never connected to the relay", name)
+			t.Fatalf("%s never started serving", name)
 		}
 	}
 	return p
@@ -438,7 +438,7 @@ func (e regtestEscrow) testWorkerKilled(t *testing.T) {
 	if st := storedWorkerState(t, home.data, r.out.Job); st != worker.StateSettled {
 		t.Fatalf("the worker's store says %s, want settled", st)
 	}
-	// a third start on the same store has nothing left to settle
+	// a third start on the same store resumes nothing: it has nothing left to settle
 	third := home.start(t, "worker a third time")
 	third.kill()
 	if got := e.balances(t); got[1] != before[1]+regtestEscrowPrice || third.log.messages("settled") != 0 {
