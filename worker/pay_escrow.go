@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -152,94 +153,141 @@ func (s escrowScheme) settle(ctx context.Context, j *job, log zerolog.Logger, ho
 	return true
 }
 
-// settleStored settles a delivered job's hold invoice and records it settled, trying a few
-// times at once; a wallet that does not answer meanwhile leaves the job delivered, and the
-// payment poll (retryEscrow) settles it later, as does the next start.
+// settleStored settles a delivered job's hold invoice and records it settled, retrying a
+// few times; a job the wallet did not answer for is settled again by the payment poll (and
+// at the next start), one the wallet refused at the next start only. It does nothing while
+// another settle of the job is in flight.
 func (s escrowScheme) settleStored(ctx context.Context, st storedJob, log zerolog.Logger) {
-	if st.State != StateDelivered {
+	if st.State != StateDelivered || !s.w.holds.begin(st.ID) {
 		return
 	}
+	s.w.holds.end(st.ID, s.settleOnce(ctx, st, log))
+}
+
+// settleOnce is settleStored's work, for a job whose settle is marked in flight; it reports
+// whether the wallet refused the settle.
+func (s escrowScheme) settleOnce(ctx context.Context, st storedJob, log zerolog.Logger) (refused bool) {
+	w := s.w
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	defer cancel()
+	var err error
 	for wait := time.Second; ; wait *= 2 {
-		if s.settleOnce(ctx, st, log) {
-			return
+		if err = w.wallet.SettleHoldInvoice(sctx, st.Preimage); err == nil {
+			break
 		}
-		if wait > 4*time.Second {
-			log.Warn().Str("hash", st.PaymentHash).Str("retry_every", s.w.cfg.PaymentPoll.String()).
-				Msg("settle hold invoice: the wallet did not answer; trying again")
-			return
+		var werr *nip47.Error
+		if errors.As(err, &werr) {
+			return s.settleRefused(sctx, st, log, err)
+		}
+		if wait > 8*time.Second {
+			log.Error().Err(err).Str("hash", st.PaymentHash).Msg("settle hold invoice: no answer; the payment poll tries again")
+			return false
 		}
 		select {
-		case <-ctx.Done():
-			return
+		case <-sctx.Done():
+			return false
 		case <-time.After(wait):
 		}
 	}
+	if _, err := w.store.advance(sctx, st.ID, StateDelivered, StateSettled); err != nil {
+		log.Error().Err(err).Msg("record settled")
+	}
+	log.Info().Int64("msat", st.AmountMsat).Msg("settled")
+	return false
 }
 
-// settleOnce asks the wallet once to settle a delivered job and records the outcome. It
-// reports whether the job no longer waits to be settled: settled, or its hold ended without
-// a settle (cancelled or timed out: the customer has its money back and the job is recorded
-// refunded). A wallet that refuses the settle is asked what became of the invoice, so a
-// settle whose answer was lost (or that a wallet no longer remembers after a restart) is
-// recorded once and never repeated.
-func (s escrowScheme) settleOnce(ctx context.Context, st storedJob, log zerolog.Logger) bool {
+// settleRefused asks the wallet what became of a hold invoice whose settle it refused, so a
+// settle whose answer was lost (or that a wallet no longer remembers after its restart, as
+// lnd's backend does) is recorded once and never repeated. It reports whether the refusal
+// stands: the invoice is still held, or the wallet cannot tell.
+func (s escrowScheme) settleRefused(ctx context.Context, st storedJob, log zerolog.Logger, err error) (refused bool) {
 	w := s.w
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	err := w.wallet.SettleHoldInvoice(sctx, st.Preimage)
-	var werr *nip47.Error
+	tx, lerr := w.wallet.LookupInvoice(ctx, nip47.LookupInvoiceParams{PaymentHash: st.PaymentHash})
 	switch {
-	case err == nil:
-	case errors.As(err, &werr):
-		tx, lerr := w.wallet.LookupInvoice(sctx, nip47.LookupInvoiceParams{PaymentHash: st.PaymentHash})
-		switch {
-		case lerr != nil:
-			log.Error().Err(err).AnErr("lookup", lerr).Str("hash", st.PaymentHash).Msg("settle hold invoice refused")
-			return false
-		case tx.State == nip47.StateSettled || tx.SettledAt > 0:
-			// settled before: the answer was lost
-		case tx.State == nip47.StateFailed || expiredTx(tx):
-			if ok, _ := w.store.advance(sctx, st.ID, StateDelivered, StateRefunded); ok {
-				log.Error().Err(err).Str("hash", st.PaymentHash).Str("state", tx.State).
-					Msg("the hold ended before it was settled: the result was delivered unpaid")
-			}
-			return true
-		default:
-			log.Error().Err(err).Str("hash", st.PaymentHash).Str("state", tx.State).Msg("settle hold invoice refused")
-			return false
+	case lerr == nil && (tx.State == nip47.StateSettled || tx.SettledAt > 0):
+		if ok, _ := w.store.advance(ctx, st.ID, StateDelivered, StateSettled); ok {
+			log.Info().Int64("msat", st.AmountMsat).Msg("settled (the wallet had settled it before)")
 		}
-	default:
-		log.Debug().Err(err).Str("hash", st.PaymentHash).Msg("settle hold invoice")
+		return false
+	case lerr == nil && (tx.State == nip47.StateFailed || expiredTx(tx)):
+		if ok, _ := w.store.advance(ctx, st.ID, StateDelivered, StateRefunded); ok {
+			log.Error().Err(err).Str("hash", st.PaymentHash).Str("state", tx.State).
+				Msg("the hold ended before it was settled: the result was delivered unpaid")
+		}
 		return false
 	}
-	if ok, err := w.store.advance(sctx, st.ID, StateDelivered, StateSettled); err != nil {
-		log.Error().Err(err).Msg("record settled")
-	} else if ok {
-		log.Info().Int64("msat", st.AmountMsat).Msg("settled")
-	}
+	log.Error().Err(err).AnErr("lookup", lerr).Str("hash", st.PaymentHash).Str("state", tx.State).
+		Msg("settle hold invoice refused: tried again at the next start if the window allows")
 	return true
 }
 
-// retryEscrow finishes what a wallet left undone: delivered jobs not yet settled are settled,
-// refunds whose cancel got no answer are cancelled. The payment poll calls it.
-func (s escrowScheme) retryEscrow(ctx context.Context) {
+// unfinishedBatch bounds the escrow jobs of each state one payment poll reads: far more than
+// a wallet outage leaves unsettled, and refused settles (rare: the hold timed out) count too.
+const unfinishedBatch = 500
+
+// retryUnfinished settles the delivered escrow jobs and cancels the refunding ones whose
+// wallet call got no answer (the wallet or its relay was down), each in the background and
+// one call per job at a time, so the money does not wait for the worker's next start. The
+// payment poll calls it.
+func (s escrowScheme) retryUnfinished(ctx context.Context) {
 	w := s.w
-	jobs, err := w.store.inState(ctx, StateDelivered, StateRefunding)
+	jobs, err := w.store.unfinished(ctx, escrow.SchemeEscrow, unfinishedBatch, StateDelivered, StateRefunding)
 	if err != nil {
+		w.log.Debug().Err(err).Msg("read unfinished escrow jobs")
 		return
 	}
 	for _, st := range jobs {
-		if st.Scheme != escrow.SchemeEscrow || ctx.Err() != nil {
+		if !w.holds.begin(st.ID) {
 			continue
 		}
 		log := w.log.With().Str("job", st.ID).Logger()
-		if st.State == StateDelivered {
-			s.settleOnce(ctx, st, log)
-			continue
-		}
-		if s.cancelOnce(ctx, log, st.PaymentHash) {
-			w.store.advance(ctx, st.ID, StateRefunding, StateRefunded)
-		}
+		w.async.Add(1)
+		go func() {
+			defer w.async.Done()
+			refused := false
+			switch st.State {
+			case StateDelivered:
+				log.Info().Msg("settling a delivered job again")
+				refused = s.settleOnce(ctx, st, log)
+			case StateRefunding:
+				if s.cancel(ctx, log, st.PaymentHash) {
+					w.store.advance(context.WithoutCancel(ctx), st.ID, StateRefunding, StateRefunded)
+				}
+			}
+			w.holds.end(st.ID, refused)
+		}()
+	}
+}
+
+// holdCalls are the escrow jobs whose settle or cancel is in flight, and those whose settle
+// the wallet refused (final until the next start): the payment poll retries only the others.
+type holdCalls struct {
+	mu      sync.Mutex
+	flying  map[string]bool
+	refused map[string]bool
+}
+
+// begin marks a call for job in flight; false when one is already, or the wallet refused.
+func (h *holdCalls) begin(job string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.flying[job] || h.refused[job] {
+		return false
+	}
+	if h.flying == nil {
+		h.flying, h.refused = map[string]bool{}, map[string]bool{}
+	}
+	h.flying[job] = true
+	return true
+}
+
+// end marks job's call over, and refused when the wallet refused it.
+func (h *holdCalls) end(job string, refused bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.flying, job)
+	if refused {
+		h.refused[job] = true
 	}
 }
 
@@ -258,10 +306,13 @@ func (s escrowScheme) refund(ctx context.Context, j *job, log zerolog.Logger, re
 		return false
 	}
 	note := "; your payment was refunded"
+	if w.holds.begin(st.ID) {
+		defer w.holds.end(st.ID, false)
+	}
 	if s.cancel(fctx, log, st.PaymentHash) {
 		w.store.advance(fctx, st.ID, StateRefunding, StateRefunded)
 	} else {
-		note = "; your payment will be refunded (the worker's wallet did not answer; the worker retries when it restarts, and the hold times out otherwise)"
+		note = "; your payment will be refunded (the worker's wallet did not answer; the worker keeps trying, and the hold times out otherwise)"
 	}
 	log.Info().Str("reason", reason).Int64("msat", st.AmountMsat).Msg("escrow job refunded")
 	w.feedback(fctx, j, nip90.StatusError, clip(reason, 500)+note)
@@ -269,41 +320,30 @@ func (s escrowScheme) refund(ctx context.Context, j *job, log zerolog.Logger, re
 }
 
 // cancel cancels a hold invoice, retrying a few times while the wallet does not answer. It
-// reports whether the wallet answered (a refusal is logged: it is final); a refund the wallet
-// never hears about is cancelled again by the payment poll (retryEscrow), and a hold ends
-// anyway when it times out.
+// reports whether the wallet answered (a refusal is logged: it is final); a hold the wallet
+// never hears about ends anyway when it times out.
 func (s escrowScheme) cancel(ctx context.Context, log zerolog.Logger, hash string) bool {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	for wait := time.Second; ; wait *= 2 {
-		if s.cancelOnce(ctx, log, hash) {
+		err := s.w.wallet.CancelHoldInvoice(cctx, hash)
+		if err == nil {
 			return true
 		}
-		if wait > 4*time.Second || ctx.Err() != nil {
-			log.Warn().Str("hash", hash).Msg("cancel hold invoice: no answer; trying again later")
+		var werr *nip47.Error
+		if errors.As(err, &werr) {
+			log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice refused")
+			return true
+		}
+		if wait > 4*time.Second {
+			log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice: no answer; cancelled again at the next start")
 			return false
 		}
 		select {
-		case <-ctx.Done():
+		case <-cctx.Done():
 			return false
 		case <-time.After(wait):
 		}
-	}
-}
-
-// cancelOnce asks the wallet once to cancel a hold invoice; true when it answered.
-func (s escrowScheme) cancelOnce(ctx context.Context, log zerolog.Logger, hash string) bool {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	err := s.w.wallet.CancelHoldInvoice(cctx, hash)
-	var werr *nip47.Error
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &werr):
-		log.Error().Err(err).Str("hash", hash).Msg("cancel hold invoice refused")
-		return true
-	default:
-		log.Debug().Err(err).Str("hash", hash).Msg("cancel hold invoice")
-		return false
 	}
 }
 
@@ -327,6 +367,10 @@ func (s escrowScheme) resume(ctx context.Context, st storedJob, j *job) {
 		log.Info().Msg("settling a delivered job")
 		s.settleStored(ctx, st, log)
 	case StateRefunding:
+		if !w.holds.begin(st.ID) {
+			return
+		}
+		defer w.holds.end(st.ID, false)
 		if s.cancel(ctx, log, st.PaymentHash) {
 			w.store.advance(ctx, st.ID, StateRefunding, StateRefunded)
 		}

@@ -148,9 +148,7 @@ func (w *Worker) pollPayments(ctx context.Context) {
 		tx.PaymentHash = h
 		w.funds(ctx, tx)
 	}
-	if s, ok := w.schemes[escrow.SchemeEscrow].(escrowScheme); ok {
-		s.retryEscrow(ctx)
-	}
+	escrowScheme{w}.retryUnfinished(ctx)
 }
 
 // funds hands what the wallet says of an invoice to the scheme of the job it is for.

@@ -302,6 +302,19 @@ func (s *jobStore) inState(ctx context.Context, states ...string) ([]storedJob, 
 	return out, nil
 }
 
+// unfinished is up to limit jobs of scheme in one of states, oldest update first.
+func (s *jobStore) unfinished(ctx context.Context, scheme string, limit int, states ...string) ([]storedJob, error) {
+	var out []storedJob
+	for _, st := range states {
+		rows, err := s.query(ctx, `WHERE state = ? AND scheme = ? ORDER BY updated_at LIMIT ?`, st, scheme, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
 // unpaid sums what a customer owes for delivered post-pay jobs.
 func (s *jobStore) unpaid(ctx context.Context, customer string) (int64, error) {
 	var sum sql.NullInt64

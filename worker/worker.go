@@ -52,6 +52,7 @@ type Worker struct {
 	payments []string // the schemes offered by default, in order of preference (nil: free)
 	store    *jobStore
 	awaiting awaiting
+	holds    holdCalls            // escrow settles and cancels in flight, and settles refused
 	offers   offers               // post-pay offers waiting for their customers
 	paid     map[*model]chan *job // paid (or accepted post-pay) jobs, served before the queue
 	later    laterSet             // backlog jobs leased by others, looked at when the lease ends
