@@ -245,6 +245,11 @@ func (s escrowScheme) retryUnfinished(ctx context.Context) {
 		go func() {
 			defer w.async.Done()
 			refused := false
+			// the job's own settle may have finished between the read and begin
+			if now, err := w.store.get(ctx, st.ID); err != nil || now.State != st.State {
+				w.holds.end(st.ID, false)
+				return
+			}
 			switch st.State {
 			case StateDelivered:
 				log.Info().Msg("settling a delivered job again")
