@@ -49,7 +49,6 @@ func startHoldWallet(t *testing.T, relay string) *holdWallet {
 	key := nip47.NewSecret()
 	w.uri = nip47.URI{WalletPubKey: key.PubKey(), Relays: []string{relay}, Secret: nip47.NewSecret()}
 	pool := relayconn.NewPool([]string{relay})
-	ready := make(chan struct{})
 	svc := &nip47.Service{
 		WalletKey: key, Transport: pool,
 		Methods: []string{nip47.MethodGetInfo, nip47.MethodPayInvoice, nip47.MethodLookupInvoice},
@@ -108,23 +107,8 @@ func startHoldWallet(t *testing.T, relay string) *holdWallet {
 			}
 			return nil, nip47.Errorf(nip47.CodeNotImplemented, "%s", method)
 		},
-		OnReady: func() { close(ready) },
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("wallet: %v", err)
-		}
-		pool.Close()
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("wallet did not start: %v", err)
-	}
+	serveWallet(t, svc, pool)
 	return w
 }
 

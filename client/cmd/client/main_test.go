@@ -334,7 +334,6 @@ func startWallet(t *testing.T, relay string) *wallet {
 	key := nip47.NewSecret()
 	w.uri = nip47.URI{WalletPubKey: key.PubKey(), Relays: []string{relay}, Secret: nip47.NewSecret()}
 	pool := relayconn.NewPool([]string{relay})
-	ready := make(chan struct{})
 	svc := &nip47.Service{
 		WalletKey: key, Transport: pool,
 		Methods: []string{nip47.MethodGetInfo, nip47.MethodPayInvoice, nip47.MethodGetBalance},
@@ -363,23 +362,8 @@ func startWallet(t *testing.T, relay string) *wallet {
 			}
 			return nil, nip47.Errorf(nip47.CodeNotImplemented, "%s", method)
 		},
-		OnReady: func() { close(ready) },
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("wallet: %v", err)
-		}
-		pool.Close()
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("wallet did not start: %v", err)
-	}
+	serveWallet(t, svc, pool)
 	return w
 }
 
@@ -859,5 +843,27 @@ func TestPostIgnoresSniper(t *testing.T) {
 	defer mu.Unlock()
 	if len(sniped) < len(tests) {
 		t.Fatalf("the sniper answered %d jobs of %d", len(sniped), len(tests))
+	}
+}
+
+// serveWallet serves a fake wallet's Service until the test ends, once it is ready.
+func serveWallet(t *testing.T, svc *nip47.Service, pool *relayconn.Pool) {
+	t.Helper()
+	ready := make(chan struct{})
+	svc.OnReady = func() { close(ready) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("wallet: %v", err)
+		}
+		pool.Close()
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("wallet did not start: %v", err)
 	}
 }
