@@ -480,24 +480,7 @@ func (b *Backend) watchHold(ctx context.Context, hash string) {
 	raw, _ := hex.DecodeString(hash)
 	path := "/v2/invoices/subscribe/" + base64.URLEncoding.EncodeToString(raw)
 	notified := false
-	backoff := minBackoff
-	for {
-		done, gotEvent := b.followHold(ctx, path, &notified)
-		if done || ctx.Err() != nil {
-			return
-		}
-		if gotEvent {
-			backoff = minBackoff
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+	reconnect(ctx, func() (bool, bool) { return b.followHold(ctx, path, &notified) })
 }
 
 // followHold reads one connection of a single-invoice stream. done: the invoice is settled,

@@ -149,10 +149,17 @@ type follower struct {
 }
 
 func (f *follower) run(ctx context.Context) {
+	reconnect(ctx, func() (bool, bool) { return false, f.follow(ctx) })
+}
+
+// reconnect calls follow (one streaming request) again and again until it reports done or
+// ctx ends, waiting between calls with a back-off from minBackoff to maxBackoff that starts
+// over after a call that got an event.
+func reconnect(ctx context.Context, follow func() (done, gotEvent bool)) {
 	backoff := minBackoff
 	for {
-		gotEvent := f.follow(ctx)
-		if ctx.Err() != nil {
+		done, gotEvent := follow()
+		if done || ctx.Err() != nil {
 			return
 		}
 		if gotEvent {
