@@ -143,6 +143,9 @@ func ParseHandlerInfo(evt *nostr.Event) (*HandlerInfo, error) {
 			if len(w.Models[i].Limits) == 0 {
 				w.Models[i].Limits = nil // "limits": {} reads as no limits
 			}
+			if len(w.Models[i].Payment) == 0 {
+				w.Models[i].Payment = nil // "payment": [] reads as the tag's schemes
+			}
 		}
 	}
 	return h, nil
