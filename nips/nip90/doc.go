@@ -5,7 +5,9 @@
 // rebuilt with Event and parsed again comes out the same; the fuzz tests hold us to that.
 //
 // The package is pure: no I/O, no clocks, no signature checks (the caller verifies the event
-// before parsing it) and no decryption of encrypted requests.
+// before parsing it). Encrypted requests ("Encrypted Params") are read and written by the
+// functions of private.go: EncryptRequest, DecryptRequest, ConcealResponse, RevealFeedback and
+// RevealResult, which take a Cipher (NIP-44 v2 sent, NIP-04 accepted).
 //
 // # Revision
 //
@@ -34,6 +36,7 @@
 //     "status", "amount", "e" and "p" in feedback; "request", "amount", "e" and "p" in results.
 //   - An ["encrypted"] request must have at least one "p" tag: the spec encrypts to the
 //     provider's key, so without one nobody can read it. Its content may be NIP-04 or NIP-44.
+//     Only "i" and "param" tags are encrypted; the rest stays in the clear (see private.go).
 //   - A result's "request" tag must decode as an event whose kind is the result kind minus 1000
 //     and whose id, when set, is the "e" tag's id.
 //   - A bid or expiration of 0 reads the same as an absent tag, so Tags omits them.
