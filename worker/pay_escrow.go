@@ -319,7 +319,7 @@ func (s escrowScheme) refund(ctx context.Context, j *job, log zerolog.Logger, re
 	} else {
 		note = "; your payment will be refunded (the worker's wallet did not answer; the worker keeps trying, and the hold times out otherwise)"
 	}
-	log.Info().Str("reason", reason).Int64("msat", st.AmountMsat).Msg("escrow job refunded")
+	log.Info().Str("reason", loggable(j, reason)).Int64("msat", st.AmountMsat).Msg("escrow job refunded")
 	w.feedback(fctx, j, nip90.StatusError, clip(reason, 500)+note)
 	return true
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/nips/escrow"
 	"github.com/sparecycles/sparecycles/nips/nip47"
-	"github.com/sparecycles/sparecycles/nips/nip90"
 )
 
 // walletAPI is what the worker asks of its NWC wallet; *nip47.Client provides it.
@@ -187,7 +186,7 @@ func (w *Worker) enqueuePaid(ctx context.Context, j *job) {
 
 // restore rebuilds a job from the store after a restart.
 func (w *Worker) restore(st storedJob) (*job, error) {
-	req, err := nip90.ParseJobRequest(st.Request)
+	req, private, err := w.parseRequest(st.Request)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +195,7 @@ func (w *Worker) restore(st storedJob) (*job, error) {
 		return nil, err
 	}
 	_, j := w.seen.add(st.ID, nil)
-	j.req, j.event, j.model = req, st.Request, m
+	j.req, j.event, j.model, j.private = req, st.Request, m, private
 	j.setScheme(w.schemeOf(st))
 	for _, u := range st.Relays {
 		for _, l := range w.links {

@@ -78,6 +78,9 @@ type job struct {
 	// deadline, when set, is when its run must end: escrow's settle window less the time
 	// delivery and settling need. Set before the job is queued paid.
 	deadline time.Time
+	// private is set for an encrypted request: what the worker says of the job is encrypted
+	// to the customer with it (private.go). Set before the job is queued.
+	private *customerCipher
 }
 
 func (j *job) addRelay(l *link) {
@@ -318,22 +321,18 @@ func (w *Worker) intake(ctx context.Context, l *link, evt *nostr.Event) {
 	if exp := expiration(evt); exp != 0 && exp <= nostr.Now() {
 		return
 	}
-	req, err := nip90.ParseJobRequest(evt)
+	req, private, err := w.parseRequest(evt)
 	if err != nil {
-		log.Debug().Err(err).Msg("malformed request")
-		if addressedTo(evt, w.key.PubKey) {
-			w.feedback(ctx, &job{event: evt, seen: []*link{l}}, nip90.StatusError, "invalid request: "+err.Error())
+		log.Debug().Str("err", loggable(&job{private: private}, err.Error())).Msg("malformed request")
+		if addressedTo(evt, w.key.PubKey) && !errors.Is(err, errNotOurs) {
+			w.feedback(ctx, &job{event: evt, seen: []*link{l}, private: private}, nip90.StatusError, "invalid request: "+err.Error())
 		}
 		return
 	}
 	if len(req.Providers) > 0 && !slices.Contains(req.Providers, w.key.PubKey) {
 		return // addressed to other providers
 	}
-	j.req, j.event = req, evt
-	if req.Encrypted {
-		w.feedback(ctx, j, nip90.StatusError, "encrypted requests are not supported by this worker yet")
-		return
-	}
+	j.req, j.event, j.private = req, evt, private
 	m, err := w.route(req)
 	if err != nil {
 		if len(req.Providers) > 0 { // addressed to us: say why; otherwise another worker may serve it
@@ -546,14 +545,14 @@ func (w *Worker) fail(ctx context.Context, j *job, log zerolog.Logger, err error
 		reason = "error: worker shutting down, job not run"
 	} else if w.jobScheme(j).refund(ctx, j, log, strings.TrimPrefix(reason, "error: ")) {
 		if reason == "error: internal" {
-			log.Error().Err(err).Msg("paid job failed")
+			log.Error().Str("err", loggable(j, err.Error())).Msg("paid job failed")
 		}
 		return
 	}
 	if reason == "error: internal" {
-		log.Error().Err(err).Msg("job failed")
+		log.Error().Str("err", loggable(j, err.Error())).Msg("job failed")
 	} else {
-		log.Info().Str("reason", reason).Msg("job refused")
+		log.Info().Str("reason", loggable(j, reason)).Msg("job refused")
 	}
 	// feedback goes out even when ctx has ended: the customer must hear why
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -775,7 +774,7 @@ func (w *Worker) deliver(ctx context.Context, j *job, home *link, res nip90.JobR
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	evt := res.Event()
-	if err := w.key.Sign(&evt); err != nil {
+	if err := w.signFor(j, &evt); err != nil {
 		return delivery{}, fmt.Errorf("sign result: %w", err)
 	}
 	var d delivery
@@ -803,7 +802,7 @@ func (w *Worker) deliver(ctx context.Context, j *job, home *link, res nip90.JobR
 // advertises nothing, so only publishing will tell).
 func (w *Worker) fitsNowhere(j *job, home *link, res nip90.JobResult) []miss {
 	evt := res.Event()
-	if err := w.key.Sign(&evt); err != nil {
+	if err := w.signFor(j, &evt); err != nil {
 		return nil // deliver will say so
 	}
 	var missed []miss
@@ -872,7 +871,7 @@ func (w *Worker) owe(ctx context.Context, j *job, log zerolog.Logger, reason str
 	if !owed {
 		return false
 	}
-	log.Warn().Str("customer", st.Customer).Int64("owed_msat", st.AmountMsat).Str("reason", reason).Msg("paid job not delivered: debt recorded")
+	log.Warn().Str("customer", st.Customer).Int64("owed_msat", st.AmountMsat).Str("reason", loggable(j, reason)).Msg("paid job not delivered: debt recorded")
 	w.feedback(fctx, j, nip90.StatusError, owedInfo(reason, st.AmountMsat))
 	return true
 }
@@ -953,7 +952,7 @@ func (w *Worker) processing(j *job, lease bool) nostr.Event {
 		fb.Extra = append(fb.Extra, leaseTag(w.cfg.Lease))
 	}
 	evt := fb.Event()
-	_ = w.key.Sign(&evt)
+	_ = w.signFor(j, &evt)
 	return evt
 }
 
@@ -966,7 +965,7 @@ func (w *Worker) feedback(ctx context.Context, j *job, status nip90.Status, info
 // every relay carrying the job when none are.
 func (w *Worker) publishFeedback(ctx context.Context, j *job, fb nip90.JobFeedback, to ...*link) {
 	evt := fb.Event()
-	if err := w.key.Sign(&evt); err != nil {
+	if err := w.signFor(j, &evt); err != nil {
 		return
 	}
 	if len(to) == 0 {
