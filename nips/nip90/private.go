@@ -346,3 +346,33 @@ func IsEncrypted(evt *nostr.Event) bool { return evt != nil && hasEncryptedTag(e
 func hasEncryptedTag(tags nostr.Tags) bool {
 	return slices.ContainsFunc(tags, func(t nostr.Tag) bool { return len(t) >= 1 && t[0] == "encrypted" })
 }
+
+// RevealResponse returns a copy of an encrypted feedback or result event as it would read in
+// the clear, decrypted with the customer's Cipher for its provider: the content decrypted; for
+// feedback of any status but partial with no info in the clear, the decrypted content as the
+// status tag's info (as RevealFeedback reads it); no ["encrypted"] tag. The copy's signature
+// no longer verifies: check the event before revealing it. An event without ["encrypted"] is
+// returned as it is. Errors wrap ErrUndecryptable.
+func RevealResponse(evt *nostr.Event, c *Cipher) (*nostr.Event, error) {
+	if !IsEncrypted(evt) {
+		return evt, nil
+	}
+	plain, err := c.Decrypt(evt.Content)
+	if err != nil {
+		return nil, err
+	}
+	out := *evt
+	out.Content = plain
+	out.Tags = make(nostr.Tags, 0, len(evt.Tags))
+	for _, tag := range evt.Tags {
+		switch {
+		case elem(tag, 0) == "encrypted":
+			continue
+		case evt.Kind == KindFeedback && elem(tag, 0) == "status" && elem(tag, 2) == "" && Status(elem(tag, 1)) != StatusPartial && plain != "":
+			tag = nostr.Tag{"status", tag[1], plain}
+			out.Content = ""
+		}
+		out.Tags = append(out.Tags, slices.Clone(tag))
+	}
+	return &out, nil
+}

@@ -218,6 +218,10 @@ func TestConcealReveal(t *testing.T) {
 			if got.Info != fb.Info || got.Content != "" || got.Status != StatusError {
 				t.Errorf("revealed %+v", got)
 			}
+			clear, err := RevealResponse(&evt, fromProvider)
+			if err != nil || IsEncrypted(clear) || clear.Content != "" || clear.Tags.Find("status")[2] != fb.Info {
+				t.Errorf("revealed event %v, %v", clear, err)
+			}
 			// partial feedback keeps its content as content
 			part := JobFeedback{JobID: requestID, Customer: customer, Status: StatusPartial, Content: "page one"}
 			evt = part.Event()
