@@ -125,14 +125,18 @@ func (c *Client) network(ctx context.Context) (string, error) {
 	return c.net, c.netErr
 }
 
-// Post signs and publishes a job request, with the payment tag of Config.Pay (RequestEvent).
+// Post signs and publishes a job request, with the payment tag of Config.Pay (RequestEvent;
+// a private request, Encrypted with one provider, as PrivateRequestEvent).
 func (c *Client) Post(ctx context.Context, req nip90.JobRequest) (nostr.Event, error) {
 	if len(req.Relays) == 0 {
 		req.Relays = c.cfg.Relays
 	}
-	evt := RequestEvent(req, c.cfg.Pay)
-	if evt.CreatedAt == 0 {
-		evt.CreatedAt = nostr.Now()
+	if req.CreatedAt == 0 {
+		req.CreatedAt = nostr.Now()
+	}
+	evt, err := c.requestEvent(req)
+	if err != nil {
+		return evt, err
 	}
 	if err := evt.Sign(c.cfg.SecretKey); err != nil {
 		return evt, fmt.Errorf("sign job: %w", err)
@@ -201,6 +205,10 @@ const LiveFor = 15 * time.Minute
 // Results from workers not chosen are ignored and counted (Outcome.IgnoredResults): arriving
 // first decides nothing. The one exception moves no money: a result without an invoice, while
 // nothing has been chosen yet, wins as a free job's result. progress, if set, hears each stage.
+//
+// A private request (Encrypted, one provider: see private.go) is posted encrypted to that
+// worker, and what it sends back is decrypted before it is read; an event that does not
+// decrypt is ignored.
 func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Stage)) (Outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	var paying sync.WaitGroup // an escrow payment's goroutine: done before Do returns
@@ -357,6 +365,9 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 		case evt, ok := <-events:
 			if !ok {
 				return out, fmt.Errorf("job %s: %w", job.ID, ErrTimeout)
+			}
+			if evt = c.reveal(evt); evt == nil {
+				continue // encrypted, and not to us
 			}
 			if esc != nil && evt.PubKey == chosen.Worker && nip90.JobID(evt) == job.ID {
 				if evt.Kind == nip90.KindFeedback {

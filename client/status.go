@@ -61,6 +61,10 @@ func (c *Client) Status(ctx context.Context, jobID string) (JobStatus, error) {
 	if err != nil {
 		return JobStatus{Job: jobID}, fmt.Errorf("status of job %s: %w", jobID, err)
 	}
+	for i, evt := range evs { // a private job's feedback and results, decrypted (or dropped)
+		evs[i] = c.reveal(evt)
+	}
+	evs = slices.DeleteFunc(evs, func(e *nostr.Event) bool { return e == nil })
 	ps, err := c.Payments(ctx, jobID)
 	if err != nil {
 		return JobStatus{Job: jobID}, fmt.Errorf("status of job %s: payments: %w", jobID, err)

@@ -43,6 +43,7 @@ type jobSpec struct {
 	output  string
 	first   bool // --first-quote
 	pay     client.PayBy
+	private privateSpec
 }
 
 func post(ctx context.Context, std stdio, c command, args []string) error {
@@ -84,6 +85,7 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 		spec.pay, err = client.ParsePayBy(s)
 		return err
 	})
+	spec.private.flags(fs)
 	fs.BoolVar(&spec.first, "first-quote", false, "take the first acceptable quote or offer at once instead of waiting for the others")
 	positional, err := parse(fs, c, args, std)
 	if err != nil {
@@ -127,6 +129,9 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 		return client.Outcome{}, fmt.Errorf("post: %w", err)
 	}
 	req.Relays = o.relays
+	if err := spec.private.check(spec); err != nil {
+		return client.Outcome{}, fmt.Errorf("post: %w", err)
+	}
 	key, _, err := keyfile.LoadOrCreate(o.keyFile)
 	if err != nil {
 		return client.Outcome{}, err
@@ -143,8 +148,16 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 
 	// the id is known before posting (it does not depend on the signature), so it can be
 	// shown at once: after a crash, `client status <id>` picks the job up
+	if err := spec.private.apply(ctx, cl, &req); err != nil {
+		return client.Outcome{}, err
+	}
 	req.CreatedAt = nostr.Now()
 	evt := client.RequestEvent(req, spec.pay)
+	if req.Encrypted {
+		if evt, err = client.PrivateRequestEvent(req, spec.pay, key.Secret()); err != nil {
+			return client.Outcome{}, privateTooLarge(err)
+		}
+	}
 	evt.PubKey = key.PubKey
 	job := evt.GetID()
 	log.Info().Str("job", job).Int("kind", req.Kind).Int64("msat", req.BidMsat).Msg("posting job")
