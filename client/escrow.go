@@ -69,7 +69,7 @@ func (p PayBy) Tag() nostr.Tag {
 }
 
 // RequestEvent is the unsigned event of req as a customer paying by p posts it: req's tags and
-// p's payment tag.(A private req, Encrypted, is posted as PrivateRequestEvent builds it: this
+// p's payment tag. (A private req, Encrypted, is posted as PrivateRequestEvent builds it: this
 // one would carry its inputs in the clear.)
 func RequestEvent(req nip90.JobRequest, p PayBy) nostr.Event {
 	evt := req.Event()
