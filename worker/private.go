@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/sparecycles/sparecycles/nips/nip01"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 )
 
@@ -66,10 +68,14 @@ func (w *Worker) conceal(j *job, evt *nostr.Event) error {
 	return nip90.ConcealResponse(evt, j.private.Cipher, j.private.scheme)
 }
 
-// signFor conceals evt for j and signs it: the one way events about a job are signed.
+// signFor conceals evt for j and signs it: the one way events about a job are signed. A
+// content too long to encrypt (NIP-44 v2 takes at most 65535 bytes) is a rejection the
+// customer reads.
 func (w *Worker) signFor(j *job, evt *nostr.Event) error {
+	n := len(evt.Content)
 	if err := w.conceal(j, evt); err != nil {
-		return fmt.Errorf("encrypt for the customer: %w", err)
+		why := nip01.Reject(nip01.PrefixError, fmt.Sprintf("the answer to a private job is %d bytes, more than NIP-44 encrypts (%d)", n, nip44.MaxPlaintextSize))
+		return fmt.Errorf("%w: %v", why, err)
 	}
 	return w.key.Sign(evt)
 }

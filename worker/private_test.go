@@ -12,6 +12,7 @@ import (
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/internal/testimage"
 	"github.com/sparecycles/sparecycles/internal/testrelay"
+	"github.com/sparecycles/sparecycles/nips/nip01"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 )
 
@@ -176,5 +177,11 @@ func TestRestorePrivateJob(t *testing.T) {
 	out := fb.Event()
 	if err := w.signFor(j, &out); err != nil || strings.Contains(out.String(), "p.png") || !nip90.IsEncrypted(&out) {
 		t.Fatalf("feedback for a restored private job: %s (%v)", out.String(), err)
+	}
+	// a result NIP-44 cannot hold is refused with a reason the customer reads
+	big := nip90.JobResult{Kind: 6000, JobID: evt.ID, Customer: cust.pk, Content: strings.Repeat("x", 70_000)}
+	huge := big.Event()
+	if err := w.signFor(j, &huge); !strings.HasPrefix(nip01.Reason(err), "error: the answer to a private job is 70000 bytes") {
+		t.Fatalf("oversized result: %v", err)
 	}
 }
