@@ -619,7 +619,7 @@ func (w *watch) refuse(q candidate) error {
 	case q.PostPay:
 		return nil
 	}
-	inv, err := invoice.Check(q.Bolt11, invoice.Expect{JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat})
+	inv, err := invoice.Check(q.Bolt11, invoice.Expect{JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat, Description: q.Description})
 	if err != nil {
 		return err
 	}
