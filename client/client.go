@@ -45,6 +45,9 @@ type Config struct {
 	FirstQuote  bool          // take the first acceptable quote at once instead of waiting for the others
 	Timeout     time.Duration // overall limit for a job
 	Pay         PayBy         // how the customer pays; "" is PayByAny
+	// MaxSpendMsat, when positive, caps what a stream (a request with 2+ inputs) pays: it
+	// stops before the part that would pass it (Stream).
+	MaxSpendMsat int64
 }
 
 // Client is one customer.
@@ -165,7 +168,7 @@ type Outcome struct {
 	Worker     string        `json:"worker"`
 	AmountMsat int64         `json:"amount_msat"`
 	FeeMsat    int64         `json:"fee_msat"`
-	Status     string        `json:"status"` // "success" or "error"
+	Status     string        `json:"status"` // "success" or "error"; a stream's also "stopped"
 	Result     string        `json:"result"`
 	Took       time.Duration `json:"-"`
 	Preimage   string        `json:"preimage,omitempty"` // the payment's proof
@@ -175,6 +178,9 @@ type Outcome struct {
 	// IgnoredResults counts results from workers the client did not choose: never read as the
 	// job's result, never paid.
 	IgnoredResults int `json:"ignored_results"`
+	// Parts are a stream's parts received, in order (Stream); AmountMsat is then the total
+	// paid for its parts.
+	Parts []Part `json:"parts,omitempty"`
 }
 
 // LiveFor is how fresh a worker's NIP-89 announcement for a kind must be for Do to count the
@@ -201,7 +207,12 @@ const LiveFor = 15 * time.Minute
 // Results from workers not chosen are ignored and counted (Outcome.IgnoredResults): arriving
 // first decides nothing. The one exception moves no money: a result without an invoice, while
 // nothing has been chosen yet, wins as a free job's result. progress, if set, hears each stage.
+//
+// A request with two or more inputs is a stream: Do hands it to Stream.
 func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Stage)) (Outcome, error) {
+	if IsStream(req) {
+		return c.Stream(ctx, req, progress, nil)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	var paying sync.WaitGroup // an escrow payment's goroutine: done before Do returns
 	defer func() {
