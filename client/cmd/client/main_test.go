@@ -98,6 +98,7 @@ func TestFlagErrors(t *testing.T) {
 		{"tensors without model", []string{"post", "--relay", nowhere, "--tensors", tens}, "needs --param model="},
 		{"invalid tensors", []string{"post", "--relay", nowhere, "--tensors", bad, "--param", "model=m"}, "tensor: invalid tensor document"},
 		{"bad pay", []string{"post", "--relay", nowhere, "--input", png, "--pay", "later"}, `"later" is not a way to pay: want any, escrow or prepay`},
+		{"bad max spend", []string{"post", "--relay", nowhere, "--input", png, "--input", png, "--max-spend", "2btc"}, "not an amount"},
 		{"zero timeout", []string{"post", "--relay", nowhere, "--input", png, "--timeout", "0s"}, "must be positive"},
 		{"post argument", []string{"post", "--relay", nowhere, png}, "unexpected argument"},
 		{"status without id", []string{"status", "--relay", nowhere}, "give one job id"},
