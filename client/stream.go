@@ -193,6 +193,9 @@ type streamPart struct {
 type streamStop struct {
 	err      error // nil: stopped by the customer's spending limit
 	byWorker bool  // the worker ended it: its paid, undelivered parts are not awaited
+	// a part's payment came back without the worker's reason: its error feedback is awaited
+	// for failureGrace from then
+	awaitReason time.Time
 }
 
 // partPaid is a part payment's answer.
@@ -312,9 +315,12 @@ func (s *streamJob) run(ctx context.Context, events <-chan *nostr.Event, wg *syn
 		if out, err, done := s.ended(ctx); done {
 			return out, err
 		}
-		var grace <-chan time.Time
+		var grace, reason <-chan time.Time
 		if s.stop == nil && s.reported == s.n {
 			grace = time.After(time.Until(s.allAt.Add(resultGrace)))
+		}
+		if s.stop != nil && !s.stop.awaitReason.IsZero() {
+			reason = time.After(time.Until(s.stop.awaitReason.Add(failureGrace)))
 		}
 		select {
 		case <-ctx.Done():
@@ -334,13 +340,15 @@ func (s *streamJob) run(ctx context.Context, events <-chan *nostr.Event, wg *syn
 		case <-grace:
 			s.say(StageDone)
 			return s.outcome("success"), nil
+		case <-reason:
+			s.stop.awaitReason = time.Time{} // the worker gave no reason
 		}
 	}
 }
 
 // payReady starts the payments of the next quoted parts, in order, within the limits.
 func (s *streamJob) payReady(ctx context.Context, wg *sync.WaitGroup) {
-	for s.stop == nil && s.next <= s.n && s.paying < min(s.n, streamMaxPaying) {
+	for ctx.Err() == nil && s.stop == nil && s.next <= s.n && s.paying < min(s.n, streamMaxPaying) {
 		k := s.next
 		if s.maxSpend > 0 && s.committed >= s.maxSpend {
 			s.stopByCustomer() // nothing more fits: every part costs something
@@ -399,7 +407,7 @@ func (s *streamJob) answered(r partPaid) {
 	switch {
 	case s.escrow && errors.Is(r.err, nip47.ErrPaymentFailed):
 		// the worker cancelled the part: it ended the stream (its error feedback says why)
-		s.end(&streamStop{err: fmt.Errorf("job %s: %w: the worker cancelled part %d/%d (the locked payment was refunded)", s.job, ErrJobFailed, r.k, s.n), byWorker: true})
+		s.end(&streamStop{err: fmt.Errorf("job %s: %w: the worker cancelled part %d/%d (the locked payment was refunded)", s.job, ErrJobFailed, r.k, s.n), byWorker: true, awaitReason: time.Now()})
 	case errors.Is(r.err, ErrWalletDown):
 		s.end(&streamStop{err: fmt.Errorf("%w (part %d/%d may be locked: client status %s finishes it)", r.err, r.k, s.n, s.job)})
 	default:
@@ -535,7 +543,7 @@ func (s *streamJob) ended(ctx context.Context) (Outcome, error, bool) {
 		}
 		return Outcome{}, nil, false
 	}
-	if s.paying > 0 {
+	if s.paying > 0 || !s.stop.awaitReason.IsZero() {
 		return Outcome{}, nil, false // a part locked or being paid: delivered and settled, or refunded
 	}
 	for k := s.reported + 1; k < s.next && !s.stop.byWorker; k++ {

@@ -230,33 +230,98 @@ func TestStreamEscrow(t *testing.T) {
 // request is deleted and the worker stops.
 func TestStreamMaxSpend(t *testing.T) {
 	t.Parallel()
+	for _, scheme := range []string{escrow.SchemeEscrow, escrow.SchemePrepay} {
+		t.Run(scheme, func(t *testing.T) {
+			e := startLedger(t)
+			p := streamtest.Start(t, e.relay, e.worker, 5000, streamtest.Honest(streamtest.Script{Escrow: scheme == escrow.SchemeEscrow, Price: flat, Text: pageText}))
+			c := e.streamCustomer(t, Config{MaxSpendMsat: 2*partMsat + partMsat/2})
+			before := e.balances(t)
+			var stages []Stage
+			out, err := c.Stream(t.Context(), pages(3, 10_000), func(s Stage) { stages = append(stages, s) }, nil)
+			if err != nil || out.Status != StatusStopped || out.AmountMsat != 2*partMsat || len(out.Parts) != 2 || out.Parts[1].Index != 2 ||
+				!slices.Equal(stages, []Stage{StagePosted, StagePaying, StageStopped}) {
+				t.Fatalf("outcome %+v, %v, stages %v", out, err, stages)
+			}
+			paidOnce(t, c, out.Job, 2)
+			e.moved(t, before, 2*partMsat, out.FeeMsat)
+			j := awaitDone(t, p, out.Job)
+			select {
+			case <-j.Deleted():
+			default:
+				t.Fatal("the provider did not see the request deleted")
+			}
+			dels, err := Query(t.Context(), []string{e.relay}, zerolog.Nop(), nostr.Filter{Kinds: []int{nostr.KindDeletion}, Authors: []string{c.PubKey()}, Tags: nostr.TagMap{"e": {out.Job}}})
+			if err != nil || len(dels) != 1 || !slices.Equal(dels[0].Tags.Find("k"), nostr.Tag{"k", "5000"}) {
+				t.Fatalf("deletions %v, %v", dels, err)
+			}
+			invs := j.Invoices()
+			if len(invs) != 3 || invs[2].Part.K != 3 {
+				t.Fatalf("invoices %+v", invs)
+			}
+			if st, err := j.State(t.Context(), invs[2]); err != nil || st == nip47.StateAccepted || st == nip47.StateSettled {
+				t.Fatalf("part 3's invoice is %q (%v): it was paid", st, err)
+			}
+		})
+	}
+}
+
+// TestStreamWorkerFails: the worker's error ends the stream with the parts received; the part
+// it held and did not deliver is refunded.
+func TestStreamWorkerFails(t *testing.T) {
+	t.Parallel()
 	e := startLedger(t)
-	p := streamtest.Start(t, e.relay, e.worker, 5000, streamtest.Honest(streamtest.Script{Escrow: true, Price: flat, Text: pageText}))
-	c := e.streamCustomer(t, Config{MaxSpendMsat: 2*partMsat + partMsat/2})
+	streamtest.Start(t, e.relay, e.worker, 5000, func(ctx context.Context, j *streamtest.Job) {
+		invs := make([]streamtest.Invoice, 3)
+		for k := 1; k <= 2; k++ {
+			invs[k] = j.MakeInvoice(ctx, j.Part(k), partMsat, true, "")
+			j.Quote(ctx, invs[k], 2)
+		}
+		for k := 1; k <= 2; k++ {
+			if j.WaitPaid(ctx, invs[k]) != nil {
+				return
+			}
+		}
+		j.Deliver(ctx, invs[1], pageText(1))
+		j.Error(ctx, "the model crashed on part 2")
+		j.Cancel(ctx, invs[2])
+	})
+	c := e.streamCustomer(t, Config{})
 	before := e.balances(t)
 	r := runStream(t, c, pages(3, 10_000))
-	if r.err != nil || r.out.Status != StatusStopped || r.out.AmountMsat != 2*partMsat {
+	if !errors.Is(r.err, ErrJobFailed) || !strings.Contains(r.err.Error(), "the model crashed on part 2") || r.out.Status != "error" || r.out.Result != pageText(1) {
 		t.Fatalf("outcome %+v, %v", r.out, r.err)
 	}
-	r.checkParts(t, 1, 2)
-	paidOnce(t, c, r.out.Job, 2)
-	e.moved(t, before, 2*partMsat, r.out.FeeMsat)
-	j := awaitDone(t, p, r.out.Job)
+	r.checkParts(t, 1)
+	e.moved(t, before, partMsat, r.out.FeeMsat)
+}
+
+// TestStreamCancelled: the customer giving up (ctrl-C) deletes the request, so the worker
+// stops.
+func TestStreamCancelled(t *testing.T) {
+	t.Parallel()
+	e := startLedger(t)
+	p := streamtest.Start(t, e.relay, e.worker, 5000, streamtest.Honest(streamtest.Script{Window: 1, Escrow: true, Price: flat, Text: pageText}))
+	c := e.streamCustomer(t, Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out, err := c.Stream(ctx, pages(3, 10_000), nil, func(p PartProgress) {
+		if p.Part.Index == 1 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, ErrTimeout) || len(out.Parts) != 1 {
+		t.Fatalf("outcome %+v, %v", out, err)
+	}
+	j := awaitDone(t, p, out.Job)
 	select {
 	case <-j.Deleted():
 	default:
 		t.Fatal("the provider did not see the request deleted")
 	}
-	dels, err := Query(t.Context(), []string{e.relay}, zerolog.Nop(), nostr.Filter{Kinds: []int{nostr.KindDeletion}, Authors: []string{c.PubKey()}, Tags: nostr.TagMap{"e": {r.out.Job}}})
-	if err != nil || len(dels) != 1 || !slices.Equal(dels[0].Tags.Find("k"), nostr.Tag{"k", "5000"}) {
-		t.Fatalf("deletions %v, %v", dels, err)
-	}
-	invs := j.Invoices()
-	if len(invs) != 3 || invs[2].Part.K != 3 {
-		t.Fatalf("invoices %+v", invs)
-	}
-	if st, err := j.State(t.Context(), invs[2]); err != nil || st == nip47.StateAccepted || st == nip47.StateSettled {
-		t.Fatalf("part 3's invoice is %q (%v): it was paid", st, err)
+	for _, inv := range j.Invoices()[1:] {
+		if st, err := j.State(t.Context(), inv); err != nil || st == nip47.StateAccepted || st == nip47.StateSettled {
+			t.Errorf("part %s's invoice is %q (%v) after the stop", inv.Part, st, err)
+		}
 	}
 }
 

@@ -187,7 +187,9 @@ func (j *Job) QuoteEvent(inv Invoice, window int) nostr.Event {
 }
 
 // Quote publishes the spec's quote of inv.
-func (j *Job) Quote(ctx context.Context, inv Invoice, window int) { j.Publish(ctx, j.QuoteEvent(inv, window)) }
+func (j *Job) Quote(ctx context.Context, inv Invoice, window int) {
+	j.Publish(ctx, j.QuoteEvent(inv, window))
+}
 
 // PartialEvent is part inv.Part's partial feedback carrying text (unsigned): sealed with key
 // under the part's seal context and naming inv's hash with escrow, plain otherwise.
@@ -316,17 +318,26 @@ func Honest(s Script) func(ctx context.Context, j *Job) {
 			quote(k)
 		}
 		texts := make([]string, 0, n)
+		stopped := func(k int) { // deleted before part k ran: cancel what is quoted, say so
+			for q := k; q <= min(k+s.Window-1, n); q++ {
+				if invs[q].Escrow && invs[q].Hash != "" {
+					j.Cancel(ctx, invs[q])
+				}
+			}
+			j.Error(ctx, fmt.Sprintf("stopped by the customer after %d of %d parts", k-1, n))
+		}
 		for k := 1; k <= n; k++ {
 			if err := j.WaitPaid(ctx, invs[k]); err != nil {
 				if errors.Is(err, ErrDeleted) {
-					for q := k; q <= min(k+s.Window-1, n); q++ {
-						if invs[q].Escrow && invs[q].Hash != "" {
-							j.Cancel(ctx, invs[q])
-						}
-					}
-					j.Error(ctx, fmt.Sprintf("stopped by the customer after %d of %d parts", k-1, n))
+					stopped(k)
 				}
 				return
+			}
+			select {
+			case <-j.deleted: // paid (held) but not run: an escrow part goes back
+				stopped(k)
+				return
+			default:
 			}
 			texts = append(texts, s.Text(k))
 			j.Deliver(ctx, invs[k], s.Text(k))
