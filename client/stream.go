@@ -129,15 +129,20 @@ func (c *Client) Stream(ctx context.Context, req nip90.JobRequest, progress func
 		return s.out, nil
 	}
 	endSub() // from now on only the chosen worker's events count: stored ones too
+	giveUp := func(err error) (Outcome, error) { // before anything was paid
+		s.deleteRequest(ctx, "the customer cannot pay")
+		s.out.Status = "error"
+		return s.out, err
+	}
 	if c.wallet == nil {
-		return s.out, fmt.Errorf("pay job %s: %w", job.ID, ErrNoWallet)
+		return giveUp(fmt.Errorf("pay job %s: %w", job.ID, ErrNoWallet))
 	}
 	if s.network, err = c.network(ctx); err != nil {
-		return s.out, fmt.Errorf("pay job %s: %w: %v", job.ID, ErrWalletDown, err)
+		return giveUp(fmt.Errorf("pay job %s: %w: %v", job.ID, ErrWalletDown, err))
 	}
 	mine, err := c.pool.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.KindFeedback, nip90.ResultKind(req.Kind)}, Authors: []string{chosen.Worker}, Tags: nostr.TagMap{"e": {job.ID}}})
 	if err != nil {
-		return s.out, fmt.Errorf("subscribe: %w", err)
+		return giveUp(fmt.Errorf("subscribe: %w", err))
 	}
 	s.worker, s.escrow = chosen.Worker, chosen.Escrow != nil
 	s.out.Worker, s.out.Scheme = chosen.Worker, escrow.SchemePrepay
@@ -334,7 +339,8 @@ func (s *streamJob) run(ctx context.Context, events <-chan *nostr.Event, wg *syn
 			s.answered(r)
 		case evt, ok := <-events:
 			if !ok {
-				continue // ctx ended: the next round says so
+				events = nil // ctx ended: the next round says so
+				continue
 			}
 			s.see(evt)
 		case <-grace:
