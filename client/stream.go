@@ -128,7 +128,7 @@ func (c *Client) Stream(ctx context.Context, req nip90.JobRequest, progress func
 		say(StageDone)
 		return s.out, nil
 	}
-	endSub() // from now on only the chosen worker's events count: stored ones too
+	endSub()                                     // from now on only the chosen worker's events count: stored ones too
 	giveUp := func(err error) (Outcome, error) { // before anything was paid
 		s.deleteRequest(ctx, "the customer cannot pay")
 		s.out.Status = "error"
