@@ -128,8 +128,10 @@ func (c *Client) Stream(ctx context.Context, req nip90.JobRequest, progress func
 		say(StageDone)
 		return s.out, nil
 	}
-	endSub()                                     // from now on only the chosen worker's events count: stored ones too
-	giveUp := func(err error) (Outcome, error) { // before anything was paid
+	endSub() // from now on only the chosen worker's events count: stored ones too
+
+	// giveUp ends a stream nothing was paid for yet
+	giveUp := func(err error) (Outcome, error) {
 		s.deleteRequest(ctx, "the customer cannot pay")
 		s.out.Status = "error"
 		return s.out, err
