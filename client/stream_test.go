@@ -503,3 +503,48 @@ func TestStreamHostile(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamPaysAtMostEightAtOnce: a provider quoting every part of a long stream at once
+// gets at most streamMaxPaying parts locked until it delivers.
+func TestStreamPaysAtMostEightAtOnce(t *testing.T) {
+	t.Parallel()
+	const n = streamMaxPaying + 2
+	e := startLedger(t)
+	held := make(chan int, 1) // how many parts were locked while none was delivered
+	streamtest.Start(t, e.relay, e.worker, 5000, func(ctx context.Context, j *streamtest.Job) {
+		invs := make([]streamtest.Invoice, n+1)
+		for k := 1; k <= n; k++ {
+			invs[k] = j.MakeInvoice(ctx, j.Part(k), partMsat, true, "")
+			j.Quote(ctx, invs[k], n)
+		}
+		for k := 1; k <= streamMaxPaying; k++ {
+			if j.WaitPaid(ctx, invs[k]) != nil {
+				return
+			}
+		}
+		locked := 0
+		for k := 1; k <= n; k++ {
+			if st, err := j.State(ctx, invs[k]); err == nil && st == nip47.StateAccepted {
+				locked++
+			}
+		}
+		held <- locked
+		var texts []string
+		for k := 1; k <= n; k++ {
+			if j.WaitPaid(ctx, invs[k]) != nil {
+				return
+			}
+			j.Deliver(ctx, invs[k], pageText(k))
+			texts = append(texts, pageText(k))
+		}
+		j.Result(ctx, texts)
+	})
+	c := e.streamCustomer(t, Config{})
+	out, err := c.Stream(t.Context(), pages(n, 100_000), nil, nil)
+	if err != nil || len(out.Parts) != n || out.AmountMsat != n*partMsat {
+		t.Fatalf("outcome %+v, %v", out, err)
+	}
+	if locked := <-held; locked != streamMaxPaying {
+		t.Fatalf("%d parts locked at once, want %d", locked, streamMaxPaying)
+	}
+}
