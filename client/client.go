@@ -45,6 +45,9 @@ type Config struct {
 	FirstQuote  bool          // take the first acceptable quote at once instead of waiting for the others
 	Timeout     time.Duration // overall limit for a job
 	Pay         PayBy         // how the customer pays; "" is PayByAny
+	// MaxSpendMsat, when positive, caps what a stream (a request with 2+ inputs) pays: it
+	// stops before the part that would pass it (Stream).
+	MaxSpendMsat int64
 }
 
 // Client is one customer.
@@ -169,7 +172,7 @@ type Outcome struct {
 	Worker     string        `json:"worker"`
 	AmountMsat int64         `json:"amount_msat"`
 	FeeMsat    int64         `json:"fee_msat"`
-	Status     string        `json:"status"` // "success" or "error"
+	Status     string        `json:"status"` // "success" or "error"; a stream's also "stopped"
 	Result     string        `json:"result"`
 	Took       time.Duration `json:"-"`
 	Preimage   string        `json:"preimage,omitempty"` // the payment's proof
@@ -179,6 +182,9 @@ type Outcome struct {
 	// IgnoredResults counts results from workers the client did not choose: never read as the
 	// job's result, never paid.
 	IgnoredResults int `json:"ignored_results"`
+	// Parts are a stream's parts received, in order (Stream); AmountMsat is then the total
+	// paid for its parts.
+	Parts []Part `json:"parts,omitempty"`
 }
 
 // LiveFor is how fresh a worker's NIP-89 announcement for a kind must be for Do to count the
@@ -209,7 +215,12 @@ const LiveFor = 15 * time.Minute
 // A private request (Encrypted, one provider: see private.go) is posted encrypted to that
 // worker, and what it sends back is decrypted before it is read; an event that does not
 // decrypt is ignored.
+//
+// A request with two or more inputs is a stream: Do hands it to Stream.
 func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Stage)) (Outcome, error) {
+	if IsStream(req) {
+		return c.Stream(ctx, req, progress, nil)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	var paying sync.WaitGroup // an escrow payment's goroutine: done before Do returns
 	defer func() {
@@ -630,7 +641,7 @@ func (w *watch) refuse(q candidate) error {
 	case q.PostPay:
 		return nil
 	}
-	inv, err := invoice.Check(q.Bolt11, invoice.Expect{JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat})
+	inv, err := invoice.Check(q.Bolt11, invoice.Expect{JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat, Description: q.Description})
 	if err != nil {
 		return err
 	}

@@ -118,6 +118,9 @@ type Quote struct {
 	// Escrow is an escrow quote's terms (its "escrow" tag): the invoice is a hold invoice for
 	// Escrow.PaymentHash. nil for a plain quote.
 	Escrow *escrow.Quote
+	// Description, when set, is the exact description the invoice must carry: a stream part's
+	// (nips/stream.md). "" asks only that it binds the job.
+	Description string
 }
 
 // Pay checks the quote's invoice and pays it through the wallet, at most once per payment
@@ -136,7 +139,7 @@ func (c *Client) Pay(ctx context.Context, q Quote) (Payment, error) {
 		return Payment{}, fmt.Errorf("pay job %s: %w: %v", q.JobID, ErrWalletDown, err)
 	}
 	inv, err := invoice.Check(q.Bolt11, invoice.Expect{
-		JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat, Network: network, MinLife: 10 * time.Second,
+		JobID: q.JobID, BidMsat: q.BidMsat, QuotedMsat: q.AmountMsat, Network: network, MinLife: 10 * time.Second, Description: q.Description,
 	})
 	if err == nil {
 		err = checkEscrow(q, inv.PaymentHash)

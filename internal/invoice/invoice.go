@@ -36,6 +36,10 @@ type Expect struct {
 	Network    string    // the paying wallet's network: mainnet, testnet, signet, regtest
 	Now        time.Time // the clock; zero means time.Now
 	MinLife    time.Duration
+	// Description, when set, is the exact description the invoice must carry, in clear or as
+	// its hash (a stream part's invoice names the job and its part: nips/stream.md); "" checks
+	// only that the description binds JobID.
+	Description string
 }
 
 // Invoice is a decoded invoice.
@@ -83,8 +87,10 @@ func Check(bolt11 string, e Expect) (Invoice, error) {
 		return inv, fmt.Errorf("%w: invoice is for %s, the wallet is on %s", ErrNetwork, net, e.Network)
 	case int64(inv.CreatedAt+inv.Expiry) <= now.Add(e.MinLife).Unix():
 		return inv, fmt.Errorf("%w at %s", ErrExpired, time.Unix(int64(inv.CreatedAt+inv.Expiry), 0).UTC().Format(time.RFC3339))
-	case !binds(inv, e.JobID):
+	case e.Description == "" && !binds(inv, e.JobID):
 		return inv, fmt.Errorf("%w %s: description %q", ErrNotBound, e.JobID, inv.Description)
+	case e.Description != "" && !describes(inv, e.Description):
+		return inv, fmt.Errorf("%w %s: description %q, want %q", ErrNotBound, e.JobID, inv.Description, e.Description)
 	}
 	return inv, nil
 }
@@ -97,5 +103,14 @@ func binds(inv Invoice, jobID string) bool {
 		return strings.Contains(inv.Description, jobID)
 	}
 	sum := sha256.Sum256([]byte(Description(jobID)))
+	return inv.DescriptionHash == hex.EncodeToString(sum[:])
+}
+
+// describes reports whether inv carries exactly description, in clear or as its hash.
+func describes(inv Invoice, description string) bool {
+	if inv.Description != "" {
+		return inv.Description == description
+	}
+	sum := sha256.Sum256([]byte(description))
 	return inv.DescriptionHash == hex.EncodeToString(sum[:])
 }

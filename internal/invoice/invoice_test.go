@@ -18,6 +18,11 @@ func mint(t testing.TB, net *chaincfg.Params, msat int64, desc string, hashDesc 
 
 const job = "5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee0"
 
+// exact expects the invoice's description to be d.
+func exact(d string) func(Expect) Expect {
+	return func(e Expect) Expect { e.Description = d; return e }
+}
+
 func TestCheck(t *testing.T) {
 	now := time.Now()
 	reg := &chaincfg.RegressionNetParams
@@ -44,6 +49,11 @@ func TestCheck(t *testing.T) {
 		{"expires too soon", mint(t, reg, 21000, Description(job), false, now, time.Minute), func(e Expect) Expect { e.MinLife = 2 * time.Minute; return e }, ErrExpired},
 		{"another job", mint(t, reg, 21000, Description(strings.Repeat("ab", 32)), false, now, time.Hour), nil, ErrNotBound},
 		{"another job's hash", mint(t, reg, 21000, Description(strings.Repeat("ab", 32)), true, now, time.Hour), nil, ErrNotBound},
+		{"exact description", mint(t, reg, 21000, Description(job)+" part 2/3", false, now, time.Hour), exact(Description(job) + " part 2/3"), nil},
+		{"exact description's hash", mint(t, reg, 21000, Description(job)+" part 2/3", true, now, time.Hour), exact(Description(job) + " part 2/3"), nil},
+		{"another part", mint(t, reg, 21000, Description(job)+" part 3/3", false, now, time.Hour), exact(Description(job) + " part 2/3"), ErrNotBound},
+		{"another part's hash", mint(t, reg, 21000, Description(job)+" part 3/3", true, now, time.Hour), exact(Description(job) + " part 2/3"), ErrNotBound},
+		{"the job, not the part", good, exact(Description(job) + " part 2/3"), ErrNotBound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,7 +40,8 @@ const (
 )
 
 const exitCodesHelp = `Exit codes:
-  0  done
+  0  done; also a stream (several --input) stopped at --max-spend: status "stopped", the
+     parts received printed
   1  anything else: bad flags, no relay reachable, unknown job, ...
   2  no acceptable offer: every quote was above the bid or invalid, or every worker refused
   3  the chosen invoice was refused (amount, network, expiry or description not as agreed)

@@ -101,6 +101,7 @@ func TestFlagErrors(t *testing.T) {
 		{"worker without private", []string{"post", "--relay", nowhere, "--input", png, "--worker", strings.Repeat("ab", 32)}, "--worker names the worker of a --private job"},
 		{"private with to", []string{"post", "--relay", nowhere, "--input", png, "--private", "--to", strings.Repeat("ab", 32)}, "name it with --worker, not --to"},
 		{"bad worker", []string{"post", "--relay", nowhere, "--input", png, "--private", "--worker", "npub1xyz"}, "not a valid npub"},
+		{"bad max spend", []string{"post", "--relay", nowhere, "--input", png, "--input", png, "--max-spend", "2btc"}, "not an amount"},
 		{"zero timeout", []string{"post", "--relay", nowhere, "--input", png, "--timeout", "0s"}, "must be positive"},
 		{"post argument", []string{"post", "--relay", nowhere, png}, "unexpected argument"},
 		{"status without id", []string{"status", "--relay", nowhere}, "give one job id"},

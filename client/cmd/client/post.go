@@ -44,6 +44,8 @@ type jobSpec struct {
 	first   bool // --first-quote
 	pay     client.PayBy
 	private privateSpec
+	// maxSpend caps a stream's parts (--max-spend, msat); 0: only the bid
+	maxSpend int64
 }
 
 func post(ctx context.Context, std stdio, c command, args []string) error {
@@ -64,6 +66,10 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 	fs.StringVar(&spec.tensors, "tensors", "", "kind 5800: a tensor input document (JSON, see nips/tensor.md), - for stdin")
 	fs.Func("bid", "the most you pay: 500sat, 500000msat or a number of sats (none: free workers only: every priced quote is refused)", func(s string) (err error) {
 		spec.bid, err = parseBid(s)
+		return err
+	})
+	fs.Func("max-spend", "a stream (2+ --input, one part each, paid as each arrives): stop before the part that would take the total past this, in --bid's units; the request is then deleted and the parts received printed (exit 0, status stopped). The bid still caps the whole stream", func(s string) (err error) {
+		spec.maxSpend, err = parseBid(s)
 		return err
 	})
 	fs.Func("param", "job parameter name=value, e.g. model=<sha256 or name>; repeatable", func(s string) error {
@@ -105,7 +111,7 @@ func post(ctx context.Context, std stdio, c command, args []string) error {
 	out, err := runJob(ctx, std, o, &spec, window)
 	doc := outcomeDoc{Job: out.Job, Worker: out.Worker, AmountMsat: out.AmountMsat, FeeMsat: out.FeeMsat,
 		Status: out.Status, Result: out.Result, ElapsedMs: time.Since(start).Milliseconds(), IgnoredResults: out.IgnoredResults,
-		Scheme: out.Scheme, Preimage: out.Preimage}
+		Scheme: out.Scheme, Preimage: out.Preimage, Parts: out.Parts}
 	if err != nil {
 		doc.Status, doc.Error = "error", err.Error()
 	}
@@ -138,7 +144,7 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 	}
 	log := o.logger(std.errOut)
 	cl, err := client.Open(ctx, client.Config{
-		Relays: o.relays, NWC: o.nwc, Data: o.data, SecretKey: key.Secret(), QuoteWindow: window, FirstQuote: spec.first, Pay: spec.pay,
+		Relays: o.relays, NWC: o.nwc, Data: o.data, SecretKey: key.Secret(), QuoteWindow: window, FirstQuote: spec.first, Pay: spec.pay, MaxSpendMsat: spec.maxSpend,
 		Timeout: o.timeout + time.Second, // our own deadline below ends the job first, so we can tell why it ended
 	}, log)
 	if err != nil {
@@ -166,13 +172,14 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 	defer cancel()
 	// off a terminal, each stage is an info log line (--log-level info)
 	stage := func(s client.Stage) { log.Info().Str("job", job).Str("stage", string(s)).Msg("stage") }
-	if !o.json && isTerminal(std.errOut) {
+	terminal := !o.json && isTerminal(std.errOut)
+	if terminal {
 		fmt.Fprintf(std.errOut, "job %s\n", job)
 		var stop func()
 		stage, stop = showProgress(std.errOut, time.Now())
 		defer stop()
 	}
-	out, err := cl.Do(jobCtx, req, stage)
+	out, err := follow(jobCtx, cl, req, stage, std.errOut, terminal)
 	return out, explain(ctx, jobCtx, err, out.Job, o.timeout)
 }
 
@@ -207,7 +214,9 @@ type outcomeDoc struct {
 	Scheme string `json:"scheme,omitempty"`
 	// Preimage is the payment's proof; for escrow, the key that opened the result
 	Preimage string `json:"preimage,omitempty"`
-	Error    string `json:"error,omitempty"`
+	// Parts are a stream's parts received (index, text, amount_msat); amount_msat is their total
+	Parts []client.Part `json:"parts,omitempty"`
+	Error string        `json:"error,omitempty"`
 }
 
 func writeJSON(w io.Writer, v any) error {
