@@ -247,6 +247,9 @@ func (s *streamJob) choose(ctx context.Context, events <-chan *nostr.Event, live
 			if !ok {
 				return nil, nil, fmt.Errorf("job %s: %w", s.job, ErrTimeout)
 			}
+			if evt = s.c.reveal(evt); evt == nil {
+				continue // a private job's event that does not decrypt cannot be read
+			}
 			if nip90.JobID(evt) != s.job {
 				continue
 			}
@@ -342,6 +345,9 @@ func (s *streamJob) run(ctx context.Context, events <-chan *nostr.Event, wg *syn
 		case evt, ok := <-events:
 			if !ok {
 				events = nil // ctx ended: the next round says so
+				continue
+			}
+			if evt = s.c.reveal(evt); evt == nil {
 				continue
 			}
 			s.see(evt)
