@@ -601,32 +601,8 @@ func (r *streamRun) end(ctx context.Context, reason string) {
 	}
 	var owed, refunded int64
 	for _, p := range parts {
-		switch p.State {
-		case StateQuoted:
-			if ok, _ := w.store.advancePart(fctx, r.id, p.K, StateQuoted, StateFailed); ok && r.escrow() {
-				w.cancelPartHold(fctx, p, r.log)
-			}
-		case StatePaid, StateRunning:
-			if !r.escrow() {
-				if ok, err := w.store.owePart(fctx, p, r.j.event.PubKey, reason); err != nil {
-					r.log.Error().Err(err).Int("part", p.K).Msg("record debt")
-				} else if ok {
-					owed += p.AmountMsat
-				}
-				continue
-			}
-			if ok, _ := w.store.advancePart(fctx, r.id, p.K, p.State, StateRefunding); ok {
-				p.State = StateRefunding
-				refunded += p.AmountMsat
-				w.cancelPartHold(fctx, p, r.log)
-			}
-		case StateRefunding:
-			w.cancelPartHold(fctx, p, r.log)
-		case StateDelivered:
-			if r.escrow() {
-				r.settlePart(fctx, p)
-			}
-		}
+		o, rf := r.giveUp(fctx, p, reason)
+		owed, refunded = owed+o, refunded+rf
 	}
 	if _, err := w.store.advance(fctx, r.id, StateStreaming, StateStreamEnded); err != nil {
 		r.log.Error().Err(err).Msg("record stream ended")
@@ -642,16 +618,75 @@ func (r *streamRun) end(ctx context.Context, reason string) {
 	w.feedback(fctx, r.j, nip90.StatusError, clip(info, 1000))
 }
 
-// cancelPartHold cancels a part's hold invoice (quoted or held); a held part moves from
-// refunding to refunded once the wallet answered.
-func (w *Worker) cancelPartHold(ctx context.Context, p storedPart, log zerolog.Logger) {
-	key := partKey(p)
-	if !w.holds.begin(key) {
-		return
+// giveUp ends one part of a stream that ends: quoted → failed (its hold invoice cancelled),
+// paid or running → refunded (escrow) or owed (prepay), delivered → settled (escrow). A part
+// whose payment arrives meanwhile (the compare-and-set misses) is read again and given up in
+// its new state; states only move forward, so this ends.
+func (r *streamRun) giveUp(ctx context.Context, p storedPart, reason string) (owed, refunded int64) {
+	w := r.w
+	for range 4 {
+		var ok bool
+		var err error
+		switch p.State {
+		case StateQuoted:
+			if ok, err = w.store.advancePart(ctx, r.id, p.K, StateQuoted, StateFailed); ok && r.escrow() {
+				w.cancelQuotedHold(ctx, p, r.log)
+			}
+		case StatePaid, StateRunning:
+			if !r.escrow() {
+				if ok, err = w.store.owePart(ctx, p, r.j.event.PubKey, reason); ok {
+					owed += p.AmountMsat
+				}
+				break
+			}
+			if ok, err = w.store.advancePart(ctx, r.id, p.K, p.State, StateRefunding); ok {
+				p.State = StateRefunding
+				refunded += p.AmountMsat
+				w.cancelPartHold(ctx, p, r.log)
+			}
+		case StateRefunding:
+			w.cancelPartHold(ctx, p, r.log)
+			return owed, refunded
+		case StateDelivered:
+			if r.escrow() {
+				r.settlePart(ctx, p)
+			}
+			return owed, refunded
+		default:
+			return owed, refunded
+		}
+		if err != nil {
+			r.log.Error().Err(err).Int("part", p.K).Msg("give a part up")
+		}
+		if ok || err != nil {
+			return owed, refunded
+		}
+		if p, err = w.store.part(ctx, r.id, p.K); err != nil {
+			return owed, refunded
+		}
 	}
-	defer w.holds.end(key, false)
+	return owed, refunded
+}
+
+// cancelPartHold cancels a part's hold invoice (quoted or held); a held part moves from
+// refunding to refunded once the wallet answered. A cancel is never gated on another call in
+// flight: by then the part is failed or refunding, which no settle takes, and a second cancel
+// changes nothing.
+func (w *Worker) cancelPartHold(ctx context.Context, p storedPart, log zerolog.Logger) {
 	if (escrowScheme{w}).cancel(ctx, log, p.PaymentHash) && p.State == StateRefunding {
 		w.store.advancePart(ctx, p.JobID, p.K, StateRefunding, StateRefunded)
+	}
+}
+
+// cancelQuotedHold cancels the hold invoice of a part given up before it was paid, then asks
+// the wallet whether a payment got held meanwhile (it raced the cancel), and cancels that too.
+func (w *Worker) cancelQuotedHold(ctx context.Context, p storedPart, log zerolog.Logger) {
+	w.cancelPartHold(ctx, p, log)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if tx, err := w.wallet.LookupInvoice(lctx, nip47.LookupInvoiceParams{PaymentHash: p.PaymentHash}); err == nil && tx.State == nip47.StateAccepted {
+		log.Info().Int("part", p.K).Msg("a payment was held as the part was given up: cancelling it")
+		w.cancelPartHold(ctx, p, log)
 	}
 }
 
@@ -835,17 +870,23 @@ func (w *Worker) partFunds(ctx context.Context, tx nip47.Transaction) bool {
 	changed := false
 	switch {
 	case p.State == StateQuoted && ((escrowPart && tx.State == nip47.StateAccepted) || (!escrowPart && settledTx(tx))):
-		if ok, err := w.store.acceptPart(ctx, p.JobID, p.K, time.Now()); err != nil {
+		ok, err := w.store.acceptPart(ctx, p.JobID, p.K, time.Now())
+		switch {
+		case err != nil:
 			log.Error().Err(err).Msg("record part paid")
-		} else if ok {
+		case ok:
 			log.Info().Int64("msat", p.AmountMsat).Bool("held", escrowPart).Msg("part paid")
 			changed = true
+		default: // the stream gave the part up meanwhile: handle the payment in the part's new state
+			if now, err := w.store.part(ctx, p.JobID, p.K); err == nil && now.State != StateQuoted {
+				return w.partFunds(ctx, tx)
+			}
 		}
 	case p.State == StateQuoted && expiredTx(tx):
 		if ok, _ := w.store.advancePart(ctx, p.JobID, p.K, StateQuoted, StateFailed); ok {
 			log.Info().Msg("part's quote expired unpaid")
 			if escrowPart {
-				w.cancelPartHold(ctx, p, log)
+				w.cancelQuotedHold(ctx, p, log)
 			}
 			changed = true
 		}
