@@ -126,7 +126,7 @@ type streamView struct {
 // true as it arrives (each payment answers when its hold settles or is cancelled), calls
 // onPartial (may be nil) after each part, checks that a quote never runs more than window parts
 // ahead of the parts received, and returns when the result or error feedback arrives.
-func (e *escrowEnv) followStream(t *testing.T, job nostr.Event, window int, pay func(k int) bool, onPartial func(k int)) *streamView {
+func (e *escrowEnv) followStream(t *testing.T, job nostr.Event, window int, pay func(k int) bool, onPartial func(k int, v *streamView)) *streamView {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -178,7 +178,7 @@ func (e *escrowEnv) followStream(t *testing.T, job nostr.Event, window int, pay 
 				p.hash, _, _ = escrow.ParseResult(evt.Tags)
 				v.partials = append(v.partials, p)
 				if onPartial != nil {
-					onPartial(part.K)
+					onPartial(part.K, v)
 				}
 			}
 		case <-ctx.Done():
@@ -320,7 +320,7 @@ func TestStreamStoppedByDeletion(t *testing.T) {
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	v := e.followStream(t, job, 2, func(k int) bool { return k <= 2 }, func(k int) {
+	v := e.followStream(t, job, 2, func(k int) bool { return k <= 2 }, func(k int, _ *streamView) {
 		if k == 2 {
 			deleteRequest(t, e.cust, e.conn, job)
 		}
@@ -478,5 +478,123 @@ func TestStreamFreeAndTooLong(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("%d partial events, want 2", n)
+	}
+}
+
+// A part whose invoice expires unpaid ends the stream: the customer hears which part was not
+// paid, and a part after it, quoted and unpaid, is given up too.
+func TestStreamUnpaidPartEnds(t *testing.T) {
+	e := newEscrowEnv(t)
+	w, _ := e.run(t, e.cfg, nil)
+	urls, _, _ := pageSite(t, streamPages, 0)
+	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
+	v := e.followStream(t, job, 2, func(k int) bool { return k == 1 }, func(k int, v *streamView) {
+		for _, q := range v.quotes {
+			if q.k == 2 { // what the payment poll hands on when lookup_invoice says it expired
+				w.funds(context.Background(), nip47.Transaction{PaymentHash: q.hash, State: nip47.StateExpired})
+			}
+		}
+	})
+	if v.result != nil || v.errInfo != "stream ended: part 2 was not paid" {
+		t.Fatalf("outcome %v %q, want part 2 not paid", v.result, v.errInfo)
+	}
+	openParts(t, job, v)
+	for _, q := range v.quotes { // part 3 is quoted too when part 1 settled before part 2 expired
+		if q.k > 1 {
+			storedPartState(t, w.store, job.ID, q.k, StateFailed)
+		}
+	}
+}
+
+// A prepay stream stopped while a paid part runs: the part is not delivered and its price is
+// recorded as owed to the customer, as for a whole job.
+func TestStreamPrepayStopOwes(t *testing.T) {
+	e := newEscrowEnv(t)
+	cfg := e.cfg
+	cfg.FetchTime = 3 * time.Minute
+	w, _ := e.run(t, cfg, nil)
+	urls, held, _ := pageSite(t, streamPages, 2)
+	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemePrepay})
+	go func() {
+		select {
+		case <-held:
+			deleteRequest(t, e.cust, testrelay.Dial(t, e.relay), job)
+		case <-time.After(3 * time.Minute):
+		}
+	}()
+	v := e.followStream(t, job, 2, payAll, nil)
+	if v.result != nil || !strings.HasPrefix(v.errInfo, "stopped by the customer after 1 of 3 parts") || !strings.Contains(v.errInfo, "owed to you") {
+		t.Fatalf("outcome %v %q, want stopped after 1 of 3 parts with a debt", v.result, v.errInfo)
+	}
+	storedPartState(t, w.store, job.ID, 2, StateOwed)
+	debts, err := w.Debts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	owed := map[string]int64{}
+	for _, d := range debts {
+		owed[d.JobID] = d.AmountMsat
+	}
+	if owed[job.ID+":2"] != escrowPrice || owed[job.ID+":1"] != 0 {
+		t.Fatalf("debts %+v, want part 2's price owed and part 1 not", debts)
+	}
+}
+
+// A worker down while a held part's settle window closes cancels that part at start and ends
+// the stream: the parts delivered before stay paid, the held one is returned.
+func TestStreamPastWindowRefunds(t *testing.T) {
+	e := newEscrowEnv(t)
+	cfg := e.cfg
+	cfg.FetchTime = 3 * time.Minute
+	w, stop := e.run(t, cfg, nil)
+	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	urls, held, release := pageSite(t, streamPages, 2)
+	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
+	var v *streamView
+	done := make(chan struct{})
+	go func() { defer close(done); v = e.followStream(t, job, 2, payAll, nil) }()
+	awaitClosed(t, held, "part 2's paid run")
+	storedPartState(t, w.store, job.ID, 2, StateRunning)
+	stop()
+	release()
+	s, err := openJobStore(context.Background(), cfg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`UPDATE parts SET accepted_at = ? WHERE job_id = ? AND k = 2`, time.Now().Add(-2*cfg.SettleWindow).Unix(), job.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	w2, _ := e.run(t, cfg, nil)
+	awaitClosed(t, done, "the stream's end")
+	if v.result != nil || !strings.HasPrefix(v.errInfo, "stream ended: the settle window of part 2 closed") {
+		t.Fatalf("outcome %v %q, want the stream ended over part 2's settle window", v.result, v.errInfo)
+	}
+	openParts(t, job, v)
+	if out := awaitPay(t, v.pays[2]); !errors.Is(out.err, nip47.ErrPaymentFailed) {
+		t.Fatalf("pay part 2: %+v, want PAYMENT_FAILED", out)
+	}
+	storedPartState(t, w2.store, job.ID, 2, StateRefunded)
+	if ch, ok := v.pays[3]; ok {
+		if out := awaitPay(t, ch); out.err == nil {
+			t.Fatal("part 3 was paid")
+		}
+	}
+	sum := int64(escrowPrice)
+	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
+		t.Fatalf("balances %v → %v, want both to move by %d", before, got, sum)
+	}
+}
+
+// A worker paid only after delivery for the model refuses a stream, saying why.
+func TestStreamRefusedPostPay(t *testing.T) {
+	e := newEscrowEnv(t)
+	cfg := e.cfg
+	cfg.Payment = []string{escrow.SchemeAfter}
+	startWorker(t, cfg)
+	urls, _, _ := pageSite(t, streamPages, 0)
+	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow, escrow.SchemePrepay, escrow.SchemeAfter})
+	if res, info := testrelay.JobOutcome(t, e.conn, job); res != nil || !strings.Contains(info, "paid after delivery") {
+		t.Fatalf("outcome %v %q, want a refusal saying streams are not paid after delivery", res, info)
 	}
 }
