@@ -35,6 +35,21 @@ import (
 type streamSet struct {
 	mu     sync.Mutex
 	active map[string]*streamRun
+	slots  map[*model]chan struct{} // parts running per model, at most --parallel
+}
+
+// slot is model m's run semaphore for parts: parts of all streams run at most parallel at
+// once per model, as whole jobs do.
+func (s *streamSet) slot(m *model, parallel int) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.slots == nil {
+		s.slots = map[*model]chan struct{}{}
+	}
+	if s.slots[m] == nil {
+		s.slots[m] = make(chan struct{}, parallel)
+	}
+	return s.slots[m]
 }
 
 // add registers r; false when one is registered for the job already, or (unless force) when
@@ -471,6 +486,13 @@ func (r *streamRun) runText(ctx context.Context, p storedPart) (string, error) {
 	if price := r.j.model.price(units); p.AmountMsat > 0 && price != p.AmountMsat {
 		return "", reject("the input changed since its quote of %d msat", p.AmountMsat)
 	}
+	slot := r.w.streams.slot(r.j.model, r.w.cfg.Parallel)
+	select {
+	case slot <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-slot }()
 	return run(ctx)
 }
 

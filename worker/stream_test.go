@@ -598,3 +598,82 @@ func TestStreamRefusedPostPay(t *testing.T) {
 		t.Fatalf("outcome %v %q, want a refusal saying streams are not paid after delivery", res, info)
 	}
 }
+
+// The stream settings are checked with the rest of the config.
+func TestStreamConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+		ok   bool
+	}{
+		{"defaults", func(*Config) {}, true},
+		{"window of one", func(c *Config) { c.StreamWindow = 1 }, true},
+		{"no window", func(c *Config) { c.StreamWindow = 0 }, false},
+		{"window past max parts", func(c *Config) { c.StreamWindow = c.MaxParts + 1 }, false},
+		{"one part", func(c *Config) { c.MaxParts = 1 }, false},
+		{"past the wire bound", func(c *Config) { c.MaxParts = stream.MaxParts + 1 }, false},
+		{"no streams", func(c *Config) { c.MaxStreams = 0 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Relays = []string{"ws://127.0.0.1:1"}
+			tc.set(&cfg)
+			if err := cfg.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// Part states move by compare-and-set only: a payment is recorded once, a part is delivered
+// only from running, owed only from paid or running, and never both.
+func TestPartTransitions(t *testing.T) {
+	ctx := context.Background()
+	s, err := openJobStore(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := storedPart{JobID: strings.Repeat("a", 64), K: 1, N: 2, State: StateQuoted, AmountMsat: 1000, PaymentHash: strings.Repeat("b", 64)}
+	if err := s.putPart(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.putPart(ctx, p); err == nil {
+		t.Fatal("a part was stored twice")
+	}
+	check := func(what string, got bool, err error, want bool) {
+		t.Helper()
+		if err != nil || got != want {
+			t.Fatalf("%s: %v %v, want %v", what, got, err, want)
+		}
+	}
+	ok, err := s.deliverPart(ctx, p.JobID, 1, "text")
+	check("deliver a quoted part", ok, err, false)
+	ok, err = s.acceptPart(ctx, p.JobID, 1, time.Now())
+	check("accept", ok, err, true)
+	ok, err = s.acceptPart(ctx, p.JobID, 1, time.Now())
+	check("accept again", ok, err, false)
+	ok, err = s.advancePart(ctx, p.JobID, 1, StatePaid, StateRunning)
+	check("run", ok, err, true)
+	ok, err = s.deliverPart(ctx, p.JobID, 1, "text")
+	check("deliver", ok, err, true)
+	ok, err = s.owePart(ctx, p, "customer", "too late")
+	check("owe a delivered part", ok, err, false)
+	got, err := s.partByHash(ctx, p.PaymentHash)
+	if err != nil || got.State != StateDelivered || got.Text != "text" || got.AcceptedAt.IsZero() {
+		t.Fatalf("part %+v %v", got, err)
+	}
+	q := storedPart{JobID: p.JobID, K: 2, N: 2, State: StateQuoted, AmountMsat: 500, PaymentHash: strings.Repeat("c", 64)}
+	if err := s.putPart(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	s.acceptPart(ctx, q.JobID, 2, time.Now())
+	ok, err = s.owePart(ctx, q, "customer", "stopped")
+	check("owe a paid part", ok, err, true)
+	ok, err = s.owePart(ctx, q, "customer", "stopped")
+	check("owe it again", ok, err, false)
+	debts, err := s.debts(ctx)
+	if err != nil || len(debts) != 1 || debts[0].JobID != q.JobID+":2" || debts[0].AmountMsat != 500 {
+		t.Fatalf("debts %+v %v", debts, err)
+	}
+}
