@@ -254,7 +254,7 @@ func (r *streamRun) drive(ctx context.Context) {
 		for _, p := range parts {
 			switch p.State {
 			case StateFailed:
-				r.end(ctx, fmt.Sprintf("stream ended: part %d was not paid", p.K))
+				r.endStream(ctx, fmt.Sprintf("stream ended: part %d was not paid", p.K), true)
 				return
 			case StateRefunding, StateRefunded, StateOwed:
 				r.end(ctx, fmt.Sprintf("stream ended: part %d was given up", p.K))
@@ -610,7 +610,12 @@ func (r *streamRun) delivered(ctx context.Context) int {
 // cancelled), every part paid and not delivered is refunded (escrow) or owed (prepay), a
 // delivered escrow part is settled; then the customer hears reason in error feedback, which
 // also releases the lease.
-func (r *streamRun) end(ctx context.Context, reason string) {
+func (r *streamRun) end(ctx context.Context, reason string) { r.endStream(ctx, reason, false) }
+
+// endStream is end; with unpaid (a part's quote expired unpaid), a stream no part of which
+// was ever paid ends without a word, as a whole job's expired quote does: the customer chose
+// another worker, and error feedback from this one would only confuse it.
+func (r *streamRun) endStream(ctx context.Context, reason string, unpaid bool) {
 	w := r.w
 	if ctx.Err() != nil && !r.stopped.Load() {
 		return // shutting down: the stream resumes on restart
@@ -622,7 +627,9 @@ func (r *streamRun) end(ctx context.Context, reason string) {
 		r.log.Error().Err(err).Msg("read parts to end the stream")
 	}
 	var owed, refunded int64
+	chosen := false // the customer paid a part: this worker is the one it chose
 	for _, p := range parts {
+		chosen = chosen || (p.State != StateQuoted && p.State != StateFailed)
 		o, rf := r.giveUp(fctx, p, reason)
 		owed, refunded = owed+o, refunded+rf
 	}
@@ -637,6 +644,9 @@ func (r *streamRun) end(ctx context.Context, reason string) {
 		info += fmt.Sprintf("; %s msat paid for parts not delivered owed to you, recorded by the worker", thousands(owed))
 	}
 	r.log.Info().Str("reason", reason).Int64("refunded_msat", refunded).Int64("owed_msat", owed).Msg("stream ended")
+	if unpaid && !chosen {
+		return // the customer chose another worker (or none): its quotes expire unpaid, silently
+	}
 	w.feedback(fctx, r.j, nip90.StatusError, clip(info, 1000))
 }
 
