@@ -677,3 +677,21 @@ func TestPartTransitions(t *testing.T) {
 		t.Fatalf("debts %+v %v", debts, err)
 	}
 }
+
+// Streams beyond --max-streams are answered busy while the others are served.
+func TestStreamBusy(t *testing.T) {
+	e := newEscrowEnv(t)
+	cfg := e.cfg
+	cfg.MaxStreams = 1
+	w, _ := e.run(t, cfg, nil)
+	urls, _, _ := pageSite(t, streamPages, 0)
+	first := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
+	e.quote(t, first) // served: quoted, waiting for its payment
+	second := postStream(t, e.cust, e.conn, urls[:2], []string{escrow.SchemeEscrow})
+	if res, info := testrelay.JobOutcome(t, e.conn, second); res != nil || !strings.HasPrefix(info, "busy:") {
+		t.Fatalf("outcome %v %q, want busy", res, info)
+	}
+	if w.streams.get(first.ID) == nil {
+		t.Fatal("the first stream is not being served")
+	}
+}
