@@ -13,6 +13,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/internal/logging"
 	"github.com/sparecycles/sparecycles/nips/nip47"
+	"github.com/sparecycles/sparecycles/nips/stream"
 	"github.com/sparecycles/sparecycles/worker/onnx"
 )
 
@@ -46,6 +47,10 @@ type Config struct {
 	Payment      []string
 	SettleWindow time.Duration // escrow: how long after the payment is held the job is settled or refunded
 	Reannounce   time.Duration // how often the NIP-89 announcement is refreshed (clients count a fresh one as live)
+	// Streams (nips/stream.md): an OCR request with several inputs is served part by part.
+	StreamWindow int // parts quoted and not yet finished, at most
+	MaxParts     int // the most parts (inputs) one stream may have
+	MaxStreams   int // streams served at once; more are answered busy
 	LogLevel     logging.Level
 }
 
@@ -71,6 +76,9 @@ func DefaultConfig() Config {
 		OfferWait:     time.Minute,
 		SettleWindow:  10 * time.Minute,
 		Reannounce:    5 * time.Minute,
+		StreamWindow:  2,
+		MaxParts:      64,
+		MaxStreams:    16,
 		LogLevel:      logging.Level{Level: zerolog.InfoLevel},
 	}
 }
@@ -118,6 +126,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.DurationVar(&c.SettleWindow, "settle-window", c.SettleWindow, "escrow: the job is settled or refunded within this long of the payment's arrival; longer than a job's run and delivery")
 	fs.DurationVar(&c.Reannounce, "reannounce", c.Reannounce, "how often the NIP-89 announcement is refreshed; clients count a worker announced within 15 minutes as live")
+	fs.IntVar(&c.StreamWindow, "stream-window", c.StreamWindow, "streamed jobs (an OCR request with several inputs, one part each): parts quoted ahead of the last one finished; the unpaid work at risk is at most this many parts")
+	fs.IntVar(&c.MaxParts, "max-parts", c.MaxParts, "streamed jobs: the most inputs (parts) one request may have; longer ones are refused")
+	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "streamed jobs served at once; more are answered busy")
 	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
 }
 
@@ -155,6 +166,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("worker config: --settle-window must be between 10s and %s (a hold invoice's default CLTV delta, 80 blocks, holds a payment about 13 hours)", maxSettleWindow)
 	case c.Reannounce < time.Minute || c.Reannounce > 10*time.Minute:
 		return errors.New("worker config: --reannounce must be between 1m and 10m (clients count an announcement up to 15 minutes old as live)")
+	case c.MaxParts < 2 || c.MaxParts > stream.MaxParts:
+		return fmt.Errorf("worker config: --max-parts must be between 2 and %d", stream.MaxParts)
+	case c.StreamWindow < 1 || c.StreamWindow > c.MaxParts:
+		return errors.New("worker config: --stream-window must be between 1 and --max-parts")
+	case c.MaxStreams < 1:
+		return errors.New("worker config: --max-streams must be at least 1")
 	}
 	if _, err := parseSchemes(strings.Join(c.Payment, ",")); err != nil {
 		return fmt.Errorf("worker config: --payment: %w", err)

@@ -136,6 +136,7 @@ func (w *Worker) pollPayments(ctx context.Context) {
 			hashes = append(hashes, j.PaymentHash)
 		}
 	}
+	hashes = append(hashes, w.partHashes(ctx)...)
 	for _, h := range hashes {
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		tx, err := w.wallet.LookupInvoice(lctx, nip47.LookupInvoiceParams{PaymentHash: h})
@@ -148,13 +149,15 @@ func (w *Worker) pollPayments(ctx context.Context) {
 		w.funds(ctx, tx)
 	}
 	escrowScheme{w}.retryUnfinished(ctx)
+	w.retryParts(ctx)
 }
 
 // funds hands what the wallet says of an invoice to the scheme of the job it is for.
 func (w *Worker) funds(ctx context.Context, tx nip47.Transaction) {
 	st, err := w.store.byHash(ctx, tx.PaymentHash)
 	if err != nil {
-		return // not one of ours
+		w.partFunds(ctx, tx) // a stream's part, or not one of ours
+		return
 	}
 	w.schemeOf(st).funded(ctx, st, tx)
 }
@@ -226,7 +229,7 @@ func (w *Worker) resume(ctx context.Context) error {
 		}
 		w.schemeOf(st).resume(ctx, st, j)
 	}
-	return nil
+	return w.resumeStreams(ctx)
 }
 
 // postPayAllowed checks the customer's unpaid balance against the limit.

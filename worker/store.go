@@ -97,6 +97,10 @@ func openJobStore(ctx context.Context, dir string) (*jobStore, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := createStreamTables(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &jobStore{db: db}, nil
 }
 

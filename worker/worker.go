@@ -56,6 +56,7 @@ type Worker struct {
 	offers   offers               // post-pay offers waiting for their customers
 	paid     map[*model]chan *job // paid (or accepted post-pay) jobs, served before the queue
 	later    laterSet             // backlog jobs leased by others, looked at when the lease ends
+	streams  streamSet            // streamed jobs being served (stream.go)
 
 	annMu sync.Mutex // guards announcement
 
@@ -401,6 +402,9 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 	log := w.log.With().Str("job", j.event.ID).Int("kind", j.event.Kind).Str("model", j.model.manifest.Name).Logger()
 	if _, err := w.store.get(ctx, j.event.ID); err == nil {
 		return // known from before a restart: resume handles it
+	}
+	if w.streamed(ctx, j, log) {
+		return // several inputs: served part by part (stream.go)
 	}
 	t0 := time.Now()
 	run, units, err := j.model.prepare(ctx, j.req)
