@@ -505,8 +505,8 @@ func (w *Worker) publishPartial(ctx context.Context, j *job, fb nip90.JobFeedbac
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	evt := fb.Event()
-	if err := w.key.Sign(&evt); err != nil {
-		return false, "internal error"
+	if err := w.signFor(j, &evt); err != nil { // encrypted to the customer first for a private job
+		return false, strings.TrimPrefix(nip01.Reason(err), "error: ")
 	}
 	var reasons []string
 	for _, l := range w.resultRelays(j, home) {
@@ -643,7 +643,7 @@ func (r *streamRun) endStream(ctx context.Context, reason string, unpaid bool) {
 	if owed > 0 {
 		info += fmt.Sprintf("; %s msat paid for parts not delivered owed to you, recorded by the worker", thousands(owed))
 	}
-	r.log.Info().Str("reason", reason).Int64("refunded_msat", refunded).Int64("owed_msat", owed).Msg("stream ended")
+	r.log.Info().Str("reason", loggable(r.j, reason)).Int64("refunded_msat", refunded).Int64("owed_msat", owed).Msg("stream ended")
 	if unpaid && !chosen {
 		return // the customer chose another worker (or none): its quotes expire unpaid, silently
 	}
