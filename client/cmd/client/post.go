@@ -180,6 +180,10 @@ func runJob(ctx context.Context, std stdio, o *options, spec *jobSpec, window ti
 		defer stop()
 	}
 	out, err := follow(jobCtx, cl, req, stage, std.errOut, terminal)
+	if err != nil && ctx.Err() != nil && client.IsStream(req) && out.Job != "" {
+		// a stream interrupted deletes its request (the worker stops, cancelling what it holds)
+		return out, fmt.Errorf("job %s: interrupted after %d of %d parts: the request is deleted, so the worker stops; a part locked and not delivered is refunded", out.Job, len(out.Parts), len(req.Inputs))
+	}
 	return out, explain(ctx, jobCtx, err, out.Job, o.timeout)
 }
 
