@@ -65,6 +65,7 @@ func TestRegtestEscrow(t *testing.T) {
 	t.Run("WorkerKilled", e.testWorkerKilled)
 	t.Run("WorkerKilledPastWindow", e.testWorkerKilledPastWindow)
 	t.Run("ClientKilled", e.testClientKilled)
+	t.Run("Stream", e.testStream)
 }
 
 // startWorker runs an in-process worker offering escrow only, paid into bob's wallet.

@@ -356,3 +356,39 @@ func awaitClosed(t *testing.T, ch <-chan struct{}, what string) {
 		t.Fatalf("%s never happened", what)
 	}
 }
+
+// A three-page stream over regtest lnd (a subtest of TestRegtestEscrow): each page is its own
+// hold invoice on bob's node, paid from alice's, settled once its sealed part is stored; the
+// customer reads the three pages in order, and the balances move by exactly three prices.
+func (e regtestEscrow) testStream(t *testing.T) {
+	e.startWorker(t)
+	c := newClientPaying(t, e.url, e.customerURI, client.PayByEscrow)
+	before := e.balances(t)
+	req := nip90.JobRequest{Kind: 5000, Output: "text/plain", BidMsat: 10 * regtestEscrowPrice}
+	for _, u := range servePages(t, pages...) {
+		req.Inputs = append(req.Inputs, nip90.Input{Value: u, Type: nip90.InputURL})
+	}
+	out, err := c.Do(context.Background(), req, nil)
+	if err != nil || out.Status != "success" || out.Scheme != escrow.SchemeEscrow || len(out.Parts) != 3 {
+		t.Fatalf("outcome %+v, %v", out, err)
+	}
+	for i, p := range out.Parts {
+		if p.Index != i+1 || !sameText(p.Text, pages[i]) || p.AmountMsat != regtestEscrowPrice {
+			t.Errorf("part %d: %+v", i+1, p)
+		}
+	}
+	pays, err := c.Payments(context.Background(), out.Job)
+	if err != nil || len(pays) != 3 {
+		t.Fatalf("client payments %+v, %v: want one per part", pays, err)
+	}
+	for _, p := range pays {
+		if p.State != client.PayPaid {
+			t.Errorf("payment %+v not paid", p)
+		}
+	}
+	if out.AmountMsat != 3*regtestEscrowPrice || out.FeeMsat != 0 {
+		t.Fatalf("paid %d msat + %d fee, want %d and no fee on a direct channel", out.AmountMsat, out.FeeMsat, 3*regtestEscrowPrice)
+	}
+	awaitBalance(t, e.customerURI, "customer", before[0]-3*regtestEscrowPrice)
+	awaitBalance(t, e.workerURI, "worker", before[1]+3*regtestEscrowPrice)
+}
