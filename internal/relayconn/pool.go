@@ -160,6 +160,16 @@ func (p *Pool) follow(ctx context.Context, url string, f nostr.Filter, out chan<
 	}
 }
 
+// Before EOSE the caller is not reading yet (Subscribe has not returned), so stored events
+// wait in a queue of their own: a REQ that matches more stored events than the channels
+// hold must not block the connection's reader before it reaches EOSE. The queue is bounded:
+// past maxPending events or maxPendingBytes of content the subscription counts as
+// established (Subscribe returns, the caller reads) and the relay waits for the reader.
+const (
+	maxPending      = 1024
+	maxPendingBytes = 8 << 20
+)
+
 func (p *Pool) followOnce(ctx context.Context, url string, f nostr.Filter, out chan<- *nostr.Event, seen *recent, established func()) error {
 	c, err := p.conn(ctx, url)
 	if err != nil {
@@ -171,25 +181,61 @@ func (p *Pool) followOnce(ctx context.Context, url string, f nostr.Filter, out c
 	}
 	defer sub.Close()
 	eose := sub.EOSE
+	var pending []*nostr.Event
+	pendingBytes := 0
+	ready := false
+	establish := func() {
+		if !ready {
+			ready = true
+			established()
+		}
+	}
 	for {
+		var send chan<- *nostr.Event
+		var head *nostr.Event
+		if ready && len(pending) > 0 {
+			send, head = out, pending[0]
+		}
+		events := sub.Events
+		if len(pending) >= maxPending || pendingBytes >= maxPendingBytes {
+			establish()
+			events = nil // the relay waits until the caller has read some
+		}
 		select {
 		case <-eose:
 			eose = nil
-			established()
-		case evt := <-sub.Events:
+			establish()
+		case evt := <-events:
 			if !seen.add(evt.ID) {
 				continue
 			}
-			select {
-			case out <- evt:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			pending = append(pending, evt)
+			pendingBytes += len(evt.Content)
+		case send <- head:
+			pending[0] = nil
+			pending = pending[1:]
+			pendingBytes -= len(head.Content)
 		case <-sub.Done():
+			if !ready {
+				// never delivered: a later subscription may bring them again
+				for _, evt := range pending {
+					seen.forget(evt.ID)
+				}
+				pending = nil
+			}
+			for _, evt := range pending { // what arrived before the end is still delivered
+				select {
+				case out <- evt:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return fmt.Errorf("subscription ended: %s", sub.Reason())
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
@@ -203,6 +249,21 @@ func (p *Pool) Close() {
 	p.mu.Unlock()
 	for _, c := range conns {
 		c.Close()
+	}
+}
+
+// forget drops id, so that it counts as new again.
+func (r *recent) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.ids[id]; !ok {
+		return
+	}
+	delete(r.ids, id)
+	for i, o := range r.order { // rare (a subscription that ended before EOSE): a scan is fine
+		if o == id {
+			r.order[i] = ""
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package relayconn_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -57,5 +58,47 @@ func TestPool(t *testing.T) {
 	}
 	if _, err := none.Subscribe(ctx, nostr.Filter{}); !errors.Is(err, relayconn.ErrNoRelay) {
 		t.Fatalf("subscribe with every relay down: %v", err)
+	}
+}
+
+// A REQ that matches more stored events than the channels between the connection and the
+// caller hold: Subscribe must still see EOSE and return (it used to wait for the caller,
+// who waited for it), and every event comes through once, in the relay's order.
+func TestPoolSubscribeManyStored(t *testing.T) {
+	url := testrelay.Start(t)
+	p := relayconn.NewPool([]string{url})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	sk := nostr.GeneratePrivateKey()
+	pk, _ := nostr.GetPublicKey(sk)
+	const stored = 300
+	for i := range stored {
+		if err := p.Publish(ctx, signed(t, sk, fmt.Sprint("stored ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := testrelay.Query(t, testrelay.Dial(t, url), nostr.Filter{Authors: []string{pk}})
+	if len(want) != stored {
+		t.Fatalf("the relay returns %d of %d stored events", len(want), stored)
+	}
+
+	events, err := p.Subscribe(ctx, nostr.Filter{Authors: []string{pk}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := signed(t, sk, "live")
+	if err := p.Publish(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range append(want, &live) {
+		select {
+		case got := <-events:
+			if got.ID != w.ID {
+				t.Fatalf("event %d: got %q, want %q", i, got.Content, w.Content)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d events delivered", i, stored+1)
+		}
 	}
 }
