@@ -256,3 +256,62 @@ func BenchmarkJobOverhead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStream runs streams of 4 OCR pages (the same rendered line on each, so each part's
+// inference is the same) through the client library against a worker paid through the ledger
+// wallet, by escrow (a hold invoice, a sealed part and a settle per page) and by prepay (an
+// invoice per page, paid before the page runs). It reports the time from posting to the first
+// part read, and the time between parts after the first, against a bare Decode+Recognize of
+// the same image measured in this process right before each stream.
+func BenchmarkStream(b *testing.B) {
+	const pages = 4
+	line := "Pack my box with five dozen liquor jugs and sixty pens"
+	bare := newBareOCR(b, line)
+	for _, sc := range []struct {
+		name string
+		pay  client.PayBy
+	}{{"ledger-escrow", client.PayByEscrow}, {"ledger-prepay", client.PayByPrepay}} {
+		b.Run(sc.name, func(b *testing.B) {
+			_, url := startRelay(b)
+			data := startLedgerWallet(b, url)
+			workerURI := connect(b, data, url, "worker", 0, 0)
+			clientURI := connect(b, data, url, "client", 1_000_000, 0)
+			startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+			c, err := client.Open(context.Background(), client.Config{
+				Relays: []string{url}, NWC: clientURI.Encode(), Data: b.TempDir(), SecretKey: strings.Repeat("3", 64),
+				QuoteWindow: time.Second, FirstQuote: true, Timeout: time.Minute, Pay: sc.pay,
+			}, zerolog.Nop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			img := servePNG(b, line)
+			var first, per, inference, firstOver, perOver []time.Duration
+			n := 0
+			for b.Loop() {
+				req := ocrJob(img, 100_000)
+				for len(req.Inputs) < pages {
+					req.Inputs = append(req.Inputs, req.Inputs[0])
+				}
+				req.Params = append(req.Params, nip90Param("n", fmt.Sprint(n)))
+				inf := bare()
+				var at []time.Duration
+				t0 := time.Now()
+				out, err := c.Stream(context.Background(), req, nil, func(client.PartProgress) { at = append(at, time.Since(t0)) })
+				if err != nil || len(out.Parts) != pages || len(at) != pages {
+					b.Fatalf("stream: %d parts (%d reported), %v", len(out.Parts), len(at), err)
+				}
+				f, p := at[0], (at[pages-1]-at[0])/(pages-1)
+				first, per, inference = append(first, f), append(per, p), append(inference, inf)
+				firstOver, perOver = append(firstOver, f-inf), append(perOver, p-inf)
+				n++
+			}
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+			b.ReportMetric(ms(median(first)), "first-part-ms")
+			b.ReportMetric(ms(median(per)), "per-part-ms")
+			b.ReportMetric(ms(median(inference)), "bare-part-ms")
+			b.ReportMetric(ms(median(firstOver)), "first-part-overhead-ms")
+			b.ReportMetric(ms(median(perOver)), "per-part-overhead-ms")
+		})
+	}
+}

@@ -96,6 +96,20 @@ var Rows = []Row{
 	escrowOverhead("ledger wallet", "ledger", "p99", Cmp{}),
 	escrowOverhead("regtest lnd", "lnd", "p50", Cmp{}),
 	escrowOverhead("regtest lnd", "lnd", "p99", Cmp{}),
+
+	// streamed jobs: 4 pages, each paid as it is delivered, against bare inference of one page
+	streamPart("escrow", "time to first part", "first-part-ms"),
+	streamPart("escrow", "each further part", "per-part-ms"),
+	streamPart("prepay", "time to first part", "first-part-ms"),
+	streamPart("prepay", "each further part", "per-part-ms"),
+}
+
+// streamPart is a row of BenchmarkStream: a 4-page OCR stream over the ledger wallet, paid part
+// by part by escrow or prepay, the time to its first part (request, quote, payment, inference)
+// or between its parts, against bare Decode+Recognize of one page measured in the same run.
+func streamPart(pay, what, metric string) Row {
+	return Row{What: "stream of 4 OCR pages, " + pay + " over ledger wallet, " + what, Bench: "BenchmarkStream/ledger-" + pay,
+		Ours: metric, Base: Ref{Metric: "bare-part-ms"}, BaseName: "bare page", Unit: "ms", Diff: true}
 }
 
 // escrowOverhead compares an escrow job's market overhead (hold invoice, sealed result, settle
