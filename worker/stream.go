@@ -92,16 +92,24 @@ type streamRun struct {
 
 	mu        sync.Mutex
 	cancelRun context.CancelFunc // the running part's, while one runs
+	limit     int                // the last part served: n, or less when the bid does not cover the next
+	over      string             // why the stream ends at limit when limit < n
+	quoting   bool               // quotes are being made (requestQuotes)
+	requote   bool               // and asked to look at the window again
+	settling  map[int]bool       // delivered parts being settled
+	failure   string             // why a quote or a settle ended the stream
+
+	// The driver runs parts in order; a part's quote and a delivered part's settle run beside
+	// it (tasks), so the market's round trips overlap the next part's inference.
+	tasks sync.WaitGroup
 
 	home    *link // the home relay, once claimed
 	claimed bool  // the job was claimed (this run of the worker)
-	limit   int   // the last part served: n, or less when the bid does not cover the next
-	over    string
 }
 
 func (w *Worker) newStreamRun(j *job, row streamRow) *streamRun {
 	return &streamRun{
-		w: w, j: j, id: j.event.ID, row: row, limit: row.N, kick: make(chan struct{}, 1),
+		w: w, j: j, id: j.event.ID, row: row, limit: row.N, kick: make(chan struct{}, 1), settling: map[int]bool{},
 		log: w.log.With().Str("job", j.event.ID).Str("stream", row.Scheme).Int("parts", row.N).Logger(),
 	}
 }
@@ -217,9 +225,12 @@ func (r *streamRun) finished(p storedPart) bool {
 }
 
 // drive serves the stream until it ends or ctx does (then the store keeps it for a restart).
+// It runs the paid parts in order; quotes and settles run beside it (see startQuote and
+// startSettle) and nudge it when they are done.
 func (r *streamRun) drive(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer r.tasks.Wait() // nothing of the stream runs after its driver
 	r.watchDeletion(ctx)
 	if r.row.Scheme == schemeFree {
 		r.driveFree(ctx)
@@ -227,46 +238,66 @@ func (r *streamRun) drive(ctx context.Context) {
 	}
 	for ctx.Err() == nil {
 		if r.stopped.Load() {
+			r.tasks.Wait()
 			r.end(ctx, fmt.Sprintf("stopped by the customer after %d of %d parts", r.delivered(ctx), r.row.N))
 			return
 		}
 		parts, err := r.w.store.parts(ctx, r.id)
 		if err != nil {
 			r.log.Error().Err(err).Msg("read parts")
+			r.tasks.Wait()
 			r.end(ctx, "stream ended: internal error")
 			return
 		}
-		next := 1
+		r.mu.Lock()
+		limit, over, quoting, failure := r.limit, r.over, r.quoting, r.failure
+		r.mu.Unlock()
+		if failure != "" {
+			r.tasks.Wait()
+			r.end(ctx, failure)
+			return
+		}
+		// finished: the first part not finished (the window counts from it); next: the first
+		// part not delivered (the one to run)
+		finished, next := r.finishedPrefix(parts), 1
 		for _, p := range parts {
-			if !r.finished(p) {
+			if p.State != StateDelivered && p.State != StateSettled {
 				break
 			}
 			next = p.K + 1
 		}
-		if next > r.row.N {
+		if finished > r.row.N {
+			r.tasks.Wait()
 			r.finish(ctx, parts)
 			return
 		}
-		if next > r.limit {
-			r.end(ctx, r.over)
+		if finished > limit && !quoting {
+			r.tasks.Wait()
+			r.end(ctx, over)
 			return
 		}
 		for _, p := range parts {
 			switch p.State {
 			case StateFailed:
+				r.tasks.Wait()
 				r.endStream(ctx, fmt.Sprintf("stream ended: part %d was not paid", p.K), true)
 				return
 			case StateRefunding, StateRefunded, StateOwed:
+				r.tasks.Wait()
 				r.end(ctx, fmt.Sprintf("stream ended: part %d was given up", p.K))
 				return
+			case StateDelivered:
+				if r.escrow() {
+					r.startSettle(ctx, p)
+				}
 			}
 		}
-		if q := len(parts) + 1; q <= min(next-1+r.row.Window, r.limit) {
-			if reason := r.quotePart(ctx, q, parts); reason != "" {
-				r.end(ctx, reason)
-				return
-			}
-			continue // read the parts again
+		if q := len(parts) + 1; q <= min(finished-1+r.row.Window, limit) {
+			r.requestQuotes(ctx)
+		}
+		if next > len(parts) || next > limit {
+			r.wait(ctx) // for its quote, or for the settles that finish the stream
+			continue
 		}
 		p := parts[next-1]
 		switch p.State {
@@ -277,22 +308,139 @@ func (r *streamRun) drive(ctx context.Context) {
 				if ctx.Err() != nil {
 					return // shutting down: the part resumes on restart
 				}
+				r.tasks.Wait()
 				r.end(ctx, reason)
 				return
 			}
-		case StateDelivered: // escrow, not yet settled
-			if !r.settlePart(ctx, p) {
-				if ctx.Err() != nil {
-					return
-				}
-				r.end(ctx, fmt.Sprintf("stream ended: part %d could not be settled", p.K))
-				return
-			}
 		default:
+			r.tasks.Wait()
 			r.end(ctx, fmt.Sprintf("stream ended: part %d is %s", p.K, p.State))
 			return
 		}
 	}
+}
+
+// wait waits for a nudge (a payment, a quote or settle done, a stop) or ctx's end.
+func (r *streamRun) wait(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-r.kick:
+	}
+}
+
+// requestQuotes makes the quotes the window allows, beside the driver, one at a time and in
+// order; a quote that fails ends the stream. Called while quotes are being made, it has them
+// look at the window again before they stop.
+func (r *streamRun) requestQuotes(ctx context.Context) {
+	r.mu.Lock()
+	if r.quoting {
+		r.requote = true
+		r.mu.Unlock()
+		return
+	}
+	r.quoting = true
+	r.mu.Unlock()
+	r.tasks.Add(1)
+	go func() {
+		defer r.tasks.Done()
+		defer r.nudge()
+		for {
+			r.mu.Lock()
+			r.requote = false
+			r.mu.Unlock()
+			reason, quoted := r.quoteNext(ctx)
+			r.mu.Lock()
+			if reason != "" && r.failure == "" {
+				r.failure = reason
+			}
+			if reason != "" || ctx.Err() != nil || (!quoted && !r.requote) {
+				r.quoting = false
+				r.mu.Unlock()
+				return
+			}
+			r.mu.Unlock()
+			r.nudge() // the driver may be waiting for this quote
+		}
+	}()
+}
+
+// quoteNext quotes the next part when the window and the bid allow it, reporting whether it
+// did. Only one runs at a time (requestQuotes), so the parts it reads include every quote.
+func (r *streamRun) quoteNext(ctx context.Context) (reason string, quoted bool) {
+	if r.stopped.Load() {
+		return "", false
+	}
+	parts, err := r.w.store.parts(ctx, r.id)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", false
+		}
+		r.log.Error().Err(err).Msg("read parts")
+		return "stream ended: internal error", false
+	}
+	r.mu.Lock()
+	limit := r.limit
+	r.mu.Unlock()
+	q := len(parts) + 1
+	if q > min(r.finishedPrefix(parts)-1+r.row.Window, limit) {
+		return "", false
+	}
+	if reason := r.quotePart(ctx, q, parts); reason != "" {
+		return reason, false
+	}
+	return "", true
+}
+
+// finishedPrefix is the first part not finished (n+1 when all are): the window counts from it.
+func (r *streamRun) finishedPrefix(parts []storedPart) int {
+	finished := 1
+	for _, p := range parts {
+		if !r.finished(p) {
+			break
+		}
+		finished = p.K + 1
+	}
+	return finished
+}
+
+// startSettle settles delivered escrow part p beside the driver, unless that is under way; a
+// settle that fails ends the stream. A part the payment poll is settling meanwhile is left
+// to it and looked at again shortly.
+func (r *streamRun) startSettle(ctx context.Context, p storedPart) {
+	r.mu.Lock()
+	if r.settling[p.K] {
+		r.mu.Unlock()
+		return
+	}
+	r.settling[p.K] = true
+	r.mu.Unlock()
+	r.tasks.Add(1)
+	go func() {
+		defer r.tasks.Done()
+		key := partKey(p)
+		settled, busy := false, !r.w.holds.begin(key)
+		if !busy {
+			var refused bool
+			settled, refused = r.w.settlePartOnce(ctx, p, r.log)
+			r.w.holds.end(key, refused)
+		}
+		if busy {
+			select { // the other settle records the part; read it again after a moment
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if settled {
+			r.requestQuotes(ctx) // a finished part opens the window by one
+		}
+		r.mu.Lock()
+		delete(r.settling, p.K)
+		if !settled && !busy && ctx.Err() == nil && r.failure == "" {
+			r.failure = fmt.Sprintf("stream ended: part %d could not be settled", p.K)
+		}
+		r.mu.Unlock()
+		r.nudge()
+	}()
 }
 
 // awaitPayment waits for part p's payment (or a stop): the payment watcher records it and
@@ -334,11 +482,13 @@ func (r *streamRun) quotePart(ctx context.Context, k int, parts []storedPart) (r
 		quoted += p.AmountMsat
 	}
 	if bid := r.j.req.BidMsat; bid > 0 && quoted+price > bid {
-		r.limit = k - 1
-		r.over = fmt.Sprintf("stream ended after %d of %d parts: part %d (%d msat) would take the job past its bid of %d msat (%d msat quoted before)",
+		over := fmt.Sprintf("stream ended after %d of %d parts: part %d (%d msat) would take the job past its bid of %d msat (%d msat quoted before)",
 			k-1, r.row.N, k, price, bid, quoted)
+		r.mu.Lock()
+		r.limit, r.over = k-1, over
+		r.mu.Unlock()
 		if k == 1 {
-			return r.over
+			return over
 		}
 		return ""
 	}
@@ -399,8 +549,8 @@ func (r *streamRun) partDeadline(p storedPart) time.Time {
 	return p.AcceptedAt.Add(window - settleMargin(window))
 }
 
-// runPart runs a paid part and delivers it (escrow: and settles it); a non-empty reason ends
-// the stream.
+// runPart runs a paid part and delivers it (escrow: and starts its settle); a non-empty
+// reason ends the stream.
 func (r *streamRun) runPart(ctx context.Context, p storedPart) (reason string) {
 	w := r.w
 	if r.escrow() && time.Now().After(r.partDeadline(p)) {
@@ -470,9 +620,7 @@ func (r *streamRun) runPart(ctx context.Context, p storedPart) (reason string) {
 	r.log.Info().Int("part", p.K).Msg("part delivered")
 	if r.escrow() {
 		p.State, p.Text = StateDelivered, text
-		if !r.settlePart(ctx, p) {
-			return fmt.Sprintf("stream ended: part %d could not be settled", p.K)
-		}
+		r.startSettle(ctx, p) // beside the next part's run
 	}
 	return ""
 }
