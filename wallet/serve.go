@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -407,7 +408,12 @@ func (h *handler) settleInFlight(ctx context.Context, stillLevel zerolog.Level) 
 			log.WithLevel(stillLevel).Str("state", tx.State).Msg("payment still in flight")
 			continue
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// its pay_invoice finished it between the list and now: nothing is left in flight
+			log.Debug().Msg("payment in flight resolved by its request")
+			continue
+		case err != nil:
 			log.Warn().Err(err).Msg("payment left in flight")
 			continue
 		}
