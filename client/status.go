@@ -8,10 +8,12 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/sparecycles/sparecycles/internal/invoice"
 	"github.com/sparecycles/sparecycles/nips/escrow"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/nips/postpay"
+	"github.com/sparecycles/sparecycles/nips/stream"
 )
 
 // ErrUnknownJob means no relay has the job's request, feedback or results, and no payment
@@ -46,6 +48,14 @@ type JobStatus struct {
 	Sealed  bool
 	Opened  bool
 	OpenErr string
+	// A stream's parts (nips/stream.md) delivered by the worker paid for them, in order: each
+	// part paid here is opened (a sealed one with its payment's preimage), so a stream that
+	// stopped or whose client crashed still gives up what was paid for. PartsOf is the
+	// stream's part count (0: not a stream); PartsLocked counts parts delivered sealed whose
+	// escrow payment is still held.
+	Parts       []Part
+	PartsOf     int
+	PartsLocked int
 }
 
 // Status looks a job up by its request id: it queries the relays for the request, its
@@ -77,7 +87,80 @@ func (c *Client) Status(ctx context.Context, jobID string) (JobStatus, error) {
 		return st, err
 	}
 	unseal(&st)
+	streamParts(&st, evs)
 	return st, nil
+}
+
+// streamParts fills st's Parts from the partial feedback of the workers paid for the job:
+// the newest partial of each part from a worker a payment recorded here went to, opened when
+// the payment for that part is paid (escrow: the payment its sealed content names; prepay: the
+// payment whose invoice names the part).
+func streamParts(st *JobStatus, evs []*nostr.Event) {
+	if st.Request != nil && len(st.Request.Inputs) >= 2 {
+		st.PartsOf = len(st.Request.Inputs)
+	}
+	partials := map[int]*nostr.Event{}
+	for _, evt := range evs {
+		if evt.Kind != nip90.KindFeedback || nip90.JobID(evt) != st.Job {
+			continue
+		}
+		if s := evt.Tags.Find("status"); len(s) < 2 || s[1] != string(nip90.StatusPartial) {
+			continue
+		}
+		part, ok, err := stream.ParsePart(evt.Tags)
+		if !ok || err != nil || (st.PartsOf > 0 && part.N != st.PartsOf) {
+			continue
+		}
+		if st.PartsOf == 0 {
+			st.PartsOf = part.N
+		}
+		if !slices.ContainsFunc(st.Payments, func(p Payment) bool { return p.Worker == evt.PubKey && p.State != PayFailed }) {
+			continue // a worker not paid here: not the one chosen
+		}
+		if old := partials[part.K]; old == nil || evt.CreatedAt >= old.CreatedAt {
+			partials[part.K] = evt
+		}
+	}
+	for k := 1; k <= st.PartsOf; k++ {
+		evt := partials[k]
+		if evt == nil {
+			continue
+		}
+		part := stream.Part{K: k, N: st.PartsOf}
+		hash, sealed, err := escrow.ParseResult(evt.Tags)
+		if err != nil {
+			continue
+		}
+		var pay *Payment
+		for i, p := range st.Payments {
+			if p.Worker != evt.PubKey {
+				continue
+			}
+			if (sealed && p.PaymentHash == hash) || (!sealed && invoice.Describes(p.Bolt11, stream.InvoiceDescription(st.Job, part))) {
+				pay = &st.Payments[i]
+				break
+			}
+		}
+		switch {
+		case pay == nil:
+			continue
+		case pay.State == PayPaying && sealed:
+			st.PartsLocked++
+			continue
+		case pay.State != PayPaid:
+			continue
+		}
+		text := evt.Content
+		if sealed {
+			if text, err = openResult(pay.Preimage, hash, stream.SealContext(st.Job, part), evt); err != nil {
+				if st.OpenErr == "" {
+					st.OpenErr = fmt.Sprintf("%v: part %s: %v (payment hash %s, preimage %s, partial %s)", ErrUnreadable, part, err, hash, pay.Preimage, evt.ID)
+				}
+				continue
+			}
+		}
+		st.Parts = append(st.Parts, Part{Index: k, Text: text, AmountMsat: pay.AmountMsat})
+	}
 }
 
 // resolve asks the wallet how a payment recorded as in progress ended (an escrow payment stays

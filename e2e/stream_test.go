@@ -172,10 +172,16 @@ func TestStreamThroughCLI(t *testing.T) {
 	awaitPartStates(t, workerData, doc.Job, worker.StateSettled, worker.StateSettled, worker.StateSettled)
 }
 
-// --max-spend for two parts: the CLI pays two pages, does not pay the third, deletes the
-// request and exits 0 with status "stopped"; the worker ends the stream, and the balances move
-// by exactly two parts.
+// --max-spend for two parts, paid by escrow and by prepay: the CLI pays two pages, does not pay
+// the third, deletes the request and exits 0 with status "stopped"; the worker ends the
+// stream, the balances move by exactly two parts, and `client status` gives the two parts back.
 func TestStreamMaxSpendThroughCLI(t *testing.T) {
+	for _, pay := range []string{escrow.SchemeEscrow, escrow.SchemePrepay} {
+		t.Run(pay, func(t *testing.T) { testStreamMaxSpend(t, pay) })
+	}
+}
+
+func testStreamMaxSpend(t *testing.T, pay string) {
 	bin := buildClient(t)
 	_, url := startRelay(t)
 	data := startLedgerWallet(t, url)
@@ -189,7 +195,7 @@ func TestStreamMaxSpendThroughCLI(t *testing.T) {
 	before := [2]int64{balance(t, workerURI), balance(t, clientURI)}
 	cli := newCLI(t, bin, url, clientURI.Encode())
 
-	args := append([]string{"post", "--bid", "50sat", "--max-spend", "4sat", "--quote-window", "1s", "--timeout", "90s"}, inputArgs(servePages(t, pages...))...)
+	args := append([]string{"post", "--bid", "50sat", "--pay", pay, "--max-spend", "4sat", "--quote-window", "1s", "--timeout", "90s"}, inputArgs(servePages(t, pages...))...)
 	code, raw, stderr := cli.run(args...)
 	doc := decodeStreamDoc(t, raw)
 	if code != 0 || doc.Status != "stopped" || len(doc.Parts) != 2 || doc.AmountMsat != 4000 {
@@ -208,12 +214,25 @@ func TestStreamMaxSpendThroughCLI(t *testing.T) {
 			t.Fatalf("the worker's stream is %s, want %s", storedWorkerState(t, workerData, doc.Job), worker.StateStreamEnded)
 		}
 	}
-	if st := partStates(t, workerData, doc.Job); len(st) < 2 || st[0] != worker.StateSettled || st[1] != worker.StateSettled || (len(st) == 3 && st[2] == worker.StateSettled) {
-		t.Fatalf("parts %q: want the first two settled and the third not", st)
+	paid := worker.StateSettled // escrow: delivered and settled
+	if pay == escrow.SchemePrepay {
+		paid = worker.StateDelivered
+	}
+	if st := partStates(t, workerData, doc.Job); len(st) < 2 || st[0] != paid || st[1] != paid || (len(st) == 3 && st[2] == paid) {
+		t.Fatalf("parts %q: want the first two %s and the third not", st, paid)
 	}
 	after := [2]int64{balance(t, workerURI), balance(t, clientURI)}
 	if after[0]-before[0] != 4000 || before[1]-after[1] != 4000 {
 		t.Fatalf("balances %v → %v, want both to move by two parts, 4000 msat", before, after)
+	}
+
+	// status reopens what was paid for: the request is deleted; the two parts paid for come
+	// back (escrow: opened with their payments' preimages; prepay: by their invoices)
+	code, raw, stderr = cli.run("status", "--json", doc.Job)
+	st := decodeStreamDoc(t, raw)
+	if code != 0 || len(st.Parts) != 2 || raw["parts_of"] != float64(3) || !sameText(st.Parts[0].Text, pages[0]) || !sameText(st.Parts[1].Text, pages[1]) ||
+		st.Parts[0].AmountMsat+st.Parts[1].AmountMsat != 4000 {
+		t.Fatalf("status: exit %d, %v, stderr %q; want parts 1 and 2 of 3 opened, 4000 msat", code, raw, stderr)
 	}
 }
 

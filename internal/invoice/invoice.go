@@ -106,6 +106,13 @@ func binds(inv Invoice, jobID string) bool {
 	return inv.DescriptionHash == hex.EncodeToString(sum[:])
 }
 
+// Describes reports whether bolt11 decodes and carries exactly description, in clear or as
+// its hash (a stream part's invoice names its part: nips/stream.md).
+func Describes(bolt11, description string) bool {
+	inv, err := decodepay.Decodepay(strings.TrimSpace(bolt11))
+	return err == nil && describes(inv, description)
+}
+
 // describes reports whether inv carries exactly description, in clear or as its hash.
 func describes(inv Invoice, description string) bool {
 	if inv.Description != "" {

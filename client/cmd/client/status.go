@@ -12,6 +12,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/client"
 	"github.com/sparecycles/sparecycles/internal/keyfile"
+	"github.com/sparecycles/sparecycles/nips/stream"
 )
 
 func status(ctx context.Context, std stdio, c command, args []string) error {
@@ -89,6 +90,11 @@ type statusDoc struct {
 	Sealed    bool   `json:"sealed,omitempty"`
 	Opened    bool   `json:"opened,omitempty"`
 	OpenError string `json:"open_error,omitempty"`
+	// a stream's parts paid here and opened (index, text, amount_msat), its part count, and how
+	// many parts are delivered sealed with their escrow payment still held
+	Parts       []client.Part `json:"parts,omitempty"`
+	PartsOf     int           `json:"parts_of,omitempty"`
+	PartsLocked int           `json:"parts_locked,omitempty"`
 }
 
 type quoteDoc struct {
@@ -120,6 +126,7 @@ func statusDocOf(st client.JobStatus) statusDoc {
 	if st.Result != nil {
 		d.Result = &st.Result.Content
 	}
+	d.Parts, d.PartsOf, d.PartsLocked = st.Parts, st.PartsOf, st.PartsLocked
 	return d
 }
 
@@ -152,6 +159,25 @@ func writeStatus(w io.Writer, st client.JobStatus, now time.Time) {
 	}
 	for _, p := range st.Payments {
 		fmt.Fprintf(w, "payment   %s: %s, fee %s, to %s\n", p.State, msat(p.AmountMsat), msat(p.FeeMsat), npub(p.Worker))
+	}
+	if st.PartsOf > 0 {
+		var paid int64
+		for _, p := range st.Parts {
+			paid += p.AmountMsat
+		}
+		line := fmt.Sprintf("%d of %d received and paid (%s sat)", len(st.Parts), st.PartsOf, satsTenths(paid))
+		if st.PartsLocked > 0 {
+			line += fmt.Sprintf("; %d sealed, payment held (run status again, with --nwc, to open)", st.PartsLocked)
+		}
+		fmt.Fprintf(w, "parts     %s\n", line)
+		if st.Result == nil && len(st.Parts) > 0 { // the stream did not finish: what was paid for
+			texts := make([]string, len(st.Parts))
+			for i, p := range st.Parts {
+				texts[i] = p.Text
+			}
+			fmt.Fprintln(w, "parts received:")
+			writeResult(w, stream.Join(texts))
+		}
 	}
 	switch {
 	case st.OpenErr != "":
