@@ -1,7 +1,8 @@
 # The two commands the README starts with, and a few more.
 .PHONY: demo demo-lightning test bench build
 
-# The local market in one command: relay, ledger wallet, worker and client, one paid OCR job.
+# The local market in one command: relay, ledger wallet, worker and client; a paid OCR job, a
+# 3-page stream paid part by part, a private (encrypted) job.
 # The demo command is built first (a cold build takes a while: scripts/with-progress says so).
 demo:
 	@scripts/with-progress "make demo: building the demo command" go build -o bin/demo ./demo/cmd/demo

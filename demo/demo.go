@@ -3,8 +3,11 @@
 // relay (LMDB in a temporary folder), a wallet service with funded connections for a worker and
 // a customer, and a worker with the OCR model; renders a sample page, posts it with
 // `client post`, and reports the quote, the payment, the extracted text and both balances
-// before and after. Then it stops everything it started. `make demo` runs it over the ledger
-// wallet; `make demo-lightning` over two lnd nodes on regtest.
+// before and after. Then it posts three one-line pages as a stream (the client's progress line
+// for each part, each part's price and text, the balances moving by the parts' sum) and one page
+// as a private job (the request as the relay holds it: encrypted, no input in the clear; the
+// text the client decrypted), and stops everything it started. `make demo` runs it over the
+// ledger wallet; `make demo-lightning` over two lnd nodes on regtest.
 package demo
 
 import (
@@ -18,11 +21,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/private"
 	"github.com/sparecycles/sparecycles/internal/testimage"
@@ -33,6 +39,16 @@ var Page = []string{
 	"Spare cycles sell compute to strangers.",
 	"Jobs are Nostr events; payment is Lightning.",
 }
+
+// StreamPages are the pages of the demo's stream, one line of text each: one part per page.
+var StreamPages = []string{
+	"The first page of a stream.",
+	"Each page is paid as it arrives.",
+	"The third page ends the stream.",
+}
+
+// PrivatePage is the page of the demo's private job.
+var PrivatePage = "Only the chosen worker can read this page."
 
 // LND names one lnd node for the Lightning demo.
 type LND struct{ REST, Macaroon, TLSCert string }
@@ -57,6 +73,41 @@ type Report struct {
 	AmountMsat    int64
 	FeeMsat       int64
 	Text          string
+	Before, After Balances
+	Stream        StreamReport  // then a stream of StreamPages
+	Private       PrivateReport // then a private job on PrivatePage
+}
+
+// StreamReport is what the demo's stream found.
+type StreamReport struct {
+	Job    string
+	Scheme string
+	// Progress is what the client wrote on stderr, line by line ("part 1/3 · 1.0 sat so far", ...)
+	Progress      []string
+	Parts         []Part
+	AmountMsat    int64 // the parts' total, as the client reports it
+	FeeMsat       int64 // routing fees, all parts
+	Before, After Balances
+}
+
+// Part is one part of a stream, as `client post --json` reports it.
+type Part struct {
+	Index      int    `json:"index"`
+	Text       string `json:"text"`
+	AmountMsat int64  `json:"amount_msat"`
+}
+
+// PrivateReport is what the demo's private job found.
+type PrivateReport struct {
+	Job    string
+	Worker string
+	Scheme string
+	// Tags and Content are the request event as the relay holds it
+	Tags          nostr.Tags
+	Content       string
+	AmountMsat    int64
+	FeeMsat       int64
+	Text          string // the result, decrypted by the client
 	Before, After Balances
 }
 
@@ -168,25 +219,25 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	}
 
 	page := data("page.png")
-	png, err := testimage.Render(28, Page...)
+	size, err := renderPage(page, Page...)
 	if err != nil {
 		return rep, err
 	}
-	if err := os.WriteFile(page, png, 0o644); err != nil {
-		return rep, err
-	}
-	d.say("==> rendered a sample page: %s (%d bytes)", page, len(png))
+	d.say("==> rendered a sample page: %s (%d bytes)", page, size)
 	if rep.Before, err = d.balances(ctx); err != nil {
 		return rep, err
 	}
 	d.say("    balances before: customer %s, worker %s", sats(rep.Before.Customer), sats(rep.Before.Worker))
 
+	// the customer's client: the demo's relay, wallet connection, key and store
+	clientArgs := func(args ...string) []string {
+		return append(args, "--relay", relayURL, "--nwc-file", data("customer.nwc"), "--key-file", data("customer.nsec"), "--data", data("client-data"))
+	}
 	d.say("==> client post --kind 5000 --input %s --bid 20sat", filepath.Base(page))
 	out, err := d.outputStages(ctx, func(stage string) {
 		rep.Stages = append(rep.Stages, stage)
 		d.say("    stage    %s%s", stage, stageNote[stage])
-	}, "client", "post", "--kind", "5000", "--input", page, "--bid", "20sat", "--json", "--log-level", "info",
-		"--relay", relayURL, "--nwc-file", data("customer.nwc"), "--key-file", data("customer.nsec"), "--data", data("client-data"))
+	}, "client", clientArgs("post", "--kind", "5000", "--input", page, "--bid", "20sat", "--json", "--log-level", "info")...)
 	if err != nil {
 		return rep, err
 	}
@@ -209,24 +260,182 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	d.say("    quote    %s from worker %s…, paid by %s", sats(res.AmountMsat), short(res.Worker), res.Scheme)
 	d.say("    payment  %s + %s routing fee; preimage %s… (the proof, and the key that opened the result)", sats(res.AmountMsat), sats(res.FeeMsat), short(res.Preimage))
 	d.say("    text:\n%s", indent(res.Result))
-	if rep.After, err = d.settledBalances(ctx, rep); err != nil {
+	if rep.After, err = d.settledBalances(ctx, rep.Before, rep.AmountMsat, rep.FeeMsat); err != nil {
 		return rep, err
 	}
 	d.say("    balances after:  customer %s, worker %s", sats(rep.After.Customer), sats(rep.After.Worker))
+	if rep.Stream, err = d.stream(ctx, clientArgs, rep.After); err != nil {
+		return rep, err
+	}
+	if rep.Private, err = d.private(ctx, relayURL, clientArgs, rep.Stream.After); err != nil {
+		return rep, err
+	}
 	d.say("==> stopping everything")
 	return rep, nil
 }
 
-// settledBalances reads both balances until they show the payment: lnd moves a channel's
-// balance a moment after the payment settled. After 30 s it returns what it reads.
-func (d *run) settledBalances(ctx context.Context, rep Report) (Balances, error) {
+// stream posts StreamPages as one stream (one --input per page, paid part by part by escrow)
+// and prints the client's stderr as it comes: a progress line per part.
+func (d *run) stream(ctx context.Context, clientArgs func(...string) []string, before Balances) (StreamReport, error) {
+	sr := StreamReport{Before: before}
+	args := []string{"post"}
+	var shown []string
+	for i, line := range StreamPages {
+		name := fmt.Sprintf("p%d.png", i+1)
+		if _, err := renderPage(filepath.Join(d.o.Workdir, name), line); err != nil {
+			return sr, err
+		}
+		args = append(args, "--input", filepath.Join(d.o.Workdir, name))
+		shown = append(shown, "--input "+name)
+	}
+	d.say("==> a stream: %d one-line pages (%s), one part each, paid as each arrives",
+		len(StreamPages), strings.ReplaceAll(strings.Join(shown, ", "), "--input ", ""))
+	d.say("==> client post %s --bid 20sat", strings.Join(shown, " "))
+	out, err := d.outputLines(ctx, func(line []byte) {
+		sr.Progress = append(sr.Progress, string(line))
+		d.say("    stderr   %s", line)
+	}, "client", clientArgs(append(args, "--bid", "20sat", "--json")...)...)
+	if err != nil {
+		return sr, err
+	}
+	var res struct {
+		Job        string `json:"job"`
+		Worker     string `json:"worker"`
+		Scheme     string `json:"scheme"`
+		AmountMsat int64  `json:"amount_msat"`
+		FeeMsat    int64  `json:"fee_msat"`
+		Parts      []Part `json:"parts"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return sr, fmt.Errorf("client output %q: %w", out, err)
+	}
+	sr.Job, sr.Scheme, sr.Parts, sr.AmountMsat, sr.FeeMsat = res.Job, res.Scheme, res.Parts, res.AmountMsat, res.FeeMsat
+	d.say("    job      %s, worker %s…, each part paid by %s", res.Job, short(res.Worker), res.Scheme)
+	for _, p := range res.Parts {
+		d.say("    part %d   %s | %s", p.Index, sats(p.AmountMsat), strings.Join(strings.Fields(p.Text), " "))
+	}
+	d.say("    payment  %s for %d parts + %s routing fee", sats(res.AmountMsat), len(res.Parts), sats(res.FeeMsat))
+	if sr.After, err = d.settledBalances(ctx, before, res.AmountMsat, res.FeeMsat); err != nil {
+		return sr, err
+	}
+	d.say("    balances after:  customer %s, worker %s", sats(sr.After.Customer), sats(sr.After.Worker))
+	return sr, nil
+}
+
+// private posts PrivatePage as a private job (--private: the inputs encrypted to the worker
+// the client picks), then reads the request back from the relay to show what it holds.
+func (d *run) private(ctx context.Context, relayURL string, clientArgs func(...string) []string, before Balances) (PrivateReport, error) {
+	pr := PrivateReport{Before: before}
+	page := filepath.Join(d.o.Workdir, "private.png")
+	if _, err := renderPage(page, PrivatePage); err != nil {
+		return pr, err
+	}
+	d.say("==> a private job: the page is encrypted to one worker, which encrypts its answers back")
+	d.say("==> client post --private --input %s --bid 20sat", filepath.Base(page))
+	out, err := d.output(ctx, "client", clientArgs("post", "--private", "--input", page, "--bid", "20sat", "--json")...)
+	if err != nil {
+		return pr, err
+	}
+	var res struct {
+		Job        string `json:"job"`
+		Worker     string `json:"worker"`
+		Scheme     string `json:"scheme"`
+		AmountMsat int64  `json:"amount_msat"`
+		FeeMsat    int64  `json:"fee_msat"`
+		Result     string `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return pr, fmt.Errorf("client output %q: %w", out, err)
+	}
+	pr.Job, pr.Worker, pr.Scheme, pr.AmountMsat, pr.FeeMsat, pr.Text = res.Job, res.Worker, res.Scheme, res.AmountMsat, res.FeeMsat, res.Result
+	evt, err := fetchEvent(ctx, relayURL, res.Job)
+	if err != nil {
+		return pr, err
+	}
+	pr.Tags, pr.Content = evt.Tags, evt.Content
+	d.say("    job      %s, encrypted to worker %s…", res.Job, short(res.Worker))
+	d.say("    on the relay, kind %d with tags %s", evt.Kind, showTags(evt.Tags))
+	if !pr.Encrypted() || strings.Contains(evt.String(), "data:image") {
+		return pr, fmt.Errorf("the private request %s is on the relay in the clear: %.300s", res.Job, evt.String())
+	}
+	d.say("             no \"i\" tag: the image is in the content, NIP-44 ciphertext (%d chars): %s…", len(evt.Content), short(evt.Content))
+	d.say("    quote    %s, paid by %s", sats(res.AmountMsat), res.Scheme)
+	d.say("    text (decrypted by the client):\n%s", indent(res.Result))
+	if pr.After, err = d.settledBalances(ctx, before, res.AmountMsat, res.FeeMsat); err != nil {
+		return pr, err
+	}
+	d.say("    balances after:  customer %s, worker %s", sats(pr.After.Customer), sats(pr.After.Worker))
+	return pr, nil
+}
+
+// Encrypted reports whether the request as the relay holds it is encrypted: an
+// ["encrypted"] tag and no "i" or "param" tag in the clear.
+func (pr PrivateReport) Encrypted() bool {
+	marked := slices.ContainsFunc(pr.Tags, func(t nostr.Tag) bool { return len(t) == 1 && t[0] == "encrypted" })
+	return marked && pr.Tags.Find("i") == nil && pr.Tags.Find("param") == nil && pr.Content != ""
+}
+
+// fetchEvent reads one event by id from the relay, as any Nostr client would.
+func fetchEvent(ctx context.Context, url, id string) (*nostr.Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	r, err := nostr.RelayConnect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", url, err)
+	}
+	defer r.Close()
+	evts, err := r.QuerySync(ctx, nostr.Filter{IDs: []string{id}})
+	if err != nil {
+		return nil, fmt.Errorf("query %s for %s: %w", url, id, err)
+	}
+	if len(evts) == 0 {
+		return nil, fmt.Errorf("relay %s does not hold the request %s", url, id)
+	}
+	return evts[0], nil
+}
+
+// showTags prints tags as JSON arrays, long values (pubkeys) shortened.
+func showTags(tags nostr.Tags) string {
+	var b strings.Builder
+	for i, t := range tags {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		vals := make([]string, len(t))
+		for j, v := range t {
+			if len(v) == 64 {
+				v = short(v) + "…"
+			}
+			vals[j] = strconv.Quote(v)
+		}
+		b.WriteString("[" + strings.Join(vals, ",") + "]")
+	}
+	return b.String()
+}
+
+// renderPage renders lines of text as a PNG page at path and returns its size in bytes.
+func renderPage(path string, lines ...string) (int, error) {
+	png, err := testimage.Render(28, lines...)
+	if err != nil {
+		return 0, fmt.Errorf("render %s: %w", filepath.Base(path), err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		return 0, err
+	}
+	return len(png), nil
+}
+
+// settledBalances reads both balances until they show a payment of amount (plus fee) from
+// before: lnd moves a channel's balance a moment after the payment settled. After 30 s it
+// returns what it reads.
+func (d *run) settledBalances(ctx context.Context, before Balances, amount, fee int64) (Balances, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b, err := d.balances(ctx)
 		if err != nil {
 			return b, err
 		}
-		settled := rep.Before.Customer-b.Customer == rep.AmountMsat+rep.FeeMsat && b.Worker-rep.Before.Worker == rep.AmountMsat
+		settled := before.Customer-b.Customer == amount+fee && b.Worker-before.Worker == amount
 		if settled || time.Now().After(deadline) {
 			return b, nil
 		}
@@ -360,6 +569,19 @@ var stageNote = map[string]string{
 // off a terminal) to completion, calls stage for each "stage" it logs as it goes, and returns
 // its trimmed stdout.
 func (d *run) outputStages(ctx context.Context, stage func(string), name string, args ...string) (string, error) {
+	return d.outputLines(ctx, func(line []byte) {
+		var l struct {
+			Stage string `json:"stage"`
+		}
+		if json.Unmarshal(line, &l) == nil && l.Stage != "" {
+			stage(l.Stage)
+		}
+	}, name, args...)
+}
+
+// outputLines runs a binary to completion, calls each for every line it writes on stderr as
+// it goes, and returns its trimmed stdout.
+func (d *run) outputLines(ctx context.Context, each func(line []byte), name string, args ...string) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, filepath.Join(d.bin, name), args...)
@@ -378,12 +600,7 @@ func (d *run) outputStages(ctx context.Context, stage func(string), name string,
 	for sc.Scan() {
 		stderr.Write(sc.Bytes())
 		stderr.WriteByte('\n')
-		var line struct {
-			Stage string `json:"stage"`
-		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Stage != "" {
-			stage(line.Stage)
-		}
+		each(sc.Bytes())
 	}
 	if err := cmd.Wait(); err != nil {
 		return strings.TrimSpace(stdout.String()), fmt.Errorf("%s %s: %v\n%s%s", name, args[0], err, stdout.String(), stderr.String())
