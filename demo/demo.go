@@ -241,18 +241,9 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	var res struct {
-		Job        string `json:"job"`
-		Worker     string `json:"worker"`
-		Scheme     string `json:"scheme"`
-		Preimage   string `json:"preimage"`
-		AmountMsat int64  `json:"amount_msat"`
-		FeeMsat    int64  `json:"fee_msat"`
-		Status     string `json:"status"`
-		Result     string `json:"result"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		return rep, fmt.Errorf("client output %q: %w", out, err)
+	res, err := decodePost(out)
+	if err != nil {
+		return rep, err
 	}
 	rep.Job, rep.Worker, rep.AmountMsat, rep.FeeMsat, rep.Text = res.Job, res.Worker, res.AmountMsat, res.FeeMsat, res.Result
 	rep.Scheme, rep.Preimage = res.Scheme, res.Preimage
@@ -298,16 +289,9 @@ func (d *run) stream(ctx context.Context, clientArgs func(...string) []string, b
 	if err != nil {
 		return sr, err
 	}
-	var res struct {
-		Job        string `json:"job"`
-		Worker     string `json:"worker"`
-		Scheme     string `json:"scheme"`
-		AmountMsat int64  `json:"amount_msat"`
-		FeeMsat    int64  `json:"fee_msat"`
-		Parts      []Part `json:"parts"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		return sr, fmt.Errorf("client output %q: %w", out, err)
+	res, err := decodePost(out)
+	if err != nil {
+		return sr, err
 	}
 	sr.Job, sr.Scheme, sr.Parts, sr.AmountMsat, sr.FeeMsat = res.Job, res.Scheme, res.Parts, res.AmountMsat, res.FeeMsat
 	d.say("    job      %s, worker %s…, each part paid by %s", res.Job, short(res.Worker), res.Scheme)
@@ -320,6 +304,27 @@ func (d *run) stream(ctx context.Context, clientArgs func(...string) []string, b
 	}
 	d.say("    balances after:  customer %s, worker %s", sats(sr.After.Customer), sats(sr.After.Worker))
 	return sr, nil
+}
+
+// postResult is the part of `client post --json`'s document the demo reads.
+type postResult struct {
+	Job        string `json:"job"`
+	Worker     string `json:"worker"`
+	Scheme     string `json:"scheme"`
+	Preimage   string `json:"preimage"`
+	AmountMsat int64  `json:"amount_msat"`
+	FeeMsat    int64  `json:"fee_msat"`
+	Status     string `json:"status"`
+	Result     string `json:"result"`
+	Parts      []Part `json:"parts"`
+}
+
+func decodePost(out string) (postResult, error) {
+	var res postResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return res, fmt.Errorf("client output %q: %w", out, err)
+	}
+	return res, nil
 }
 
 // private posts PrivatePage as a private job (--private: the inputs encrypted to the worker
@@ -336,16 +341,9 @@ func (d *run) private(ctx context.Context, relayURL string, clientArgs func(...s
 	if err != nil {
 		return pr, err
 	}
-	var res struct {
-		Job        string `json:"job"`
-		Worker     string `json:"worker"`
-		Scheme     string `json:"scheme"`
-		AmountMsat int64  `json:"amount_msat"`
-		FeeMsat    int64  `json:"fee_msat"`
-		Result     string `json:"result"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		return pr, fmt.Errorf("client output %q: %w", out, err)
+	res, err := decodePost(out)
+	if err != nil {
+		return pr, err
 	}
 	pr.Job, pr.Worker, pr.Scheme, pr.AmountMsat, pr.FeeMsat, pr.Text = res.Job, res.Worker, res.Scheme, res.AmountMsat, res.FeeMsat, res.Result
 	evt, err := fetchEvent(ctx, relayURL, res.Job)

@@ -234,11 +234,7 @@ func BenchmarkJobOverhead(b *testing.B) {
 		pay  client.PayBy
 	}{{"ledger", client.PayByPrepay}, {"ledger-escrow", client.PayByEscrow}} {
 		b.Run(sc.name, func(b *testing.B) {
-			_, url := startRelay(b)
-			data := startLedgerWallet(b, url)
-			workerURI := connect(b, data, url, "worker", 0, 0)
-			clientURI := connect(b, data, url, "client", 1_000_000, 0)
-			startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+			url, clientURI := ledgerMarket(b)
 			run(b, url, &clientURI, sc.pay)
 		})
 	}
@@ -257,6 +253,17 @@ func BenchmarkJobOverhead(b *testing.B) {
 	}
 }
 
+// ledgerMarket starts a relay, a ledger wallet service and an OCR worker paid through it at
+// 1 sat a job (or part), and returns the relay's URL and a customer's funded connection.
+func ledgerMarket(b *testing.B) (url string, customer nip47.URI) {
+	_, url = startRelay(b)
+	data := startLedgerWallet(b, url)
+	workerURI := connect(b, data, url, "worker", 0, 0)
+	customer = connect(b, data, url, "client", 1_000_000, 0)
+	startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+	return url, customer
+}
+
 // BenchmarkStream runs streams of 4 OCR pages (the same rendered line on each, so each part's
 // inference is the same) through the client library against a worker paid through the ledger
 // wallet, by escrow (a hold invoice, a sealed part and a settle per page) and by prepay (an
@@ -272,11 +279,7 @@ func BenchmarkStream(b *testing.B) {
 		pay  client.PayBy
 	}{{"ledger-escrow", client.PayByEscrow}, {"ledger-prepay", client.PayByPrepay}} {
 		b.Run(sc.name, func(b *testing.B) {
-			_, url := startRelay(b)
-			data := startLedgerWallet(b, url)
-			workerURI := connect(b, data, url, "worker", 0, 0)
-			clientURI := connect(b, data, url, "client", 1_000_000, 0)
-			startPaidWorker(b, url, workerURI, pricedModels(b, 1000, 0, ""))
+			url, clientURI := ledgerMarket(b)
 			c, err := client.Open(context.Background(), client.Config{
 				Relays: []string{url}, NWC: clientURI.Encode(), Data: b.TempDir(), SecretKey: strings.Repeat("3", 64),
 				QuoteWindow: time.Second, FirstQuote: true, Timeout: time.Minute, Pay: sc.pay,
