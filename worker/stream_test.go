@@ -506,6 +506,43 @@ func TestStreamUnpaidPartEnds(t *testing.T) {
 	}
 }
 
+// A stream none of whose parts was paid (the customer chose another worker) ends without a
+// word when its quotes expire: error feedback from a worker the customer did not choose would
+// only confuse it. Its quoted parts are given up.
+func TestStreamUnchosenEndsSilently(t *testing.T) {
+	e := newEscrowEnv(t)
+	w, _ := e.run(t, e.cfg, nil)
+	urls, _, _ := pageSite(t, streamPages, 0)
+	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
+	var quotes []*nostr.Event
+	deadline := time.Now().Add(time.Minute)
+	for len(quotes) < 2 { // the window's two quotes
+		if time.Now().After(deadline) {
+			t.Fatalf("%d quotes, want 2", len(quotes))
+		}
+		quotes = testrelay.Query(t, e.conn, nostr.Filter{Kinds: []int{nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}, "status": {string(nip90.StatusPaymentRequired)}}})
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, q := range quotes { // what the payment poll hands on when lookup_invoice says it expired
+		eq, ok, err := escrow.ParseQuote(q.Tags)
+		if !ok || err != nil {
+			t.Fatalf("quote %v: %v", q.Tags, err)
+		}
+		w.funds(context.Background(), nip47.Transaction{PaymentHash: eq.PaymentHash, State: nip47.StateExpired})
+	}
+	storedState(t, w.store, job.ID, StateStreamEnded)
+	for deadline := time.Now().Add(time.Minute); w.streams.get(job.ID) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream's driver did not return")
+		}
+	}
+	if errs := testrelay.Query(t, e.conn, nostr.Filter{Kinds: []int{nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}, "status": {string(nip90.StatusError)}}}); len(errs) != 0 {
+		t.Fatalf("error feedback %q from a worker the customer never paid", errs[0].Tags)
+	}
+	storedPartState(t, w.store, job.ID, 1, StateFailed)
+	storedPartState(t, w.store, job.ID, 2, StateFailed)
+}
+
 // A prepay stream stopped while a paid part runs: the part is not delivered and its price is
 // recorded as owed to the customer, as for a whole job.
 func TestStreamPrepayStopOwes(t *testing.T) {
