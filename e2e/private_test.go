@@ -246,15 +246,28 @@ func TestPrivateJobThroughCLI(t *testing.T) {
 		t.Fatalf("--worker: exit %d, document %v, stderr %q", code, doc, stderr)
 	}
 
+	// a private stream: three pages, each part sealed and encrypted to the customer
+	pageURLs := servePages(t, pages...)
+	code, raw, stderr := cli.run(append([]string{"post", "--private", "--worker", paid.PubKey(), "--bid", "50sat", "--pay", "escrow", "--quote-window", "1s", "--timeout", "90s"}, inputArgs(pageURLs)...)...)
+	sd := decodeStreamDoc(t, raw)
+	if code != 0 || sd.Status != "success" || len(sd.Parts) != 3 || !sameText(sd.Parts[0].Text, pages[0]) || !sameText(sd.Parts[2].Text, pages[2]) {
+		t.Fatalf("private stream: exit %d, document %+v, stderr %q", code, sd, stderr)
+	}
+
 	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	chunk := base64.StdEncoding.EncodeToString(png)[100:140]
+	secrets := append([]string{strings.ToLower(chunk), text}, pages...)
+	secrets = append(secrets, pageURLs...)
 	for _, e := range queryRaw(t, conn, map[string]any{"kinds": []int{5000, 6000, 7000}, "limit": 500}) {
-		if s := strings.ToLower(e.String()); strings.Contains(s, strings.ToLower(chunk)) || strings.Contains(s, text) {
-			t.Errorf("kind %d event shows the input or the text: %.200s", e.Kind, e.String())
+		s := strings.ToLower(e.String())
+		for _, secret := range secrets {
+			if strings.Contains(s, strings.ToLower(secret)) {
+				t.Errorf("kind %d event shows %q: %.200s", e.Kind, secret, e.String())
+			}
 		}
 	}
 }
