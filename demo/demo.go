@@ -31,6 +31,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/private"
+	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/internal/testimage"
 )
 
@@ -377,12 +378,12 @@ func (pr PrivateReport) Encrypted() bool {
 func fetchEvent(ctx context.Context, url, id string) (*nostr.Event, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	r, err := nostr.RelayConnect(ctx, url)
+	r, err := relayconn.Dial(ctx, url) // go-nostr's Relay races between its connect and Close (go test -race)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", url, err)
 	}
 	defer r.Close()
-	evts, err := r.QuerySync(ctx, nostr.Filter{IDs: []string{id}})
+	evts, err := r.Query(ctx, nostr.Filter{IDs: []string{id}})
 	if err != nil {
 		return nil, fmt.Errorf("query %s for %s: %w", url, id, err)
 	}
