@@ -47,6 +47,7 @@ type Config struct {
 	Payment      []string
 	SettleWindow time.Duration // escrow: how long after the payment is held the job is settled or refunded
 	Reannounce   time.Duration // how often the NIP-89 announcement is refreshed (clients count a fresh one as live)
+	Heartbeat    time.Duration // how often a kind 11998 heartbeat is published (nips/heartbeat.md); 0: never
 	// Streams (nips/stream.md): an OCR request with several inputs is served part by part.
 	StreamWindow int // parts quoted and not yet finished, at most
 	MaxParts     int // the most parts (inputs) one stream may have
@@ -76,6 +77,7 @@ func DefaultConfig() Config {
 		OfferWait:     time.Minute,
 		SettleWindow:  10 * time.Minute,
 		Reannounce:    5 * time.Minute,
+		Heartbeat:     time.Minute,
 		StreamWindow:  2,
 		MaxParts:      64,
 		MaxStreams:    16,
@@ -126,6 +128,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.DurationVar(&c.SettleWindow, "settle-window", c.SettleWindow, "escrow: the job is settled or refunded within this long of the payment's arrival; longer than a job's run and delivery")
 	fs.DurationVar(&c.Reannounce, "reannounce", c.Reannounce, "how often the NIP-89 announcement is refreshed; clients count a worker announced within 15 minutes as live")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "how often a heartbeat (kind 11998: ready, busy, queue depth) is published; readers count a worker alive while its last beat is at most 15m old; 0 sends none")
 	fs.IntVar(&c.StreamWindow, "stream-window", c.StreamWindow, "streamed jobs (an OCR request with several inputs, one part each): parts quoted ahead of the last one finished; the unpaid work at risk is at most this many parts")
 	fs.IntVar(&c.MaxParts, "max-parts", c.MaxParts, "streamed jobs: the most inputs (parts) one request may have; longer ones are refused")
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "streamed jobs served at once; more are answered busy")
@@ -166,6 +169,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("worker config: --settle-window must be between 10s and %s (a hold invoice's default CLTV delta, 80 blocks, holds a payment about 13 hours)", maxSettleWindow)
 	case c.Reannounce < time.Minute || c.Reannounce > 10*time.Minute:
 		return errors.New("worker config: --reannounce must be between 1m and 10m (clients count an announcement up to 15 minutes old as live)")
+	case c.Heartbeat != 0 && (c.Heartbeat < time.Second || c.Heartbeat > 10*time.Minute):
+		return errors.New("worker config: --heartbeat must be 0 (off) or between 1s and 10m (readers count a beat up to 15 minutes old as alive)")
 	case c.MaxParts < 2 || c.MaxParts > stream.MaxParts:
 		return fmt.Errorf("worker config: --max-parts must be between 2 and %d", stream.MaxParts)
 	case c.StreamWindow < 1 || c.StreamWindow > c.MaxParts:

@@ -62,6 +62,7 @@ type Worker struct {
 
 	executed atomic.Int64
 	busy     atomic.Int64
+	running  atomic.Int64   // jobs being handled now, for the heartbeat's status
 	async    sync.WaitGroup // background publishes
 }
 
@@ -227,6 +228,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); w.reannounce(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); w.heartbeat(ctx) }()
 	if err := w.resume(ctx); err != nil {
 		w.log.Error().Err(err).Msg("resume stored jobs")
 	}
@@ -246,10 +249,13 @@ func (w *Worker) kinds() []int {
 	return ks
 }
 
+// announcementID is the "d" tag of the worker's NIP-89 announcement, which its heartbeats name.
+const announcementID = "sparecycles-worker"
+
 // announce builds the signed NIP-89 handler information.
 func (w *Worker) announce() (nostr.Event, error) {
 	info := nip89.HandlerInfo{
-		Identifier: "sparecycles-worker", Kinds: w.kinds(), CreatedAt: nostr.Now(),
+		Identifier: announcementID, Kinds: w.kinds(), CreatedAt: nostr.Now(),
 		Metadata: nip89.Metadata{Name: w.cfg.Name, About: w.cfg.About, Worker: &nip89.Worker{
 			Version: 1, Provider: w.rt.Provider(), Device: w.cfg.Device.String(), Relays: w.cfg.Relays, Payment: w.payment(),
 		}},
@@ -379,7 +385,9 @@ func (w *Worker) serve(ctx context.Context, m *model, lane chan *job) {
 	for {
 		select { // paid work first
 		case j := <-paid:
+			w.running.Add(1)
 			w.runPaid(ctx, j)
+			w.running.Add(-1)
 			continue
 		default:
 		}
@@ -387,11 +395,15 @@ func (w *Worker) serve(ctx context.Context, m *model, lane chan *job) {
 		case <-ctx.Done():
 			return
 		case j := <-paid:
+			w.running.Add(1)
 			w.runPaid(ctx, j)
+			w.running.Add(-1)
 		case j := <-lane:
+			w.running.Add(1)
 			if w.stillOpen(ctx, j) {
 				w.handle(ctx, j)
 			}
+			w.running.Add(-1)
 		}
 	}
 }

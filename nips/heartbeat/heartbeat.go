@@ -74,16 +74,16 @@ func (b Beat) Alive(now time.Time, maxAge time.Duration) bool {
 	return now.Sub(b.CreatedAt.Time()) <= maxAge
 }
 
-// Event builds the unsigned event for b, expiring one interval after its creation.
-func (b Beat) Event(interval time.Duration) nostr.Event {
+// Event builds the unsigned event for b. It expires (NIP-40) MaxAge after its creation: as long
+// as a reader may count it, so a relay that drops expired events keeps it exactly that long.
+func (b Beat) Event() nostr.Event {
 	created := b.CreatedAt
 	if created == 0 {
 		created = nostr.Now()
 	}
-	secs := int64((interval + time.Second - 1) / time.Second)
 	tags := nostr.Tags{
 		{"d", b.Identifier},
-		{"expiration", strconv.FormatInt(int64(created)+secs, 10)},
+		{"expiration", strconv.FormatInt(int64(created)+int64(MaxAge/time.Second), 10)},
 	}
 	if b.Status != StatusUnknown {
 		tags = append(tags, nostr.Tag{"status", b.Status})
