@@ -7,7 +7,7 @@
 //
 // sparecycles adds tags that other readers may ignore: "status" (one of ready, busy, paused,
 // offline), "queue" (jobs waiting), "k" (job kinds served) and "provider" (the execution
-// provider, e.g. cpu or cuda).
+// provider, e.g. ONNX Runtime's CPUExecutionProvider).
 package heartbeat
 
 import (
