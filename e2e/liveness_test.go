@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sparecycles/sparecycles/client"
 	"github.com/sparecycles/sparecycles/internal/keyfile"
 	"github.com/sparecycles/sparecycles/relay"
 )
@@ -95,4 +96,36 @@ func TestWorkerKilledLeavesConnected(t *testing.T) {
 		t.Fatalf("row %+v: want the last beat (not an offline one, since SIGKILL runs no shutdown) older than %s", row, aliveAfter)
 	}
 	t.Logf("SIGKILL → alive=false: %s after connected=false (alive_after %s, last beat %d s old)", took.Round(time.Millisecond), aliveAfter, row.Heartbeat.AgeSeconds)
+}
+
+// The client reads who is live from the relay's /api/workers: a running worker is vouched for
+// (connected) and alive; stopped cleanly, it is neither, and its last beat says offline.
+func TestClientPresencesFromRelay(t *testing.T) {
+	_, url := startRelay(t)
+	w, stop := runWorker(t, nil, url)
+	await := func(what string, cond func(client.Presence) bool) client.Presence {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ps, vouched := client.Presences(ctx, []string{url}, testLog(t))
+			cancel()
+			if p := ps[w.PubKey()]; vouched && cond(p) {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 30s; presence %+v (vouched %v)", what, ps[w.PubKey()], vouched)
+			}
+			time.Sleep(10 * time.Millisecond) // poll interval
+		}
+	}
+	p := await("live", client.Presence.Live)
+	if !p.Vouched || !p.Connected || !p.Alive || p.Status != "ready" || !p.Serves(5000) {
+		t.Fatalf("presence %+v", p)
+	}
+	stop()
+	p = await("offline after a clean stop", func(p client.Presence) bool { return p.Status == "offline" })
+	if p.Live() || p.Connected || p.Alive {
+		t.Fatalf("presence after a clean stop %+v", p)
+	}
 }
