@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -210,6 +211,7 @@ func (w *Worker) Close() error {
 // Run serves until ctx ends: one goroutine per relay link and Parallel per model. It returns
 // when all of them have stopped; a job in flight finishes or answers error feedback.
 func (w *Worker) Run(ctx context.Context) error {
+	w.limitResources()
 	var wg sync.WaitGroup
 	for _, l := range w.links {
 		wg.Add(1)
@@ -235,6 +237,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	w.async.Wait()
 	return nil
+}
+
+// limitResources applies --nice to every thread (the ONNX Runtime pools New started and any
+// thread started later) and --max-memory as the Go heap's soft limit.
+func (w *Worker) limitResources() {
+	if w.cfg.Nice > 0 {
+		if err := renice(w.cfg.Nice); err != nil {
+			w.log.Warn().Err(err).Msg("inference runs at normal priority")
+		}
+	}
+	if w.cfg.MaxMemory > 0 {
+		debug.SetMemoryLimit(w.cfg.MaxMemory)
+	}
 }
 
 func (w *Worker) kinds() []int {
