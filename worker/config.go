@@ -62,7 +62,10 @@ type Config struct {
 	MaxCPUs        int           // cap on Threads × Parallel; 0: no cap
 	MaxMemory      int64         // bytes: the Go heap's soft limit and the resident size above which no job is taken; 0: none
 	Nice           int           // scheduling niceness of every worker thread (Linux); 0 leaves it
-	LogLevel       logging.Level
+	// Owner samples what the machine's owner is doing; nil reads /proc and /sys
+	// (OwnerMonitor). Tests replace it.
+	Owner    func() OwnerSample
+	LogLevel logging.Level
 }
 
 // DefaultConfig returns the defaults.
