@@ -33,10 +33,20 @@ type spareState struct {
 	running    map[*job]context.CancelCauseFunc // jobs a pause may cancel
 }
 
-func newSpareState() *spareState {
+// measuring is why an idle-mode worker is paused before it has measured a whole sample
+// interval: it starts as if the owner had just left, and waits --idle-after like any resume.
+const measuring = "measuring the owner's load"
+
+// newSpareState starts running, or paused in idle mode until the owner's load is measured.
+func newSpareState(idleMode bool) *spareState {
 	c := make(chan struct{})
-	close(c)
-	return &spareState{resumed: c, running: map[*job]context.CancelCauseFunc{}}
+	s := &spareState{resumed: c, running: map[*job]context.CancelCauseFunc{}}
+	if idleMode {
+		s.paused, s.reason = true, measuring
+	} else {
+		close(c)
+	}
+	return s
 }
 
 // Paused reports whether the worker is paused for its owner, and why ("outside hours
@@ -148,12 +158,16 @@ func (w *Worker) govern(ctx context.Context) {
 			graceTimer.Stop()
 		}
 	}()
-	for {
+	for first := true; ; first = false {
 		s := sample()
 		if s.Now.IsZero() {
 			s.Now = time.Now()
 		}
-		changed, paused := w.spare.step(w.cfg.ownerNeeds(s), s.Now, w.cfg.IdleAfter)
+		reason := w.cfg.ownerNeeds(s)
+		if first && reason == "" && w.cfg.When == WhenIdle {
+			reason = measuring // the first sample covers no interval yet
+		}
+		changed, paused := w.spare.step(reason, s.Now, w.cfg.IdleAfter)
 		if changed {
 			_, reason := w.Paused()
 			if paused {

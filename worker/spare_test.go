@@ -45,7 +45,7 @@ func TestOwnerNeeds(t *testing.T) {
 // TestSpareStep walks the pause state through samples: it pauses at the first busy sample and
 // resumes only after --idle-after of quiet samples; a busy sample in between starts it over.
 func TestSpareStep(t *testing.T) {
-	s := newSpareState()
+	s := newSpareState(false)
 	t0 := time.Unix(1_000_000, 0)
 	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
 	steps := []struct {
@@ -82,10 +82,26 @@ func TestSpareStep(t *testing.T) {
 	}
 }
 
+// TestSpareStartsPausedInIdleMode: an idle-mode worker waits for a measured quiet interval.
+func TestSpareStartsPausedInIdleMode(t *testing.T) {
+	s := newSpareState(true)
+	if paused, _ := s.gate(); !paused {
+		t.Fatal("an idle-mode worker starts running before it measured its owner")
+	}
+	now := time.Now()
+	if changed, paused := s.step(measuring, now, time.Second); changed || !paused {
+		t.Fatalf("first sample: changed %v paused %v", changed, paused)
+	}
+	s.step("", now.Add(time.Second), time.Second)
+	if changed, paused := s.step("", now.Add(2*time.Second), time.Second); !changed || paused {
+		t.Fatalf("after a quiet --idle-after: changed %v paused %v", changed, paused)
+	}
+}
+
 // TestSparePreempt: a pause's grace cancels the tracked jobs with errPausedByOwner, and a job
 // tracked after it is cancelled at once; nothing is cancelled while running.
 func TestSparePreempt(t *testing.T) {
-	s := newSpareState()
+	s := newSpareState(false)
 	ctx1, cancel1 := context.WithCancelCause(t.Context())
 	forget := s.track(&job{}, cancel1)
 	if s.preempt() != 0 || ctx1.Err() != nil {

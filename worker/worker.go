@@ -129,7 +129,7 @@ func New(cfg Config, log zerolog.Logger) (*Worker, error) {
 		fetch:  NewFetcher(cfg.FetchBytes, cfg.FetchTime, cfg.AllowPrivate),
 		byKind: map[int][]*model{}, lanes: map[*model]chan *job{}, paid: map[*model]chan *job{},
 		seen: newSeenSet(100_000), started: time.Now(), awaiting: awaiting{jobs: map[string]*job{}},
-		spare: newSpareState(),
+		spare: newSpareState(cfg.When == WhenIdle),
 	}
 	w.schemes = newSchemes(w)
 	if w.store, err = openJobStore(context.Background(), cfg.Data); err != nil {
