@@ -15,9 +15,12 @@ import (
 // offlineBeatWait bounds the last beat a link sends when the worker stops.
 const offlineBeatWait = 3 * time.Second
 
-// beatStatus is what the heartbeat says the worker is doing: busy while every job slot of every
-// model is taken, else ready.
+// beatStatus is what the heartbeat says the worker is doing: paused while its owner needs the
+// machine (spare cycles), busy while every job slot of every model is taken, else ready.
 func (w *Worker) beatStatus() string {
+	if paused, _ := w.Paused(); paused {
+		return heartbeat.StatusPaused
+	}
 	if slots := int64(w.cfg.Parallel * len(w.models)); slots > 0 && w.running.Load() >= slots {
 		return heartbeat.StatusBusy
 	}

@@ -89,7 +89,7 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestBeatStatus(t *testing.T) {
-	w := &Worker{cfg: Config{Parallel: 2}, models: []*model{{}}}
+	w := &Worker{cfg: Config{Parallel: 2}, models: []*model{{}}, spare: newSpareState(false)}
 	if got := w.beatStatus(); got != heartbeat.StatusReady {
 		t.Fatalf("idle: %q", got)
 	}
@@ -100,5 +100,9 @@ func TestBeatStatus(t *testing.T) {
 	w.running.Store(2)
 	if got := w.beatStatus(); got != heartbeat.StatusBusy {
 		t.Fatalf("every slot: %q", got)
+	}
+	w.spare = newSpareState(true) // an idle-mode worker starts paused until the owner is quiet
+	if got := w.beatStatus(); got != heartbeat.StatusPaused {
+		t.Fatalf("paused for the owner: %q", got)
 	}
 }
