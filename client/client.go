@@ -194,7 +194,7 @@ const LiveFor = 15 * time.Minute
 
 // Do posts req and pays only a worker it chose. It collects quotes (pay first), escrow quotes
 // (nips/escrow) and post-pay offers (nips/postpay.md) for QuoteWindow, or less: until every
-// worker announced live for the kind (or every worker req names in its "p" tags) has quoted,
+// worker live for the kind (liveWorkers; or every worker req names in its "p" tags) has quoted,
 // offered or refused, or with FirstQuote at the first acceptable quote. It then takes the best
 // acceptable one: an escrow quote over any other (unless Config.Pay is PayByPrepay, which
 // refuses them; PayByEscrow refuses all others), then the cheapest (first come wins a tie). A
@@ -465,16 +465,28 @@ func (c *Client) Do(ctx context.Context, req nip90.JobRequest, progress func(Sta
 	}
 }
 
-// liveWorkers lists the workers whose announcement for kind is at most LiveFor old; nil when
-// the relays cannot tell (then the quote window runs its full length).
+// liveWorkers lists the workers that can be expected to answer a job of kind now: those a
+// relay's /api/workers shows connected, else those whose heartbeat is alive (Presence.Live),
+// and when no relay knows of any presence, those whose announcement for kind is at most
+// LiveFor old. nil when the relays cannot tell (then the quote window runs its full length).
 func (c *Client) liveWorkers(ctx context.Context, kind int) []string {
+	var live []string
+	presences, _ := Presences(ctx, c.cfg.Relays, c.log)
+	for pk, p := range presences {
+		if p.Live() && p.Serves(kind) && pk != c.pubkey {
+			live = append(live, pk)
+		}
+	}
+	if len(presences) > 0 {
+		slices.Sort(live)
+		return live
+	}
 	ws, err := Workers(ctx, c.cfg.Relays, kind, c.log)
 	if err != nil {
 		c.log.Debug().Err(err).Msg("list live workers")
 		return nil
 	}
 	since := nostr.Timestamp(time.Now().Add(-LiveFor).Unix())
-	var live []string
 	for _, h := range ws {
 		if h.CreatedAt >= since && h.PubKey != c.pubkey {
 			live = append(live, h.PubKey)
@@ -500,7 +512,7 @@ type watch struct {
 	candidates []candidate
 	errors     map[string]string // worker → error info
 	answered   map[string]bool   // workers that quoted, offered or refused (not a free worker at work: its result may come)
-	live       []string          // workers announced live for the kind
+	live       []string          // workers live for the kind (liveWorkers)
 	liveKnown  bool
 }
 
@@ -603,7 +615,7 @@ func (w *watch) best() (*candidate, []string) {
 			refusals = append(refusals, fmt.Sprintf("%s: %v", short(q.Worker), err))
 			continue
 		}
-		if best == nil || better(q, *best) {
+		if best == nil || w.better(q, *best) {
 			best = &w.candidates[i]
 		}
 	}
@@ -614,10 +626,16 @@ func (w *watch) best() (*candidate, []string) {
 	return best, refusals
 }
 
-// better reports whether a beats b: escrow first, then the price.
-func better(a, b candidate) bool {
+// better reports whether a beats b: escrow first, then a live worker's (when who is live is
+// known: paying one that is gone risks the money), then the price.
+func (w *watch) better(a, b candidate) bool {
 	if (a.Escrow != nil) != (b.Escrow != nil) {
 		return a.Escrow != nil
+	}
+	if w.liveKnown {
+		if al, bl := slices.Contains(w.live, a.Worker), slices.Contains(w.live, b.Worker); al != bl {
+			return al
+		}
 	}
 	return a.AmountMsat < b.AmountMsat
 }

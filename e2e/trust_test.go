@@ -18,6 +18,7 @@ import (
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/internal/testimage"
 	"github.com/sparecycles/sparecycles/internal/testrelay"
+	"github.com/sparecycles/sparecycles/nips/heartbeat"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/nips/postpay"
@@ -263,6 +264,10 @@ func TestInvoiceAboveOfferRefused(t *testing.T) {
 			s.result(ctx, &nostr.Event{ID: a.JobID, Kind: 5000, PubKey: a.Customer}, bid)
 		}
 	})
+	// a heartbeat costs a stranger nothing: the sniper looks as live as the real worker, so
+	// its cheaper offer is the one chosen, and the invoice check is what protects the customer
+	beat := heartbeat.Beat{Identifier: "sniper", Expiration: nostr.Now() + 900, Status: heartbeat.StatusReady, Queue: 0, Kinds: []int{5000}}
+	s.publish(context.Background(), beat.Event())
 	c := newClient(t, url, clientURI)
 	// the real worker prices the job only once the sniper's cheaper offer is out
 	img := gatedPNG(t, "never read", func(int32) <-chan struct{} { return s.first })

@@ -203,7 +203,7 @@ func (r *Relay) handleStats(w http.ResponseWriter, _ *http.Request) {
 
 func (r *Relay) handleHome(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "%s — a sparecycles relay (%s %s)\n\nConnect a Nostr client to this address over websocket.\nGET /api/jobs  the job table\nGET /api/stats counters\nNIP-11: send Accept: application/nostr+json\n", r.cfg.Name, Software, Version)
+	fmt.Fprintf(w, "%s — a sparecycles relay (%s %s)\n\nConnect a Nostr client to this address over websocket.\nGET /api/jobs  the job table\nGET /api/stats counters\nGET /api/workers workers: connected, alive, jobs done\nNIP-11: send Accept: application/nostr+json\n", r.cfg.Name, Software, Version)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sparecycles/sparecycles/internal/logging"
+	"github.com/sparecycles/sparecycles/nips/heartbeat"
 )
 
 // Config is everything a relay needs to run. The zero value is not useful: start from
@@ -72,6 +73,10 @@ type Config struct {
 	MaxLease  time.Duration // the longest lease a claim may ask for
 	LeaseSkew time.Duration // how far a claim's created_at may be from the relay clock
 
+	// AliveAfter is how old a worker's last heartbeat (kind 11998) may be for /api/workers to
+	// call it alive: 900 s, the convention readers share; tests shorten it.
+	AliveAfter time.Duration
+
 	LogLevel logging.Level
 
 	// Now is the relay's clock; nil means time.Now. Tests move it to expire leases.
@@ -81,7 +86,7 @@ type Config struct {
 // DefaultKinds is the kind allowlist of a market relay: profiles, deletions, relay lists, NIP-90
 // requests, results and feedback, NIP-89 handler recommendations and announcements, and NIP-47
 // wallet kinds so that wallets can use the same relay.
-const DefaultKinds = "0,5,10002,5000-5999,6000-6999,7000,31989,31990,13194,23194-23197"
+const DefaultKinds = "0,5,10002,5000-5999,6000-6999,7000,11998,31989,31990,13194,23194-23197"
 
 // DefaultConfig returns the defaults, safe for a public market relay.
 func DefaultConfig() Config {
@@ -125,6 +130,7 @@ func DefaultConfig() Config {
 		StrictJobs:        true,
 		MaxLease:          10 * time.Minute,
 		LeaseSkew:         time.Minute,
+		AliveAfter:        heartbeat.MaxAge,
 		LogLevel:          logging.Level{Level: zerolog.InfoLevel},
 	}
 }
@@ -184,6 +190,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.StrictJobs, "strict-jobs", c.StrictJobs, "refuse malformed NIP-90 requests, results and feedback with the parser's reason")
 	fs.DurationVar(&c.MaxLease, "max-lease", c.MaxLease, "longest job lease a worker may claim")
 	fs.DurationVar(&c.LeaseSkew, "lease-skew", c.LeaseSkew, "how far a lease claim's created_at may be from the relay clock")
+	fs.DurationVar(&c.AliveAfter, "alive-after", c.AliveAfter, "/api/workers: a worker is alive while its last heartbeat (kind 11998) is at most this old")
 	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
 }
 
@@ -200,6 +207,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("relay config: --max-past and --max-future must be positive")
 	case c.MaxLease < time.Second:
 		return fmt.Errorf("relay config: --max-lease %s is below 1s", c.MaxLease)
+	case c.AliveAfter < time.Second:
+		return fmt.Errorf("relay config: --alive-after %s is below 1s", c.AliveAfter)
 	case c.LeaseSkew < 0:
 		return fmt.Errorf("relay config: --lease-skew is negative")
 	case c.IPRate < 0 || c.PubkeyRate < 0 || c.AuthRate < 0 || c.NWCRate < 0 || c.ReqRate < 0:

@@ -47,6 +47,9 @@ type Job struct {
 	Holder     string          // lease holder, "" when none
 	LeaseUntil nostr.Timestamp // end of the holder's lease
 	LeaseEvent string          // the feedback event that holds the lease
+	// LeaseSince is when the holder's first claim of its current tenure was made (for the
+	// ledger's lease-to-result time).
+	LeaseSince nostr.Timestamp
 
 	ResultBy string // author of the accepted result
 	ResultID string
@@ -80,6 +83,7 @@ type JobTable struct {
 	mu      sync.Mutex
 	jobs    map[string]*Job
 	inserts int
+	ledger  ledger // per worker: done, failed, lapsed, lease-to-result times (ledger.go)
 
 	leasesGranted, leasesRefused, resultsRefused int64
 }
@@ -87,7 +91,7 @@ type JobTable struct {
 // NewJobTable returns an empty table whose leases last at most maxLease and whose claims must
 // be dated within skew of now.
 func NewJobTable(maxLease, skew time.Duration, now func() time.Time) *JobTable {
-	return &JobTable{maxLease: maxLease, skew: skew, now: now, jobs: map[string]*Job{}}
+	return &JobTable{maxLease: maxLease, skew: skew, now: now, jobs: map[string]*Job{}, ledger: newLedger()}
 }
 
 // Concerns reports whether evt is one the table folds: a job request, feedback or result.
@@ -256,11 +260,20 @@ func (t *JobTable) apply(evt *nostr.Event) {
 			if job.Holder == evt.PubKey && until < job.LeaseUntil {
 				return // an older renewal, folded late
 			}
+			if job.Holder != evt.PubKey {
+				if job.Holder != "" && job.LeaseUntil <= evt.CreatedAt {
+					t.ledger.lapsed(job.Holder, job.LeaseUntil) // its lease ran out; another took the job
+				}
+				job.LeaseSince = evt.CreatedAt
+			}
 			job.Holder, job.LeaseUntil, job.LeaseEvent = evt.PubKey, until, evt.ID
 			if !slices.Contains(job.Lessees, evt.PubKey) {
 				job.Lessees = append(job.Lessees, evt.PubKey)
 			}
 		case nip90.StatusError:
+			if slices.Contains(job.Lessees, evt.PubKey) {
+				t.ledger.failed(evt.PubKey, evt.CreatedAt) // a worker that leased it gave up
+			}
 			if evt.PubKey == job.Holder {
 				// the holder gave up: the job is open again
 				job.Holder, job.LeaseUntil, job.LeaseEvent = "", 0, ""
@@ -272,7 +285,16 @@ func (t *JobTable) apply(evt *nostr.Event) {
 			return
 		}
 		job.ResultBy, job.ResultID = evt.PubKey, evt.ID
-		job.Holder, job.LeaseUntil, job.LeaseEvent = "", 0, ""
+		switch {
+		case job.Holder == evt.PubKey && job.LeaseSince > 0 && evt.CreatedAt >= job.LeaseSince:
+			t.ledger.done(evt.PubKey, evt.CreatedAt, time.Duration(evt.CreatedAt-job.LeaseSince)*time.Second, true)
+		case job.Holder != "" && job.Holder != evt.PubKey:
+			t.ledger.lapsed(job.Holder, evt.CreatedAt) // another delivered while its lease had run out
+			fallthrough
+		default:
+			t.ledger.done(evt.PubKey, evt.CreatedAt, 0, false)
+		}
+		job.Holder, job.LeaseUntil, job.LeaseEvent, job.LeaseSince = "", 0, "", 0
 	}
 }
 
@@ -341,6 +363,7 @@ func (t *JobTable) Rebuild(events []*nostr.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	clear(t.jobs)
+	t.ledger = newLedger()
 	for _, evt := range events {
 		t.apply(evt)
 	}

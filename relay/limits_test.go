@@ -104,18 +104,23 @@ func (rc *rawConn) send(msg ...any) {
 }
 
 // next returns the next message as a JSON array; its label is the first element.
+// next skips the AUTH challenge the relay sends every connection as it opens.
 func (rc *rawConn) next() (label string, msg []json.RawMessage) {
 	rc.t.Helper()
-	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, b, err := rc.c.ReadMessage()
-	if err != nil {
-		rc.t.Fatal(err)
+	for {
+		rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, b, err := rc.c.ReadMessage()
+		if err != nil {
+			rc.t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &msg); err != nil || len(msg) == 0 {
+			rc.t.Fatalf("%s: %v", b, err)
+		}
+		json.Unmarshal(msg[0], &label)
+		if label != "AUTH" {
+			return label, msg
+		}
 	}
-	if err := json.Unmarshal(b, &msg); err != nil || len(msg) == 0 {
-		rc.t.Fatalf("%s: %v", b, err)
-	}
-	json.Unmarshal(msg[0], &label)
-	return label, msg
 }
 
 // publish sends evt and returns the OK reason, "" for OK true.

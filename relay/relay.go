@@ -44,6 +44,8 @@ type Relay struct {
 	// make a commit fail.
 	enqueue func(*nostr.Event) (pending, error)
 	jobs    *JobTable
+	// presence knows which authenticated connections subscribe to job kinds now (workers.go)
+	presence *presence
 	// conns counts open websockets per client IP; queries bounds each connection's reads of
 	// stored events and reads is the relay-wide bound on read transactions for clients.
 	conns   connLimit
@@ -104,14 +106,15 @@ func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Data, err)
 	}
 	r := &Relay{
-		cfg:     cfg,
-		log:     logger,
-		db:      db,
-		jobs:    NewJobTable(cfg.MaxLease, cfg.LeaseSkew, cfg.now),
-		conns:   connLimit{max: cfg.MaxConnsPerIP},
-		queries: querySlots{per: cfg.MaxQueriesPerConn},
-		reads:   make(chan struct{}, cfg.MaxQueries),
-		start:   cfg.now(),
+		cfg:      cfg,
+		log:      logger,
+		db:       db,
+		jobs:     NewJobTable(cfg.MaxLease, cfg.LeaseSkew, cfg.now),
+		presence: newPresence(cfg.now),
+		conns:    connLimit{max: cfg.MaxConnsPerIP},
+		queries:  querySlots{per: cfg.MaxQueriesPerConn},
+		reads:    make(chan struct{}, cfg.MaxQueries),
+		start:    cfg.now(),
 	}
 	r.enqueue = r.queue
 	r.stats.refused = map[string]int64{}
@@ -167,9 +170,17 @@ func (r *Relay) khatru() *khatru.Relay {
 	kr.QueryEvents = append(kr.QueryEvents, r.queryEvents)
 	kr.CountEvents = append(kr.CountEvents, r.countEvents)
 	kr.OnEventSaved = append(kr.OnEventSaved, func(context.Context, *nostr.Event) { r.stats.accepted.Add(1) })
-	kr.OnConnect = append(kr.OnConnect, func(context.Context) { r.stats.connections.Add(1) })
+	// Every connection is asked to authenticate (NIP-42): a worker that does is listed as
+	// connected in /api/workers while it subscribes to job kinds (workers.go).
+	kr.QueryEvents = append(kr.QueryEvents, r.presence.track)
+	kr.OnAuth = append(kr.OnAuth, r.presence.authed)
+	kr.OnConnect = append(kr.OnConnect, func(ctx context.Context) {
+		r.stats.connections.Add(1)
+		khatru.RequestAuth(ctx)
+	})
 	kr.OnDisconnect = append(kr.OnDisconnect, func(ctx context.Context) {
 		r.stats.connections.Add(-1)
+		r.presence.gone(ctx)
 		r.queries.forget(khatru.GetConnection(ctx))
 		if info := connInfoOf(ctx); info != nil {
 			info.release()
@@ -179,6 +190,7 @@ func (r *Relay) khatru() *khatru.Relay {
 	mux := kr.Router()
 	mux.HandleFunc("GET /api/jobs", r.handleJobs)
 	mux.HandleFunc("GET /api/stats", r.handleStats)
+	mux.HandleFunc("GET /api/workers", r.handleWorkers)
 	mux.HandleFunc("GET /{$}", r.handleHome)
 	return kr
 }

@@ -47,11 +47,26 @@ type Config struct {
 	Payment      []string
 	SettleWindow time.Duration // escrow: how long after the payment is held the job is settled or refunded
 	Reannounce   time.Duration // how often the NIP-89 announcement is refreshed (clients count a fresh one as live)
+	Heartbeat    time.Duration // how often a kind 11998 heartbeat is published (nips/heartbeat.md); 0: never
 	// Streams (nips/stream.md): an OCR request with several inputs is served part by part.
 	StreamWindow int // parts quoted and not yet finished, at most
 	MaxParts     int // the most parts (inputs) one stream may have
 	MaxStreams   int // streams served at once; more are answered busy
-	LogLevel     logging.Level
+	// Spare cycles (spare.go): when the worker takes jobs and how much of the machine it uses.
+	When           string        // WhenAlways or WhenIdle
+	MaxOtherLoad   float64       // idle mode: other processes' share of all cores at or above which the owner is busy
+	IdleAfter      time.Duration // idle mode: how long the owner must stay idle before jobs are taken again
+	SampleEvery    time.Duration // how often the owner's activity is sampled
+	Hours          Hours         // local time window jobs are taken in; unset: any time
+	PauseOnBattery bool          // pause while the machine runs on battery
+	Grace          time.Duration // how long a running job may finish after a pause before it is handed back
+	MaxCPUs        int           // cap on Threads × Parallel; 0: no cap
+	MaxMemory      int64         // bytes: the Go heap's soft limit and the resident size above which no job is taken; 0: none
+	Nice           int           // scheduling niceness of every worker thread (Linux); 0 leaves it
+	// Owner samples what the machine's owner is doing; nil reads /proc and /sys
+	// (OwnerMonitor). Tests replace it.
+	Owner    func() OwnerSample
+	LogLevel logging.Level
 }
 
 // DefaultConfig returns the defaults.
@@ -76,9 +91,16 @@ func DefaultConfig() Config {
 		OfferWait:     time.Minute,
 		SettleWindow:  10 * time.Minute,
 		Reannounce:    5 * time.Minute,
+		Heartbeat:     time.Minute,
 		StreamWindow:  2,
 		MaxParts:      64,
 		MaxStreams:    16,
+		When:          WhenAlways,
+		MaxOtherLoad:  0.25,
+		IdleAfter:     30 * time.Second,
+		SampleEvery:   time.Second,
+		Grace:         10 * time.Second,
+		Nice:          10,
 		LogLevel:      logging.Level{Level: zerolog.InfoLevel},
 	}
 }
@@ -126,9 +148,24 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.DurationVar(&c.SettleWindow, "settle-window", c.SettleWindow, "escrow: the job is settled or refunded within this long of the payment's arrival; longer than a job's run and delivery")
 	fs.DurationVar(&c.Reannounce, "reannounce", c.Reannounce, "how often the NIP-89 announcement is refreshed; clients count a worker announced within 15 minutes as live")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "how often a heartbeat (kind 11998: ready, busy, queue depth) is published; readers count a worker alive while its last beat is at most 15m old; 0 sends none")
 	fs.IntVar(&c.StreamWindow, "stream-window", c.StreamWindow, "streamed jobs (an OCR request with several inputs, one part each): parts quoted ahead of the last one finished; the unpaid work at risk is at most this many parts")
 	fs.IntVar(&c.MaxParts, "max-parts", c.MaxParts, "streamed jobs: the most inputs (parts) one request may have; longer ones are refused")
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "streamed jobs served at once; more are answered busy")
+	fs.StringVar(&c.When, "when", c.When, "when jobs are taken: always, or idle (only while other processes use less than --max-other-load of the machine)")
+	fs.Float64Var(&c.MaxOtherLoad, "max-other-load", c.MaxOtherLoad, "idle mode: the owner is busy when other processes use this fraction of all cores or more")
+	fs.DurationVar(&c.IdleAfter, "idle-after", c.IdleAfter, "idle mode: how long the owner must stay idle before jobs are taken again")
+	fs.DurationVar(&c.SampleEvery, "sample-every", c.SampleEvery, "how often the owner's CPU load, power and the clock are looked at")
+	fs.Var(&c.Hours, "hours", "local time window jobs are taken in, e.g. 22:00-07:00 (may wrap midnight); empty: any time")
+	fs.BoolVar(&c.PauseOnBattery, "pause-on-battery", c.PauseOnBattery, "take no jobs while the machine runs on battery")
+	fs.DurationVar(&c.Grace, "grace", c.Grace, "after a pause, how long a running job may go on; past it the job is handed back (error feedback \"paused by owner\") for another worker")
+	fs.IntVar(&c.MaxCPUs, "max-cpus", c.MaxCPUs, "most CPUs inference may use: --threads × --parallel must not exceed it (0: no cap)")
+	fs.Func("max-memory", "memory cap (bytes, or with K/M/G): the Go heap's soft limit, and no job is taken while the worker's resident size is above it (0: none)", func(s string) error {
+		v, err := ParseSize(s)
+		c.MaxMemory = v
+		return err
+	})
+	fs.IntVar(&c.Nice, "nice", c.Nice, "scheduling niceness (0-19) of every worker thread, so inference yields to the owner's programs (Linux; 0 leaves it)")
 	fs.Var(&c.LogLevel, "log-level", "log level: debug, info, warn, error")
 }
 
@@ -166,12 +203,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("worker config: --settle-window must be between 10s and %s (a hold invoice's default CLTV delta, 80 blocks, holds a payment about 13 hours)", maxSettleWindow)
 	case c.Reannounce < time.Minute || c.Reannounce > 10*time.Minute:
 		return errors.New("worker config: --reannounce must be between 1m and 10m (clients count an announcement up to 15 minutes old as live)")
+	case c.Heartbeat != 0 && (c.Heartbeat < time.Second || c.Heartbeat > 10*time.Minute):
+		return errors.New("worker config: --heartbeat must be 0 (off) or between 1s and 10m (readers count a beat up to 15 minutes old as alive)")
 	case c.MaxParts < 2 || c.MaxParts > stream.MaxParts:
 		return fmt.Errorf("worker config: --max-parts must be between 2 and %d", stream.MaxParts)
 	case c.StreamWindow < 1 || c.StreamWindow > c.MaxParts:
 		return errors.New("worker config: --stream-window must be between 1 and --max-parts")
 	case c.MaxStreams < 1:
 		return errors.New("worker config: --max-streams must be at least 1")
+	}
+	if err := c.validateSpare(); err != nil {
+		return err
 	}
 	if _, err := parseSchemes(strings.Join(c.Payment, ",")); err != nil {
 		return fmt.Errorf("worker config: --payment: %w", err)

@@ -88,6 +88,11 @@ func (l *link) session(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
+	var authing sync.WaitGroup
+	defer authing.Wait()
+	actx, stopAuth := context.WithCancel(ctx)
+	defer stopAuth()
+	l.answerAuth(actx, conn, &authing)
 	info := probeInfo(ctx, l.url)
 
 	l.mu.Lock()
@@ -107,6 +112,7 @@ func (l *link) session(ctx context.Context) error {
 		Int("max_content_length", info.limits.content).Int("max_message_length", info.limits.message).Msg("relay connected")
 
 	l.publishAsync(ctx, l.w.currentAnnouncement())
+	l.beatNow(ctx)
 	sub, err := conn.Subscribe(ctx,
 		nostr.Filter{Kinds: l.w.kinds(), Since: &since},
 		nostr.Filter{Tags: nostr.TagMap{"p": {l.w.key.PubKey}}, Since: &since},
@@ -122,6 +128,7 @@ func (l *link) session(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			l.lastBeat(conn)
 			return nil
 		case <-eose:
 			eose = nil

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -57,11 +58,13 @@ type Worker struct {
 	paid     map[*model]chan *job // paid (or accepted post-pay) jobs, served before the queue
 	later    laterSet             // backlog jobs leased by others, looked at when the lease ends
 	streams  streamSet            // streamed jobs being served (stream.go)
+	spare    *spareState          // paused for the owner (spare.go)
 
 	annMu sync.Mutex // guards announcement
 
 	executed atomic.Int64
 	busy     atomic.Int64
+	running  atomic.Int64   // jobs being handled now, for the heartbeat's status
 	async    sync.WaitGroup // background publishes
 }
 
@@ -127,6 +130,7 @@ func New(cfg Config, log zerolog.Logger) (*Worker, error) {
 		fetch:  NewFetcher(cfg.FetchBytes, cfg.FetchTime, cfg.AllowPrivate),
 		byKind: map[int][]*model{}, lanes: map[*model]chan *job{}, paid: map[*model]chan *job{},
 		seen: newSeenSet(100_000), started: time.Now(), awaiting: awaiting{jobs: map[string]*job{}},
+		spare: newSpareState(cfg.When == WhenIdle),
 	}
 	w.schemes = newSchemes(w)
 	if w.store, err = openJobStore(context.Background(), cfg.Data); err != nil {
@@ -210,6 +214,7 @@ func (w *Worker) Close() error {
 // Run serves until ctx ends: one goroutine per relay link and Parallel per model. It returns
 // when all of them have stopped; a job in flight finishes or answers error feedback.
 func (w *Worker) Run(ctx context.Context) error {
+	w.limitResources()
 	var wg sync.WaitGroup
 	for _, l := range w.links {
 		wg.Add(1)
@@ -227,6 +232,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); w.reannounce(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); w.heartbeat(ctx) }()
+	if w.cfg.governed() {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.govern(ctx) }()
+	}
 	if err := w.resume(ctx); err != nil {
 		w.log.Error().Err(err).Msg("resume stored jobs")
 	}
@@ -235,6 +246,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	w.async.Wait()
 	return nil
+}
+
+// limitResources applies --nice to every thread (the ONNX Runtime pools New started and any
+// thread started later) and --max-memory as the Go heap's soft limit.
+func (w *Worker) limitResources() {
+	if w.cfg.Nice > 0 {
+		if err := renice(w.cfg.Nice); err != nil {
+			w.log.Warn().Err(err).Msg("inference runs at normal priority")
+		}
+	}
+	if w.cfg.MaxMemory > 0 {
+		debug.SetMemoryLimit(w.cfg.MaxMemory)
+	}
 }
 
 func (w *Worker) kinds() []int {
@@ -246,10 +270,13 @@ func (w *Worker) kinds() []int {
 	return ks
 }
 
+// announcementID is the "d" tag of the worker's NIP-89 announcement, which its heartbeats name.
+const announcementID = "sparecycles-worker"
+
 // announce builds the signed NIP-89 handler information.
 func (w *Worker) announce() (nostr.Event, error) {
 	info := nip89.HandlerInfo{
-		Identifier: "sparecycles-worker", Kinds: w.kinds(), CreatedAt: nostr.Now(),
+		Identifier: announcementID, Kinds: w.kinds(), CreatedAt: nostr.Now(),
 		Metadata: nip89.Metadata{Name: w.cfg.Name, About: w.cfg.About, Worker: &nip89.Worker{
 			Version: 1, Provider: w.rt.Provider(), Device: w.cfg.Device.String(), Relays: w.cfg.Relays, Payment: w.payment(),
 		}},
@@ -346,6 +373,10 @@ func (w *Worker) intake(ctx context.Context, l *link, evt *nostr.Event) {
 	case w.lanes[m] <- j:
 		log.Debug().Str("model", m.manifest.Name).Msg("queued")
 	default:
+		if paused, _ := w.spare.gate(); paused {
+			log.Debug().Msg("paused and queue full: job left to others")
+			return
+		}
 		w.busy.Add(1)
 		log.Info().Str("model", m.manifest.Name).Msg("queue full, answering busy")
 		w.feedback(ctx, j, nip90.StatusError, "busy: queue full, try again shortly")
@@ -379,19 +410,31 @@ func (w *Worker) serve(ctx context.Context, m *model, lane chan *job) {
 	for {
 		select { // paid work first
 		case j := <-paid:
+			w.running.Add(1)
 			w.runPaid(ctx, j)
+			w.running.Add(-1)
 			continue
 		default:
+		}
+		// while paused for the owner, new jobs wait in the queue (paid ones still run)
+		in, wake := lane, (<-chan struct{})(nil)
+		if paused, resumed := w.spare.gate(); paused {
+			in, wake = nil, resumed
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-wake:
 		case j := <-paid:
+			w.running.Add(1)
 			w.runPaid(ctx, j)
-		case j := <-lane:
+			w.running.Add(-1)
+		case j := <-in:
+			w.running.Add(1)
 			if w.stillOpen(ctx, j) {
 				w.handle(ctx, j)
 			}
+			w.running.Add(-1)
 		}
 	}
 }
@@ -411,6 +454,9 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 	if err != nil {
 		w.fail(ctx, j, log, err)
 		return
+	}
+	if w.deferWhilePaused(j) {
+		return // paused while fetching the input: neither quote nor claim
 	}
 	price := j.model.price(units)
 	s := w.schemes[schemeFree]
@@ -491,8 +537,12 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 		return
 	}
 	// from here on the job is ours: it ends in a result or in error feedback
-	runCtx, stopRenew := context.WithCancel(ctx)
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	stopRenew := func() { cancelRun(nil) }
 	defer stopRenew()
+	if !w.isPaid(ctx, j) { // the owner's pause may hand it back; a paid job runs on
+		defer w.spare.track(j, cancelRun)()
+	}
 	if !j.deadline.IsZero() {
 		var stop context.CancelFunc
 		runCtx, stop = context.WithDeadline(runCtx, j.deadline)
@@ -509,7 +559,10 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 		err = reject("the job did not finish within the settle window")
 	}
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+		switch {
+		case ctx.Err() == nil && errors.Is(context.Cause(runCtx), errPausedByOwner):
+			err = reject("paused by owner") // error feedback from the holder releases the lease
+		case ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded):
 			err = reject("the job did not finish within the settle window")
 		}
 		w.fail(ctx, j, log, err)

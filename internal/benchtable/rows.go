@@ -102,6 +102,14 @@ var Rows = []Row{
 	streamPart("escrow", "each further part", "per-part-ms"),
 	streamPart("prepay", "time to first part", "first-part-ms"),
 	streamPart("prepay", "each further part", "per-part-ms"),
+
+	// spare cycles: an idle-mode worker (the binary, real /proc sampler) beside its owner
+	{What: "owner's CPU-bound workload beside an idle-mode worker fed OCR jobs", Bench: "BenchmarkSpareCycles/owner-busy",
+		Ours: "owner-with-ops/s", Base: Ref{Metric: "owner-alone-ops/s"}, BaseName: "owner alone", Unit: "ops/s",
+		Ratio: "owner-ratio", Target: AtLeast(0.95)},
+	{What: "idle-mode worker's OCR jobs/s, owner idle", Bench: "BenchmarkSpareCycles/owner-idle",
+		Ours: "idle-jobs/s", Base: Ref{Metric: "always-jobs/s"}, BaseName: "--when always", Unit: "jobs/s",
+		Ratio: "idle-ratio", Target: AtLeast(0.95)},
 }
 
 // streamPart is a row of BenchmarkStream: a 4-page OCR stream over the ledger wallet, paid part

@@ -32,6 +32,18 @@ func Start(t testing.TB) (url string) {
 // an address a client was already told about.
 func StartAt(t testing.TB, addr string) (url string) {
 	t.Helper()
+	return start(t, addr, nil)
+}
+
+// StartWith is Start with configure applied to the khatru relay before it serves, for tests
+// that need a hook (e.g. one that asks every connection to authenticate).
+func StartWith(t testing.TB, configure func(*khatru.Relay)) (url string) {
+	t.Helper()
+	return start(t, "127.0.0.1:0", configure)
+}
+
+func start(t testing.TB, addr string, configure func(*khatru.Relay)) (url string) {
+	t.Helper()
 	// upstream eventstore's LMDB backend, as it is: the baseline. A small map keeps the address
 	// space of a test binary with many of these modest (it does not change how the store works).
 	db := &lmdb.LMDBBackend{Path: t.TempDir(), MapSize: 1 << 30}
@@ -56,6 +68,9 @@ func StartAt(t testing.TB, addr string) (url string) {
 	})
 	r.DeleteEvent = append(r.DeleteEvent, gated(&g, db.DeleteEvent))
 	r.ReplaceEvent = append(r.ReplaceEvent, gated(&g, db.ReplaceEvent))
+	if configure != nil {
+		configure(r)
+	}
 	srv := httptest.NewUnstartedServer(r)
 	srv.Listener.Close()
 	srv.Listener = ln

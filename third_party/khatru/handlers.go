@@ -350,6 +350,9 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 							ws.Authed = nil
 						}
 						ws.authLock.Unlock()
+						for _, onauth := range rl.OnAuth { // sparecycles patch
+							onauth(ctx, pubkey)
+						}
 						ws.WriteJSON(nostr.OKEnvelope{EventID: env.Event.ID, OK: true})
 					} else {
 						ws.WriteJSON(nostr.OKEnvelope{EventID: env.Event.ID, OK: false, Reason: "error: failed to authenticate"})

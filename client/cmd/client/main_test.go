@@ -33,6 +33,7 @@ import (
 	"github.com/sparecycles/sparecycles/internal/invoice/invoicetest"
 	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/internal/testrelay"
+	"github.com/sparecycles/sparecycles/nips/heartbeat"
 	"github.com/sparecycles/sparecycles/nips/nip47"
 	"github.com/sparecycles/sparecycles/nips/nip89"
 	"github.com/sparecycles/sparecycles/nips/nip90"
@@ -869,5 +870,40 @@ func serveWallet(t *testing.T, svc *nip47.Service, pool *relayconn.Pool) {
 	case <-ready:
 	case err := <-done:
 		t.Fatalf("wallet did not start: %v", err)
+	}
+}
+
+// Workers whose heartbeat says alive come first, with what the beat says; on a relay without
+// /api/workers nothing is said of a worker that sends no heartbeat.
+func TestWorkersLiveFirst(t *testing.T) {
+	t.Parallel()
+	relay := testrelay.Start(t)
+	beating, silent := nostr.GeneratePrivateKey(), nostr.GeneratePrivateKey()
+	now := nostr.Now()
+	for _, w := range []struct {
+		sk, name string
+		at       nostr.Timestamp
+	}{{beating, "beating box", now - 120}, {silent, "silent box", now - 10}} {
+		h := nip89.HandlerInfo{Identifier: "w", Kinds: []int{5000}, CreatedAt: w.at, Metadata: nip89.Metadata{Name: w.name}}
+		evt, err := h.Event()
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishAs(t, relay, w.sk, evt)
+	}
+	publishAs(t, relay, beating, heartbeat.Beat{Identifier: "w", Status: heartbeat.StatusBusy, Queue: 3, Kinds: []int{5000}}.Event())
+
+	code, stdout, stderr := cli(t, "", "workers", "--relay", relay)
+	if code != exitOK || !strings.Contains(stdout, "online    live: alive, busy, queue 3 (heartbeat ") ||
+		strings.Index(stdout, "beating box") > strings.Index(stdout, "silent box") || strings.Count(stdout, "online ") != 1 {
+		t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, stderr, stdout)
+	}
+	code, stdout, _ = cli(t, "", "workers", "--relay", relay, "--json")
+	var docs []workerDoc
+	if err := json.Unmarshal([]byte(stdout), &docs); err != nil || code != exitOK || len(docs) != 2 {
+		t.Fatalf("exit %d, stdout %q: %v", code, stdout, err)
+	}
+	if docs[0].Name != "beating box" || !docs[0].Live || docs[0].Presence == nil || docs[0].Presence.Status != "busy" || docs[1].Live || docs[1].Presence != nil {
+		t.Fatalf("docs %+v", docs)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nbd-wtf/go-nostr"
+
 	"github.com/sparecycles/sparecycles/client"
 	"github.com/sparecycles/sparecycles/nips/nip89"
 	"github.com/sparecycles/sparecycles/nips/nip90"
@@ -40,11 +42,28 @@ func workers(ctx context.Context, std stdio, c command, args []string) error {
 	if err != nil {
 		return err
 	}
+	presences, vouched := client.Presences(ctx, o.relays, o.logger(std.errOut))
+	// live workers first (Presence.Live), then as before: newest announcement first
+	slices.SortStableFunc(hs, func(a, b *nip89.HandlerInfo) int {
+		al, bl := presences[a.PubKey].Live(), presences[b.PubKey].Live()
+		switch {
+		case al && !bl:
+			return -1
+		case bl && !al:
+			return 1
+		}
+		return 0
+	})
 	now := time.Now()
 	if o.json {
 		docs := make([]workerDoc, 0, len(hs))
 		for _, h := range hs {
-			docs = append(docs, workerDocOf(h, now))
+			d := workerDocOf(h, now)
+			if p, ok := presences[h.PubKey]; ok {
+				p.Kinds = nil // the announcement's are above
+				d.Presence, d.Live = &p, p.Live()
+			}
+			docs = append(docs, d)
 		}
 		return writeJSON(std.out, docs)
 	}
@@ -57,8 +76,50 @@ func workers(ctx context.Context, std stdio, c command, args []string) error {
 			fmt.Fprintln(std.out)
 		}
 		writeWorker(std.out, h, now)
+		p, listed := presences[h.PubKey]
+		writePresence(std.out, p, listed, vouched, now)
 	}
 	return nil
+}
+
+// writePresence says whether the worker is online: what a relay sees (connected), what its
+// heartbeat says (alive, status, queue), and its record on the relay. Nothing when no relay
+// serves /api/workers and the worker sends no heartbeat.
+func writePresence(w io.Writer, p client.Presence, listed, vouched bool, now time.Time) {
+	if !listed && !vouched {
+		return
+	}
+	var parts []string
+	switch {
+	case p.Connected:
+		parts = append(parts, "connected")
+	case vouched:
+		parts = append(parts, "not connected")
+	}
+	switch {
+	case p.BeatAt == 0:
+		parts = append(parts, "no heartbeat")
+	default:
+		beat := "alive"
+		if !p.Alive {
+			beat = "not alive"
+		}
+		if p.Status != "" {
+			beat += ", " + p.Status
+		}
+		if p.Queue != nil {
+			beat += fmt.Sprintf(", queue %d", *p.Queue)
+		}
+		parts = append(parts, fmt.Sprintf("%s (heartbeat %s)", beat, age(now, nostr.Timestamp(p.BeatAt))))
+	}
+	live := "live"
+	if !p.Live() {
+		live = "not live"
+	}
+	fmt.Fprintf(w, "  online    %s: %s\n", live, strings.Join(parts, "; "))
+	if p.Vouched && (p.DoneDay > 0 || p.FailedDay > 0) {
+		fmt.Fprintf(w, "  record    %d done, %d failed in the last day\n", p.DoneDay, p.FailedDay)
+	}
 }
 
 // workerDoc is one worker in workers' --json document.
@@ -75,6 +136,10 @@ type workerDoc struct {
 	Models     []nip89.Model `json:"models"`
 	CreatedAt  int64         `json:"created_at"`
 	AgeSeconds int64         `json:"age_seconds"`
+	// Live and Presence: what the relays' /api/workers and the worker's heartbeats say of it
+	// being online now (absent when nothing does).
+	Live     bool             `json:"live"`
+	Presence *client.Presence `json:"presence,omitempty"`
 }
 
 func workerDocOf(h *nip89.HandlerInfo, now time.Time) workerDoc {
