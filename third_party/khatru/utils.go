@@ -32,6 +32,8 @@ func GetConnection(ctx context.Context) *WebSocket {
 
 func GetAuthed(ctx context.Context) string {
 	if conn := GetConnection(ctx); conn != nil {
+		conn.authLock.Lock() // sparecycles patch 19: AUTH writes it on another goroutine
+		defer conn.authLock.Unlock()
 		return conn.AuthedPublicKey
 	}
 	return ""
