@@ -26,8 +26,14 @@ import (
 	"github.com/sparecycles/sparecycles/worker/onnx"
 )
 
+// testLog logs warnings and errors to the test's output; SPARECYCLES_E2E_LOG=debug (or info)
+// shows more when a test's failure needs explaining.
 func testLog(t testing.TB) zerolog.Logger {
-	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	level := zerolog.WarnLevel
+	if l, err := zerolog.ParseLevel(os.Getenv("SPARECYCLES_E2E_LOG")); err == nil && l != zerolog.NoLevel {
+		level = l
+	}
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(level).With().Timestamp().Logger()
 }
 
 // startRelay serves our relay on 127.0.0.1 with its store in a temporary folder.

@@ -26,25 +26,37 @@ import (
 // worker/owner_test.go.
 func TestIdleWorkerHandsBackItsLease(t *testing.T) {
 	_, url := startRelay(t)
-	var load atomic.Uint64 // float64 bits: the owner's share of the cores
-	idle := startWorkerWith(t, func(c *worker.Config) {
-		c.When = worker.WhenIdle
-		c.MaxOtherLoad = 0.25
-		c.SampleEvery = 100 * time.Millisecond
-		c.IdleAfter = 300 * time.Millisecond
-		c.Grace = 0 // the running job is handed back at once: the test cannot wait for it to end first
-		c.Lease = 5 * time.Second
-		c.Owner = func() worker.OwnerSample { return worker.OwnerSample{OtherLoad: math.Float64frombits(load.Load())} }
-	}, url)
+	// each worker's owner load, as float64 bits: the share of the cores other processes use
+	var load, otherLoad atomic.Uint64
+	idleWorker := func(load *atomic.Uint64) func(*worker.Config) {
+		return func(c *worker.Config) {
+			c.When = worker.WhenIdle
+			c.MaxOtherLoad = 0.25
+			c.SampleEvery = 100 * time.Millisecond
+			c.IdleAfter = 300 * time.Millisecond
+			c.Grace = 0 // the running job is handed back at once: the test cannot wait for it to end first
+			c.Lease = 5 * time.Second
+			c.Owner = func() worker.OwnerSample { return worker.OwnerSample{OtherLoad: math.Float64frombits(load.Load())} }
+		}
+	}
+	// the other worker starts paused (its owner busy), so the job is the idle worker's; both
+	// are up before the job is posted, since loading a worker's models can take longer (with
+	// -race) than the page takes to read
+	otherLoad.Store(math.Float64bits(0.9))
+	other := startWorkerWith(t, idleWorker(&otherLoad), url)
+	idle := startWorkerWith(t, idleWorker(&load), url)
 	c := testrelay.Dial(t, url)
 	sk := nostr.GeneratePrivateKey()
 	fb := feedbackFrom(t, c, idle.PubKey())
+	if !waitUntil(context.Background(), 30*time.Second, func() bool { p, _ := idle.Paused(); return !p }) {
+		t.Fatal("the idle worker never resumed after measuring its owner's load")
+	}
 
 	// a page long enough to be running still when the owner comes back
 	job := post(t, c, sk, nostr.Tags{{"i", servePage(t, 24), "url"}})
 	awaitFeedback(t, fb, job.ID, nip90.StatusProcessing, "")
-	other := startWorker(t, url) // finds the job leased by the idle worker
-	load.Store(math.Float64bits(0.9))
+	load.Store(math.Float64bits(0.9))       // the idle worker's owner comes back
+	otherLoad.Store(math.Float64bits(0.05)) // and the other's leaves: it finds the job leased
 	awaitFeedback(t, fb, job.ID, nip90.StatusError, "paused by owner")
 	if paused, reason := idle.Paused(); !paused {
 		t.Fatalf("the idle worker handed the job back but is not paused (%q)", reason)
