@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nbd-wtf/go-nostr"
+
 	"github.com/sparecycles/sparecycles/client"
 	"github.com/sparecycles/sparecycles/internal/keyfile"
 	"github.com/sparecycles/sparecycles/relay"
@@ -127,5 +129,50 @@ func TestClientPresencesFromRelay(t *testing.T) {
 	p = await("offline after a clean stop", func(p client.Presence) bool { return p.Status == "offline" })
 	if p.Live() || p.Connected || p.Alive {
 		t.Fatalf("presence after a clean stop %+v", p)
+	}
+}
+
+// client.Do ends its quote window once every worker the relay vouches live for the kind has
+// quoted: with a quote window far longer than the job's timeout, the job is done only because
+// the window ended early. A worker that announced itself but has stopped (a fresh NIP-89
+// announcement, an offline beat, no connection) is not waited for, and of the two live
+// workers' quotes the cheaper wins.
+func TestQuoteWindowEndsWhenLiveWorkersQuoted(t *testing.T) {
+	_, url := startRelay(t)
+	data := startLedgerWallet(t, url)
+	cheap := startPaidWorker(t, url, connect(t, data, url, "cheap worker", 0, 0), pricedModels(t, 2000, 1000, ""))
+	dear := startPaidWorker(t, url, connect(t, data, url, "dear worker", 0, 0), pricedModels(t, 4000, 1000, ""))
+	gone, stop := runWorker(t, nil, url)
+	stop() // announced minutes ago at most, but no longer serving
+
+	// the job is posted once the relay vouches for the two live workers
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ps, vouched := client.Presences(ctx, []string{url}, testLog(t))
+		cancel()
+		if vouched && ps[cheap.PubKey()].Live() && ps[dear.PubKey()].Live() && !ps[gone.PubKey()].Live() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("presences not as expected within 30 s: %+v", ps)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+
+	c, err := client.Open(context.Background(), client.Config{
+		Relays: []string{url}, NWC: connect(t, data, url, "customer", 1000, 500).Encode(), Data: t.TempDir(), SecretKey: nostr.GeneratePrivateKey(),
+		QuoteWindow: time.Hour, Timeout: 2 * time.Minute,
+	}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out, err := c.Do(context.Background(), ocrJob(servePNG(t, "every live worker quoted"), 50_000), nil)
+	if err != nil {
+		t.Fatalf("job (the quote window should have ended when both live workers had quoted): %v", err)
+	}
+	if out.Worker != cheap.PubKey() || !strings.Contains(strings.ToLower(out.Result), "every live worker") {
+		t.Fatalf("outcome %+v: want the cheaper live worker %s", out, cheap.PubKey())
 	}
 }
