@@ -15,8 +15,10 @@ import (
 // --max-memory) the worker pauses at once: queued jobs wait, nothing new is quoted or claimed,
 // and a running job that is not paid for gets --grace to finish before it is cancelled and
 // handed back with error feedback "paused by owner" (which releases its lease, so another
-// worker takes it). A paid job is the customer's and runs on. The worker resumes once the
-// owner has left the machine alone for --idle-after.
+// worker takes it). A paid job is the customer's and runs on. A stream quotes no further part
+// while paused; its paid parts run on, and past --grace a stream with no paid part left to run
+// ends with "paused by owner after k of n parts" (its delivered parts settled). The worker
+// resumes once the owner has left the machine alone for --idle-after.
 
 // errPausedByOwner is the cause a running job is cancelled with when the owner takes the
 // machine back.
@@ -62,6 +64,13 @@ func (s *spareState) gate() (bool, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.paused, s.resumed
+}
+
+// holding reports whether the worker is paused, and whether the pause's grace is over.
+func (s *spareState) holding() (paused, preempted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.paused, s.paused && s.preempted
 }
 
 // step takes one sample's verdict (reason "" when the owner needs nothing) and reports a
@@ -180,6 +189,7 @@ func (w *Worker) govern(ctx context.Context) {
 			} else {
 				w.log.Info().Msg("resumed: the owner left the machine idle")
 				grace = nil
+				w.streams.nudgeAll() // streams quote their next parts again
 			}
 		}
 		select {
@@ -191,6 +201,7 @@ func (w *Worker) govern(ctx context.Context) {
 			if n := w.spare.preempt(); n > 0 {
 				w.log.Info().Int("jobs", n).Msg("paused: handing back running jobs")
 			}
+			w.streams.nudgeAll() // a stream with no paid part left to run ends
 		}
 	}
 }

@@ -73,6 +73,15 @@ func (s *streamSet) remove(id string) {
 	s.mu.Unlock()
 }
 
+// nudgeAll wakes every stream's driver (the owner's pause ended, or its grace did).
+func (s *streamSet) nudgeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.active {
+		r.nudge()
+	}
+}
+
 func (s *streamSet) get(id string) *streamRun {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -292,7 +301,16 @@ func (r *streamRun) drive(ctx context.Context) {
 				}
 			}
 		}
-		if q := len(parts) + 1; q <= min(finished-1+r.row.Window, limit) {
+		// while the owner needs the machine nothing new is quoted: paid parts run on (they are
+		// the customer's), and once the pause's grace is over a stream with no paid part left
+		// to run ends, its delivered parts settled, so the customer can take the rest elsewhere
+		if paused, preempted := r.w.spare.holding(); paused {
+			if preempted && next > len(parts) && !quoting {
+				r.tasks.Wait()
+				r.end(ctx, fmt.Sprintf("paused by owner after %d of %d parts", r.delivered(ctx), r.row.N))
+				return
+			}
+		} else if q := len(parts) + 1; q <= min(finished-1+r.row.Window, limit) {
 			r.requestQuotes(ctx)
 		}
 		if next > len(parts) || next > limit {
@@ -367,8 +385,8 @@ func (r *streamRun) requestQuotes(ctx context.Context) {
 // quoteNext quotes the next part when the window and the bid allow it, reporting whether it
 // did. Only one runs at a time (requestQuotes), so the parts it reads include every quote.
 func (r *streamRun) quoteNext(ctx context.Context) (reason string, quoted bool) {
-	if r.stopped.Load() {
-		return "", false
+	if paused, _ := r.w.spare.gate(); r.stopped.Load() || paused {
+		return "", false // paused: the driver asks again when the owner leaves (nudgeAll)
 	}
 	parts, err := r.w.store.parts(ctx, r.id)
 	if err != nil {

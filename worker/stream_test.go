@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -730,5 +731,62 @@ func TestStreamBusy(t *testing.T) {
 	}
 	if w.streams.get(first.ID) == nil {
 		t.Fatal("the first stream is not being served")
+	}
+}
+
+// A stream whose worker's owner comes back: the paid part running then runs on and is
+// delivered and settled, nothing further is quoted, and once the pause's grace is over the
+// stream ends with "paused by owner" so the customer can take the rest elsewhere.
+func TestStreamPausedByOwner(t *testing.T) {
+	e := newEscrowEnv(t)
+	var busy atomic.Bool
+	cfg := e.cfg
+	cfg.StreamWindow = 1
+	cfg.FetchTime = 3 * time.Minute
+	cfg.When, cfg.MaxOtherLoad = WhenIdle, 0.25
+	cfg.SampleEvery, cfg.IdleAfter, cfg.Grace = 100*time.Millisecond, 200*time.Millisecond, 0
+	cfg.Owner = func() OwnerSample {
+		if busy.Load() {
+			return OwnerSample{OtherLoad: 0.9}
+		}
+		return OwnerSample{OtherLoad: 0.05}
+	}
+	w, _ := e.run(t, cfg, nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for paused, _ := w.Paused(); paused; paused, _ = w.Paused() { // idle mode starts by measuring
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never resumed after measuring its owner")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	urls, held, release := pageSite(t, streamPages, 1)
+	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
+	var v *streamView
+	done := make(chan struct{})
+	go func() { defer close(done); v = e.followStream(t, job, 1, payAll, nil) }()
+	awaitClosed(t, held, "part 1's paid run")
+	busy.Store(true)
+	for paused, _ := w.Paused(); !paused; paused, _ = w.Paused() {
+		if time.Now().After(deadline.Add(time.Minute)) {
+			t.Fatal("the worker did not pause under its owner's load")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	release()
+	awaitClosed(t, done, "the stream's end")
+	if v.result != nil || v.errInfo != "paused by owner after 1 of 3 parts" {
+		t.Fatalf("outcome %v %q, want the stream ended by the pause after part 1", v.result, v.errInfo)
+	}
+	if len(v.quotes) != 1 || len(v.partials) != 1 {
+		t.Fatalf("%d quotes and %d parts, want part 1 alone", len(v.quotes), len(v.partials))
+	}
+	if texts := openParts(t, job, v); normalize(texts[0]) != streamPages[0] {
+		t.Fatalf("part 1 reads %q", texts[0])
+	}
+	storedPartState(t, w.store, job.ID, 1, StateSettled)
+	sum := int64(escrowPrice)
+	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
+		t.Fatalf("balances %v → %v, want both to move by part 1's price %d", before, got, sum)
 	}
 }
