@@ -121,7 +121,8 @@ func TestClientPresencesFromRelay(t *testing.T) {
 			time.Sleep(10 * time.Millisecond) // poll interval
 		}
 	}
-	p := await("live", client.Presence.Live)
+	// connected comes first; alive and ready once the relay holds the worker's first beat
+	p := await("live and beating", func(p client.Presence) bool { return p.Live() && p.Alive && p.Status != "" })
 	if !p.Vouched || !p.Connected || !p.Alive || p.Status != "ready" || !p.Serves(5000) {
 		t.Fatalf("presence %+v", p)
 	}

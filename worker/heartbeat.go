@@ -36,10 +36,22 @@ func (w *Worker) queueDepth() int {
 	return n
 }
 
-// beat builds and signs a heartbeat with status.
+// beat builds and signs a heartbeat with status. Each beat's created_at is later than the one
+// before (a second later when they fall in the same second): a heartbeat is replaceable, and of
+// two with the same created_at a relay keeps the one with the lower id, so an offline beat
+// sent in the second of the beat on connect could otherwise lose to it.
 func (w *Worker) beat(status string) (nostr.Event, error) {
+	var at int64
+	for {
+		last := w.beatAt.Load()
+		at = max(time.Now().Unix(), last+1)
+		if w.beatAt.CompareAndSwap(last, at) {
+			break
+		}
+	}
 	evt := heartbeat.Beat{
 		Identifier: announcementID, Status: status, Queue: w.queueDepth(), Kinds: w.kinds(), Provider: w.rt.Provider(),
+		CreatedAt: nostr.Timestamp(at),
 	}.Event()
 	return evt, w.key.Sign(&evt)
 }

@@ -54,6 +54,7 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatal("the worker never answered the AUTH challenge")
 	}
 	ids := map[string]bool{}
+	var last nostr.Timestamp
 	for len(ids) < 2 { // the beat on connect and at least one from the timer
 		select {
 		case evt := <-sub.Events:
@@ -65,6 +66,10 @@ func TestHeartbeat(t *testing.T) {
 				b.Queue != 0 || b.Identifier != announcementID || !evt.CheckID() {
 				t.Fatalf("beat %+v: want ready, kinds %v, provider %s, queue 0", b, w.kinds(), w.Provider())
 			}
+			if evt.CreatedAt <= last {
+				t.Fatalf("beat created_at %d after one at %d: want each later than the one before", evt.CreatedAt, last)
+			}
+			last = evt.CreatedAt
 			ids[evt.ID] = true
 		case <-sctx.Done():
 			t.Fatalf("saw %d beats, want 2", len(ids))
@@ -79,6 +84,11 @@ func TestHeartbeat(t *testing.T) {
 			if b, err := heartbeat.Parse(evt); err == nil && b.Status == heartbeat.StatusOffline {
 				if b.Alive(time.Now(), 0) {
 					t.Fatal("an offline beat counts as alive")
+				}
+				// it replaced the beats before it, even one from the same second
+				stored := testrelay.Query(t, c, nostr.Filter{Kinds: []int{heartbeat.Kind}, Authors: []string{w.PubKey()}})
+				if len(stored) != 1 || stored[0].ID != evt.ID {
+					t.Fatalf("the relay holds %d beats (%v), want the offline one alone", len(stored), stored)
 				}
 				return
 			}

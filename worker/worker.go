@@ -58,6 +58,7 @@ type Worker struct {
 	paid     map[*model]chan *job // paid (or accepted post-pay) jobs, served before the queue
 	later    laterSet             // backlog jobs leased by others, looked at when the lease ends
 	streams  streamSet            // streamed jobs being served (stream.go)
+	beatAt   atomic.Int64         // the last heartbeat's created_at (heartbeat.go)
 	spare    *spareState          // paused for the owner (spare.go)
 
 	annMu sync.Mutex // guards announcement
