@@ -34,6 +34,12 @@ type Presence struct {
 	Kinds     []int  `json:"kinds,omitempty"` // from the relay's row or the heartbeat
 	DoneDay   int    `json:"done_day,omitempty"`
 	FailedDay int    `json:"failed_day,omitempty"`
+	// Reviews and Rating: the paid reviews a relay counts for the worker (nips/review.md: each
+	// with a proof of payment the relay checked) and their mean, 1 to 5. Reviews go to every
+	// relay, so of several relays the one counting the most is taken, not their sum. (The
+	// client's workers --json shows them beside the presence, not in it.)
+	Reviews int     `json:"-"`
+	Rating  float64 `json:"-"`
 }
 
 // Live reports whether the worker can be expected to answer a job now: connected when a relay
@@ -74,6 +80,8 @@ type apiWorkers struct {
 			DoneDay   int `json:"done_day"`
 			FailedDay int `json:"failed_day"`
 		} `json:"jobs"`
+		Reviews int     `json:"reviews"`
+		Rating  float64 `json:"rating"`
 	} `json:"workers"`
 }
 
@@ -140,6 +148,9 @@ func Presences(ctx context.Context, relays []string, log zerolog.Logger) (out ma
 				p.FailedDay += w.Jobs.FailedDay
 				if len(p.Kinds) == 0 {
 					p.Kinds = w.Kinds
+				}
+				if w.Reviews > p.Reviews && w.Rating >= 1 && w.Rating <= 5 {
+					p.Reviews, p.Rating = w.Reviews, w.Rating
 				}
 				if hb := w.Heartbeat; hb != nil && hb.At > p.BeatAt {
 					p.BeatAt, p.Status, p.Queue = hb.At, hb.Status, hb.Queue

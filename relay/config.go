@@ -84,9 +84,10 @@ type Config struct {
 }
 
 // DefaultKinds is the kind allowlist of a market relay: profiles, deletions, relay lists, NIP-90
-// requests, results and feedback, NIP-89 handler recommendations and announcements, and NIP-47
-// wallet kinds so that wallets can use the same relay.
-const DefaultKinds = "0,5,10002,5000-5999,6000-6999,7000,11998,31989,31990,13194,23194-23197"
+// requests, results and feedback, worker heartbeats, paid reviews (NIP-32 labels, kind 1985,
+// nips/review.md), NIP-89 handler recommendations and announcements, and NIP-47 wallet kinds so
+// that wallets can use the same relay.
+const DefaultKinds = "0,5,1985,10002,5000-5999,6000-6999,7000,11998,31989,31990,13194,23194-23197"
 
 // DefaultConfig returns the defaults, safe for a public market relay.
 func DefaultConfig() Config {

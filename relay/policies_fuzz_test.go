@@ -10,10 +10,12 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/nips/nip01"
+	"github.com/sparecycles/sparecycles/nips/review"
 )
 
 // FuzzPolicies feeds events decoded from arbitrary JSON through the policy chain of a relay
-// with the default configuration (a 2 KiB size limit and a wide time window, plus proof of work, auth and both rate limits), then through
+// with the default configuration (a 2 KiB size limit and a wide time window, plus proof of work, auth and both rate limits)
+// and the paid-review check over an empty store, then through
 // the job table. Nothing may panic; every refusal carries a NIP-01 prefix; an event the size
 // policy lets through really is within the limit; the job table either refuses an event with
 // a prefixed reason or folds it in.
@@ -28,6 +30,7 @@ func FuzzPolicies(f *testing.F) {
 		k.sign(f, nostr.Event{Kind: 7000, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"e", req.ID}, {"status", "payment-required"}, {"amount", "1000", "lnbc1"}}}),
 		k.sign(f, nostr.Event{Kind: 5000, CreatedAt: nostr.Now(), Content: strings.Repeat("\x00", 100), Tags: nostr.Tags{{"expiration", "1"}}}),
 		k.sign(f, nostr.Event{Kind: 1, CreatedAt: 1}),
+		k.sign(f, review.Review{Job: req.ID, Worker: k.pk, JobKind: 5000, Rating: 3, Bolt11: "lnbc1", Preimage: strings.Repeat("00", 32)}.Event()),
 	}
 	for _, evt := range seeds {
 		b, err := json.Marshal(evt)
@@ -46,7 +49,9 @@ func FuzzPolicies(f *testing.F) {
 		cfg.MaxEventBytes = 2048
 		cfg.MaxPast = 100 * 365 * 24 * time.Hour // so that fuzzed timestamps get past the window
 		cfg.JobPoW, cfg.IPRate, cfg.IPBurst, cfg.PubkeyRate, cfg.PubkeyBurst = 1, 1, 1, 1, 1
-		for _, p := range Policies(cfg) {
+		// the review check with a store that holds nothing: every review is refused, with a prefix
+		nothing := func(context.Context, nostr.Filter, int, func(*nostr.Event) bool) error { return nil }
+		for _, p := range append(Policies(cfg), RejectUnprovenReviews(nothing)) {
 			reject, msg := p(context.Background(), &evt)
 			if !reject {
 				continue

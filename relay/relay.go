@@ -148,6 +148,9 @@ func (r *Relay) khatru() *khatru.Relay {
 	kr.MaxRequestSize = r.cfg.MaxRequestBytes
 
 	policies := Policies(r.cfg)
+	// paid reviews are checked against the store, so after every cheap check and before the
+	// last, the per-author rate limit (which charges only events that would be stored)
+	policies = slices.Insert(policies, len(policies)-1, RejectUnprovenReviews(r.lookup))
 	for _, p := range policies {
 		kr.RejectEvent = append(kr.RejectEvent, r.counted(p))
 	}

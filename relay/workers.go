@@ -155,6 +155,11 @@ type WorkerView struct {
 	// Alive: the last heartbeat is at most alive_after_seconds old and not "offline".
 	Alive bool     `json:"alive"`
 	Jobs  JobStats `json:"jobs"`
+	// Reviews counts the paid reviews of the worker stored here (nips/review.md: each with a
+	// proof of payment the relay checked), the newest per reviewer and job; Rating is their
+	// mean, 1 to 5, to one decimal (absent without reviews).
+	Reviews int     `json:"reviews"`
+	Rating  float64 `json:"rating,omitempty"`
 }
 
 // ModelPrice is one model's price in a worker's announcement.
@@ -191,7 +196,8 @@ const (
 )
 
 // Workers builds /api/workers: every pubkey connected as a worker now, with a heartbeat or an
-// announcement among the newest maxStoredLooked of each, or in the job table's ledger.
+// announcement among the newest maxStoredLooked of each, in the job table's ledger, or
+// reviewed among the newest maxReviewsLooked paid reviews.
 // Connected workers come first, then alive ones, then by newest heartbeat.
 func (r *Relay) Workers(ctx context.Context, limit int) WorkersResponse {
 	now := r.cfg.now()
@@ -226,6 +232,10 @@ func (r *Relay) Workers(ctx context.Context, limit int) WorkersResponse {
 			hv.Queue = &q
 		}
 		v.Heartbeat, v.Alive = hv, b.Alive(now, r.cfg.AliveAfter)
+	}
+	for pk, s := range r.reviews(ctx) {
+		v := row(pk)
+		v.Reviews, v.Rating = s.count, s.rating()
 	}
 	for _, evt := range r.newest(ctx, nip89.KindHandlerInfo) {
 		info, err := nip89.ParseHandlerInfo(evt)

@@ -65,40 +65,48 @@ func (p *Pool) conn(ctx context.Context, url string) (*Conn, error) {
 	return c, nil
 }
 
-// Publish sends evt to every relay and succeeds when at least one accepted it.
-func (p *Pool) Publish(ctx context.Context, evt nostr.Event) error {
-	type outcome struct {
-		url string
-		ok  OK
-		err error
-	}
-	out := make(chan outcome, len(p.urls))
-	for _, u := range p.urls {
+// Published is one relay's answer to a publish: its OK, or Err when none came (the relay
+// could not be reached, the connection dropped, ctx ended).
+type Published struct {
+	URL string
+	OK  OK
+	Err error
+}
+
+// PublishEach sends evt to every relay and returns each relay's answer, in the pool's order.
+func (p *Pool) PublishEach(ctx context.Context, evt nostr.Event) []Published {
+	out := make([]Published, len(p.urls))
+	var wg sync.WaitGroup
+	for i, u := range p.urls {
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
+			out[i].URL = u
 			c, err := p.conn(ctx, u)
 			if err != nil {
-				out <- outcome{u, OK{}, err}
+				out[i].Err = err
 				return
 			}
-			ok, err := c.Publish(ctx, evt)
-			out <- outcome{u, ok, err}
+			out[i].OK, out[i].Err = c.Publish(ctx, evt)
 		}()
 	}
+	wg.Wait()
+	return out
+}
+
+// Publish sends evt to every relay and succeeds when at least one accepted it; otherwise the
+// error wraps ErrNoRelay and says what each relay answered.
+func (p *Pool) Publish(ctx context.Context, evt nostr.Event) error {
 	var reasons []string
-	accepted := false
-	for range p.urls {
-		o := <-out
+	for _, o := range p.PublishEach(ctx, evt) {
 		switch {
-		case o.err != nil:
-			reasons = append(reasons, fmt.Sprintf("%s: %v", o.url, o.err))
-		case !o.ok.Accepted:
-			reasons = append(reasons, fmt.Sprintf("%s: %s", o.url, o.ok.Reason))
+		case o.Err != nil:
+			reasons = append(reasons, fmt.Sprintf("%s: %v", o.URL, o.Err))
+		case !o.OK.Accepted:
+			reasons = append(reasons, fmt.Sprintf("%s: %s", o.URL, o.OK.Reason))
 		default:
-			accepted = true
+			return nil
 		}
-	}
-	if accepted {
-		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrNoRelay, strings.Join(reasons, "; "))
 }

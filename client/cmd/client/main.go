@@ -1,7 +1,7 @@
 // Command client is the customer's side of sparecycles: it posts a NIP-90 job and pays for it
 // over NWC (post), reattaches to a job by its id (status), lists the workers announced on the
-// relays (workers), makes the customer's key (keygen) and reads the wallet's balance
-// (balance). The work lives in package client; this folder turns flags into calls and
+// relays (workers), reviews the worker a job was paid to, with the payment as proof (review),
+// makes the customer's key (keygen) and reads the wallet's balance (balance). The work lives in package client; this folder turns flags into calls and
 // results into text or JSON.
 package main
 
@@ -67,6 +67,7 @@ var commands = []command{
 	{"post", "--relay URL --input URL|FILE [--bid 500sat] [flags]", "post a job, pay the best quote and print the result", post},
 	{"status", "<job-id> [flags]", "reattach to a job: its state, quotes, payment and result", status},
 	{"workers", "[--kind N] [flags]", "list the workers announced on the relays (NIP-89)", workers},
+	{"review", "<job-id> --rating 1..5 [--text TEXT] [flags]", "publish a paid review of the worker a job was paid to", review},
 	{"keygen", "[--key-file FILE]", "create the customer's key if missing and print its public key", keygen},
 	{"balance", "[flags]", "print the NWC wallet's balance", balance},
 }

@@ -108,6 +108,10 @@ func TestFlagErrors(t *testing.T) {
 		{"status without id", []string{"status", "--relay", nowhere}, "give one job id"},
 		{"status bad id", []string{"status", "--relay", nowhere, "xyz"}, "not 64 hex characters"},
 		{"workers bad kind", []string{"workers", "--relay", nowhere, "--kind", "42"}, "not a job kind"},
+		{"review without id", []string{"review", "--relay", nowhere, "--rating", "4"}, "give one job id"},
+		{"review without rating", []string{"review", "--relay", nowhere, strings.Repeat("ab", 32)}, "give a rating from 1 to 5"},
+		{"review rating 6", []string{"review", "--relay", nowhere, strings.Repeat("ab", 32), "--rating", "6"}, "give a rating from 1 to 5"},
+		{"review without key", []string{"review", "--relay", nowhere, strings.Repeat("ab", 32), "--rating", "4"}, "sign with the key that posted the job"},
 		{"keygen argument", []string{"keygen", "x.nsec"}, "unexpected argument"},
 		{"balance without wallet", []string{"balance"}, "no NWC wallet"},
 		{"text file for OCR", []string{"post", "--relay", nowhere, "--input", writeFile(t, "note.txt", []byte("hello"))}, "invalid: input"},
@@ -117,7 +121,7 @@ func TestFlagErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.args
-			if args[0] == "post" || args[0] == "status" {
+			if args[0] == "post" || args[0] == "status" || args[0] == "review" {
 				args = append(args, home(t)...)
 			}
 			code, stdout, stderr := cli(t, "", args...)
@@ -905,5 +909,25 @@ func TestWorkersLiveFirst(t *testing.T) {
 	}
 	if docs[0].Name != "beating box" || !docs[0].Live || docs[0].Presence == nil || docs[0].Presence.Status != "busy" || docs[1].Live || docs[1].Presence != nil {
 		t.Fatalf("docs %+v", docs)
+	}
+}
+
+// A worker's paid reviews, as a relay's /api/workers counts them, read as stars and a count.
+func TestWritePresenceReviews(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		p    client.Presence
+		want string
+	}{
+		{client.Presence{Vouched: true, Connected: true, Reviews: 12, Rating: 4.5}, "  reviews   ★4.5 (12 paid reviews)\n"},
+		{client.Presence{Vouched: true, Reviews: 1, Rating: 5}, "  reviews   ★5.0 (1 paid review)\n"},
+		{client.Presence{Vouched: true}, ""},
+	} {
+		var b bytes.Buffer
+		writePresence(&b, tc.p, true, true, now)
+		_, reviews, _ := strings.Cut(b.String(), "\n")
+		if reviews != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.p, reviews, tc.want)
+		}
 	}
 }

@@ -62,6 +62,7 @@ func workers(ctx context.Context, std stdio, c command, args []string) error {
 			if p, ok := presences[h.PubKey]; ok {
 				p.Kinds = nil // the announcement's are above
 				d.Presence, d.Live = &p, p.Live()
+				d.Reviews, d.Rating = p.Reviews, p.Rating
 			}
 			docs = append(docs, d)
 		}
@@ -120,6 +121,14 @@ func writePresence(w io.Writer, p client.Presence, listed, vouched bool, now tim
 	if p.Vouched && (p.DoneDay > 0 || p.FailedDay > 0) {
 		fmt.Fprintf(w, "  record    %d done, %d failed in the last day\n", p.DoneDay, p.FailedDay)
 	}
+	if p.Reviews > 0 {
+		fmt.Fprintf(w, "  reviews   %s\n", stars(p.Rating, p.Reviews))
+	}
+}
+
+// stars reads "★4.5 (12 paid reviews)".
+func stars(rating float64, n int) string {
+	return fmt.Sprintf("★%.1f (%d paid review%s)", rating, n, plural(n))
 }
 
 // workerDoc is one worker in workers' --json document.
@@ -140,6 +149,10 @@ type workerDoc struct {
 	// being online now (absent when nothing does).
 	Live     bool             `json:"live"`
 	Presence *client.Presence `json:"presence,omitempty"`
+	// Reviews and Rating: the paid reviews a relay counts for the worker (nips/review.md) and
+	// their mean, 1 to 5 (absent without reviews).
+	Reviews int     `json:"reviews"`
+	Rating  float64 `json:"rating,omitempty"`
 }
 
 func workerDocOf(h *nip89.HandlerInfo, now time.Time) workerDoc {

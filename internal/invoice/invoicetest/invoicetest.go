@@ -22,6 +22,9 @@ type Spec struct {
 	HashOnly    bool // put the description's sha256 in the invoice instead of the text
 	Created     time.Time
 	Expiry      time.Duration
+	// Preimage, when set, makes the payment hash its sha256 (a test that pays nothing can
+	// still hold the payment's proof); otherwise the hash is random.
+	Preimage []byte
 }
 
 // Mint signs the invoice.
@@ -42,6 +45,9 @@ func Mint(t testing.TB, s Spec) string {
 	}
 	var hash [32]byte
 	rand.Read(hash[:])
+	if s.Preimage != nil {
+		hash = sha256.Sum256(s.Preimage)
+	}
 	opts := []func(*zpay32.Invoice){zpay32.Expiry(s.Expiry)}
 	if s.Msat > 0 {
 		opts = append(opts, zpay32.Amount(lnwire.MilliSatoshi(s.Msat)))
