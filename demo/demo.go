@@ -77,6 +77,15 @@ type Report struct {
 	Before, After Balances
 	Stream        StreamReport  // then a stream of StreamPages
 	Private       PrivateReport // then a private job on PrivatePage
+	Review        ReviewReport  // then a paid review of the first job's worker
+}
+
+// ReviewReport is what the demo's paid review found: the review event, and the worker's
+// reviews and rating as `client workers` then shows them (from the relay's /api/workers).
+type ReviewReport struct {
+	Event   string
+	Reviews int
+	Rating  float64
 }
 
 // StreamReport is what the demo's stream found.
@@ -262,6 +271,9 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	if rep.Private, err = d.private(ctx, relayURL, clientArgs, rep.Stream.After); err != nil {
 		return rep, err
 	}
+	if rep.Review, err = d.review(ctx, relayURL, rep.Job, rep.Worker); err != nil {
+		return rep, err
+	}
 	d.say("==> stopping everything")
 	return rep, nil
 }
@@ -365,6 +377,50 @@ func (d *run) private(ctx context.Context, relayURL string, clientArgs func(...s
 	}
 	d.say("    balances after:  customer %s, worker %s", sats(pr.After.Customer), sats(pr.After.Worker))
 	return pr, nil
+}
+
+// review publishes a paid review of job's worker with the customer's key (its proof: the
+// job's bolt11 and preimage, which the relay checks) and reads the worker's rating back from
+// `client workers`.
+func (d *run) review(ctx context.Context, relayURL, job, worker string) (ReviewReport, error) {
+	var rr ReviewReport
+	data := func(name string) string { return filepath.Join(d.o.Workdir, name) }
+	const text = "read every word right"
+	d.say("==> client review %s… --rating 5 --text %q", short(job), text)
+	out, err := d.output(ctx, "client", "review", job, "--rating", "5", "--text", text, "--json",
+		"--relay", relayURL, "--key-file", data("customer.nsec"), "--data", data("client-data"))
+	if err != nil {
+		return rr, err
+	}
+	var rev struct {
+		Event struct {
+			ID string `json:"id"`
+		} `json:"event"`
+	}
+	if err := json.Unmarshal([]byte(out), &rev); err != nil || rev.Event.ID == "" {
+		return rr, fmt.Errorf("client review printed %q: %v", out, err)
+	}
+	rr.Event = rev.Event.ID
+	d.say("    review   %s: a NIP-32 label with the job's bolt11 and preimage; the relay checked the proof", rev.Event.ID)
+	out, err = d.output(ctx, "client", "workers", "--json", "--relay", relayURL)
+	if err != nil {
+		return rr, err
+	}
+	var docs []struct {
+		PubKey  string  `json:"pubkey"`
+		Reviews int     `json:"reviews"`
+		Rating  float64 `json:"rating"`
+	}
+	if err := json.Unmarshal([]byte(out), &docs); err != nil {
+		return rr, fmt.Errorf("client workers printed %.300q: %v", out, err)
+	}
+	for _, doc := range docs {
+		if doc.PubKey == worker {
+			rr.Reviews, rr.Rating = doc.Reviews, doc.Rating
+		}
+	}
+	d.say("    client workers: worker %s… ★%.1f (%d paid review%s)", short(worker), rr.Rating, rr.Reviews, map[bool]string{true: "", false: "s"}[rr.Reviews == 1])
+	return rr, nil
 }
 
 // Encrypted reports whether the request as the relay holds it is encrypted: an

@@ -49,6 +49,9 @@ func check(t *testing.T, rep Report, out *bytes.Buffer) {
 	}
 	checkStream(t, rep.Stream, out)
 	checkPrivate(t, rep.Private, out)
+	if rep.Review.Event == "" || rep.Review.Reviews != 1 || rep.Review.Rating != 5 {
+		t.Fatalf("review %+v: want one paid review, rated 5, counted for the worker\n%s", rep.Review, out)
+	}
 }
 
 // words is s lower-cased with its spaces and line breaks normalised: what OCR is compared on.
