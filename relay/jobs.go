@@ -50,6 +50,9 @@ type Job struct {
 	// LeaseSince is when the holder's first claim of its current tenure was made (for the
 	// ledger's lease-to-result time).
 	LeaseSince nostr.Timestamp
+	// lapseCounted: the ledger has counted the holder's current lease as lapsed (it ran out
+	// with no result; see JobTable.countLapses), so taking the job over does not count it again.
+	lapseCounted bool
 
 	ResultBy string // author of the accepted result
 	ResultID string
@@ -261,12 +264,12 @@ func (t *JobTable) apply(evt *nostr.Event) {
 				return // an older renewal, folded late
 			}
 			if job.Holder != evt.PubKey {
-				if job.Holder != "" && job.LeaseUntil <= evt.CreatedAt {
+				if job.Holder != "" && job.LeaseUntil <= evt.CreatedAt && !job.lapseCounted {
 					t.ledger.lapsed(job.Holder, job.LeaseUntil) // its lease ran out; another took the job
 				}
 				job.LeaseSince = evt.CreatedAt
 			}
-			job.Holder, job.LeaseUntil, job.LeaseEvent = evt.PubKey, until, evt.ID
+			job.Holder, job.LeaseUntil, job.LeaseEvent, job.lapseCounted = evt.PubKey, until, evt.ID, false
 			if !slices.Contains(job.Lessees, evt.PubKey) {
 				job.Lessees = append(job.Lessees, evt.PubKey)
 			}
@@ -276,7 +279,7 @@ func (t *JobTable) apply(evt *nostr.Event) {
 			}
 			if evt.PubKey == job.Holder {
 				// the holder gave up: the job is open again
-				job.Holder, job.LeaseUntil, job.LeaseEvent = "", 0, ""
+				job.Holder, job.LeaseUntil, job.LeaseEvent, job.lapseCounted = "", 0, "", false
 			}
 		}
 	case nip90.IsResultKind(evt.Kind):
@@ -289,12 +292,27 @@ func (t *JobTable) apply(evt *nostr.Event) {
 		case job.Holder == evt.PubKey && job.LeaseSince > 0 && evt.CreatedAt >= job.LeaseSince:
 			t.ledger.done(evt.PubKey, evt.CreatedAt, time.Duration(evt.CreatedAt-job.LeaseSince)*time.Second, true)
 		case job.Holder != "" && job.Holder != evt.PubKey:
-			t.ledger.lapsed(job.Holder, evt.CreatedAt) // another delivered while its lease had run out
+			if !job.lapseCounted {
+				t.ledger.lapsed(job.Holder, min(evt.CreatedAt, job.LeaseUntil)) // another delivered while its lease had run out
+			}
 			fallthrough
 		default:
 			t.ledger.done(evt.PubKey, evt.CreatedAt, 0, false)
 		}
-		job.Holder, job.LeaseUntil, job.LeaseEvent, job.LeaseSince = "", 0, "", 0
+		job.Holder, job.LeaseUntil, job.LeaseEvent, job.LeaseSince, job.lapseCounted = "", 0, "", 0, false
+	}
+}
+
+// countLapses counts, once, every lease that ran out before now with no result, no release
+// and no other worker taking the job: a worker that died holding a lease nobody else wanted
+// still shows it lapsed. Taking the job over or delivering it later does not count it again.
+// Called with t.mu held.
+func (t *JobTable) countLapses(now nostr.Timestamp) {
+	for _, j := range t.jobs {
+		if j.Holder != "" && j.ResultID == "" && !j.lapseCounted && j.LeaseUntil <= now {
+			t.ledger.lapsed(j.Holder, j.LeaseUntil)
+			j.lapseCounted = true
+		}
 	}
 }
 

@@ -145,6 +145,7 @@ func (t *JobTable) WorkerStats() map[string]JobStats {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.countLapses(nostr.Timestamp(now.Unix()))
 	out := make(map[string]JobStats, len(t.ledger.workers))
 	for pk, w := range t.ledger.workers {
 		out[pk] = w.stats(now)

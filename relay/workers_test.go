@@ -176,6 +176,56 @@ func TestLedger(t *testing.T) {
 	}
 }
 
+// A lease that runs out with nobody taking the job over counts as lapsed once it has run out
+// (a worker that died holding it shows it); taking the job over later, or the old holder's
+// late result being refused, does not count it twice; a lease released by error feedback never
+// lapses.
+func TestLedgerLapseWithoutTakeover(t *testing.T) {
+	var now atomic.Int64
+	t0 := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return time.Unix(now.Load(), 0) }
+	at := func(s int64) time.Time { now.Store(t0.Unix() + s); return clock() }
+	at(0)
+	jt := NewJobTable(10*time.Minute, time.Minute, clock)
+	store := func(evt nostr.Event) {
+		t.Helper()
+		if err := jt.Store(&evt, func() error { return nil }); err != nil {
+			t.Fatalf("kind %d refused: %v", evt.Kind, err)
+		}
+	}
+	customer, a, b := newKey(t), newKey(t), newKey(t)
+	r1 := jobRequest(t, customer, at(0))
+	store(r1)
+	store(claim(t, a, r1, at(0), 30*time.Second))
+	if s := jt.WorkerStats()[a.pk]; s.LapsedDay != 0 {
+		t.Fatalf("lease still running: %+v", s)
+	}
+	at(31)
+	if s := jt.WorkerStats()[a.pk]; s.LapsedDay != 1 || s.LapsedHour != 1 {
+		t.Fatalf("lease ran out with no one taking the job: %+v, want 1 lapsed", s)
+	}
+	if s := jt.WorkerStats()[a.pk]; s.LapsedDay != 1 {
+		t.Fatalf("asked again: %+v, want it counted once", s)
+	}
+	store(claim(t, b, r1, at(60), time.Minute))
+	store(result(t, b, r1, at(70)))
+	if s := jt.WorkerStats(); s[a.pk].LapsedDay != 1 || s[b.pk].DoneDay != 1 || s[b.pk].LapsedDay != 0 {
+		t.Fatalf("after another worker took it over and delivered: a %+v, b %+v", s[a.pk], s[b.pk])
+	}
+
+	// released with error feedback: not lapsed
+	r2 := jobRequest(t, customer, at(100))
+	store(r2)
+	store(claim(t, b, r2, at(100), 30*time.Second))
+	store(b.sign(t, nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Timestamp(at(105).Unix()), Tags: nostr.Tags{
+		{"status", "error"}, {"e", r2.ID}, {"p", customer.pk},
+	}}))
+	at(200)
+	if s := jt.WorkerStats()[b.pk]; s.LapsedDay != 0 || s.FailedDay != 1 {
+		t.Fatalf("released by error feedback: %+v, want failed, not lapsed", s)
+	}
+}
+
 // The ledger tracks at most maxLedgerWorkers pubkeys, dropping the one idle longest.
 func TestLedgerBounded(t *testing.T) {
 	l := newLedger()
