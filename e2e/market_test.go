@@ -156,8 +156,11 @@ func results(t testing.TB, c *relayconn.Conn, ids ...string) map[string]*nostr.E
 	return got
 }
 
-func servePNG(t testing.TB, text string) string {
-	png, err := testimage.Render(28, text)
+func servePNG(t testing.TB, text string) string { return serveLines(t, text) }
+
+// serveLines serves a PNG of the lines of text, one under another.
+func serveLines(t testing.TB, lines ...string) string {
+	png, err := testimage.Render(28, lines...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
-	"github.com/sparecycles/sparecycles/internal/testimage"
 	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/worker"
@@ -94,16 +91,7 @@ func servePage(t testing.TB, n int) string {
 	for i := range n {
 		lines = append(lines, fmt.Sprintf("line %d of a long page the owner wants back", i+1))
 	}
-	png, err := testimage.Render(28, lines...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "image/png")
-		w.Write(png)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/page.png"
+	return serveLines(t, lines...)
 }
 
 // feedbackFrom subscribes to every feedback event the pubkey publishes from now on.

@@ -120,22 +120,29 @@ func TestWorkersConnected(t *testing.T) {
 
 func ptrTS(ts nostr.Timestamp) *nostr.Timestamp { return &ts }
 
-// The ledger counts results, lease-to-result times, lapsed leases and failures per worker,
-// by the events' times: an hour later they leave the hour's counts and stay in the day's.
-func TestLedger(t *testing.T) {
+// ledgerTable is a job table on a clock the test sets: at(s) moves it to s seconds after the
+// start and returns that time; store folds an event in, failing the test if it is refused.
+func ledgerTable(t *testing.T) (jt *JobTable, store func(nostr.Event), at func(int64) time.Time) {
 	var now atomic.Int64
 	t0 := time.Unix(1_800_000_000, 0)
 	now.Store(t0.Unix())
 	clock := func() time.Time { return time.Unix(now.Load(), 0) }
-	jt := NewJobTable(10*time.Minute, time.Minute, clock)
-	store := func(evt nostr.Event) {
+	jt = NewJobTable(10*time.Minute, time.Minute, clock)
+	store = func(evt nostr.Event) {
 		t.Helper()
 		if err := jt.Store(&evt, func() error { return nil }); err != nil {
 			t.Fatalf("kind %d refused: %v", evt.Kind, err)
 		}
 	}
+	at = func(s int64) time.Time { now.Store(t0.Unix() + s); return clock() }
+	return jt, store, at
+}
+
+// The ledger counts results, lease-to-result times, lapsed leases and failures per worker,
+// by the events' times: an hour later they leave the hour's counts and stay in the day's.
+func TestLedger(t *testing.T) {
+	jt, store, at := ledgerTable(t)
 	customer, a, b := newKey(t), newKey(t), newKey(t)
-	at := func(s int64) time.Time { now.Store(t0.Unix() + s); return clock() }
 
 	r1 := jobRequest(t, customer, at(0))
 	store(r1)
@@ -181,18 +188,7 @@ func TestLedger(t *testing.T) {
 // late result being refused, does not count it twice; a lease released by error feedback never
 // lapses.
 func TestLedgerLapseWithoutTakeover(t *testing.T) {
-	var now atomic.Int64
-	t0 := time.Unix(1_800_000_000, 0)
-	clock := func() time.Time { return time.Unix(now.Load(), 0) }
-	at := func(s int64) time.Time { now.Store(t0.Unix() + s); return clock() }
-	at(0)
-	jt := NewJobTable(10*time.Minute, time.Minute, clock)
-	store := func(evt nostr.Event) {
-		t.Helper()
-		if err := jt.Store(&evt, func() error { return nil }); err != nil {
-			t.Fatalf("kind %d refused: %v", evt.Kind, err)
-		}
-	}
+	jt, store, at := ledgerTable(t)
 	customer, a, b := newKey(t), newKey(t), newKey(t)
 	r1 := jobRequest(t, customer, at(0))
 	store(r1)
