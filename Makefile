@@ -2,11 +2,15 @@
 .PHONY: demo demo-lightning test bench build
 
 # The local market in one command: relay, ledger wallet, worker and client; a paid OCR job, a
-# 3-page stream paid part by part, a private (encrypted) job.
-# The demo command is built first (a cold build takes a while: scripts/with-progress says so).
+# 3-page stream paid part by part, a private (encrypted) job. KEEP=1 leaves the market up after
+# them, for its page (the address and a customer NWC URI are printed), until Ctrl-C.
+# The page's bundle (npm, cached) and the demo command are built first (a cold build takes a
+# while: scripts/with-progress says so).
+KEEP ?=
 demo:
+	@scripts/web-bundle >/dev/null
 	@scripts/with-progress "make demo: building the demo command" go build -o bin/demo ./demo/cmd/demo
-	bin/demo
+	bin/demo$(if $(filter 1 yes true,$(KEEP)), --keep)
 
 # The same over real Lightning: btcd and two lnd nodes on regtest (built once, cached).
 demo-lightning:

@@ -62,6 +62,9 @@ type Options struct {
 	// Customer and Worker set the Lightning demo: each side's wallet service runs on its own
 	// lnd node. Both nil: one ledger wallet with funded connections.
 	Customer, Worker *LND
+	// Keep leaves relay, wallet and worker running after the scripted jobs, for the market page
+	// (its address and the customer's NWC URI are printed), until ctx ends (Ctrl-C).
+	Keep bool
 }
 
 // Report is what the demo found.
@@ -181,10 +184,12 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	relayURL := fmt.Sprintf("ws://127.0.0.1:%d", port)
 	data := func(name string) string { return filepath.Join(d.o.Workdir, name) }
 
+	pageURL := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	d.say("==> relay on %s (LMDB in %s)", relayURL, data("relay"))
 	if _, err := d.start(ctx, "relay", "relay serving", nil, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data", data("relay")); err != nil {
 		return rep, err
 	}
+	d.say("    market page: %s (open it in a browser to watch the jobs below)", pageURL)
 
 	var customerURI, workerURI string
 	if d.o.Customer == nil {
@@ -274,8 +279,24 @@ func (d *run) run(ctx context.Context) (Report, error) {
 	if rep.Review, err = d.review(ctx, relayURL, rep.Job, rep.Worker); err != nil {
 		return rep, err
 	}
+	if d.o.Keep {
+		d.keep(ctx, pageURL, customerURI)
+	}
 	d.say("==> stopping everything")
 	return rep, nil
+}
+
+// keep waits for ctx to end (Ctrl-C) with relay, wallet and worker running, after saying where
+// the market page is and which wallet connection to paste into it.
+func (d *run) keep(ctx context.Context, pageURL, customerURI string) {
+	d.say("==> the market is still up (KEEP=1): post your own job from the page")
+	d.say("    market page: %s", pageURL)
+	d.say("    paste this customer NWC URI into the page's \"Nostr Wallet Connect URI\" field")
+	d.say("    (a throwaway connection to this demo's ledger of made-up sats; it dies with the demo):")
+	d.say("    %s", customerURI)
+	d.say("    Ctrl-C stops relay, wallet and worker")
+	<-ctx.Done()
+	d.say("")
 }
 
 // stream posts StreamPages as one stream (one --input per page, paid part by part by escrow)
