@@ -10,8 +10,8 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip11"
 
 	"github.com/sparecycles/sparecycles/nips/lease"
-	"github.com/sparecycles/sparecycles/relay/web"
 	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/relay/web"
 )
 
 // Software is the NIP-11 software URL.
