@@ -151,7 +151,10 @@ type pageState struct {
 }
 
 const pageStateJS = `(() => {
-	const text = (sel) => { const e = document.querySelector(sel); return e ? e.innerText.trim() : ""; };
+	const text = (sel) => { // "" for a missing element and for a placeholder dash
+		const e = document.querySelector(sel), t = e ? e.innerText.trim() : "";
+		return /^[-–—]$/.test(t) ? "" : t;
+	};
 	return {conn: text("#conn-status"), status: text("#post-status"), error: text("#post-error"),
 		result: text("#post-result"), amount: text("#post-amount"), job: text("#post-job"),
 		worker: text("#post-worker")};
@@ -262,6 +265,9 @@ func TestBrowserMarket(t *testing.T) {
 	waitPage(t, tab, "the page to go live", func(s pageState) bool { return s.Conn == "live" })
 	screenshot(t, tab, "1-loaded.png")
 
+	if off := evalJS[string](t, tab, `document.getElementById("post-submit").disabled ? (document.getElementById("post-unavailable")||{}).innerText||"disabled" : ""`); off != "" {
+		t.Fatalf("the post form is disabled: %q", off)
+	}
 	const bidSats = 100
 	err = chromedp.Do(tab,
 		chromedp.SetUploadFiles(chromedp.ID("post-file"), []string{img}),
