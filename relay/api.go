@@ -11,6 +11,7 @@ import (
 
 	"github.com/sparecycles/sparecycles/nips/lease"
 	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/relay/web"
 )
 
 // Software is the NIP-11 software URL.
@@ -201,7 +202,13 @@ func (r *Relay) handleStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, r.Stats())
 }
 
-func (r *Relay) handleHome(w http.ResponseWriter, _ *http.Request) {
+// handleHome serves the market page to browsers and a short plain-text note to anything else
+// (NIP-11 and websocket upgrades never reach it: khatru answers those first).
+func (r *Relay) handleHome(w http.ResponseWriter, req *http.Request) {
+	if r.page != nil && web.WantsHTML(req) {
+		r.page.ServeIndex(w, req)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "%s — a sparecycles relay (%s %s)\n\nConnect a Nostr client to this address over websocket.\nGET /api/jobs  the job table\nGET /api/stats counters\nGET /api/workers workers: connected, alive, jobs done\nNIP-11: send Accept: application/nostr+json\n", r.cfg.Name, Software, Version)
 }

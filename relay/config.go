@@ -29,6 +29,11 @@ type Config struct {
 	Pubkey      string // operator's hex pubkey, for NIP-11
 	Contact     string
 
+	// Web serves the market page (relay/web) at "/" to browsers; WebTitle is its heading ("":
+	// Name).
+	Web      bool
+	WebTitle string
+
 	MaxEventBytes int           // serialized size of one event
 	MaxTags       int           // tags on one event
 	MaxPast       time.Duration // how old created_at may be
@@ -97,6 +102,7 @@ func DefaultConfig() Config {
 		Data:          "./data",
 		GroupCommit:   true,
 		Name:          "sparecycles relay",
+		Web:           true,
 		Description:   "A community market for AI compute: NIP-90 jobs with relay-coordinated leases, paid over Lightning.",
 		MaxEventBytes: 256 << 10,
 		MaxTags:       2000,
@@ -145,6 +151,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Description, "description", c.Description, "relay description for NIP-11")
 	fs.StringVar(&c.Pubkey, "pubkey", c.Pubkey, "operator's hex pubkey for NIP-11")
 	fs.StringVar(&c.Contact, "contact", c.Contact, "operator contact for NIP-11")
+	fs.BoolVar(&c.Web, "web", c.Web, "serve the market page (live job board, workers, charts, post a job) at / to browsers")
+	fs.StringVar(&c.WebTitle, "web-title", c.WebTitle, "the market page's title (default: --name)")
 	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", c.MaxEventBytes, "largest serialized event accepted")
 	fs.IntVar(&c.MaxTags, "max-tags", c.MaxTags, "most tags on one event")
 	fs.DurationVar(&c.MaxPast, "max-past", c.MaxPast, "oldest created_at accepted, relative to now")

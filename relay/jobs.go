@@ -56,6 +56,7 @@ type Job struct {
 
 	ResultBy string // author of the accepted result
 	ResultID string
+	ResultAt nostr.Timestamp // the accepted result's created_at
 }
 
 // State is the job's state at time now.
@@ -287,7 +288,7 @@ func (t *JobTable) apply(evt *nostr.Event) {
 		if job == nil || job.ResultID != "" {
 			return
 		}
-		job.ResultBy, job.ResultID = evt.PubKey, evt.ID
+		job.ResultBy, job.ResultID, job.ResultAt = evt.PubKey, evt.ID, evt.CreatedAt
 		switch {
 		case job.Holder == evt.PubKey && job.LeaseSince > 0 && evt.CreatedAt >= job.LeaseSince:
 			t.ledger.done(evt.PubKey, evt.CreatedAt, time.Duration(evt.CreatedAt-job.LeaseSince)*time.Second, true)
@@ -357,7 +358,7 @@ func (t *JobTable) Forget(evt *nostr.Event) {
 			job.Holder, job.LeaseUntil, job.LeaseEvent = "", 0, ""
 		}
 	case evt.ID == job.ResultID:
-		job.ResultBy, job.ResultID = "", ""
+		job.ResultBy, job.ResultID, job.ResultAt = "", "", 0
 	}
 }
 
@@ -414,6 +415,7 @@ type JobView struct {
 	LeaseUntil int64    `json:"lease_until,omitempty"`
 	ResultBy   string   `json:"result_by,omitempty"`
 	ResultID   string   `json:"result_id,omitempty"`
+	ResultAt   int64    `json:"result_at,omitempty"` // the result's created_at
 }
 
 // Views returns the jobs, newest first, as the API shows them.
@@ -426,6 +428,7 @@ func (t *JobTable) Views() []JobView {
 			ID: j.ID, Kind: j.Kind, State: j.State(now), Customer: j.Customer, BidMsat: j.BidMsat,
 			CreatedAt: int64(j.CreatedAt), AgeSeconds: int64(now - j.CreatedAt), Expiration: int64(j.Expiration),
 			Providers: j.Providers, Quotes: len(j.Quotes), ResultBy: j.ResultBy, ResultID: j.ResultID,
+			ResultAt: int64(j.ResultAt),
 		}
 		if j.leased(now) {
 			v.Holder, v.LeaseUntil = j.Holder, int64(j.LeaseUntil)

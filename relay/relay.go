@@ -29,6 +29,7 @@ import (
 	"github.com/sparecycles/sparecycles/nips/nip01"
 	"github.com/sparecycles/sparecycles/nips/nip90"
 	"github.com/sparecycles/sparecycles/relay/internal/store"
+	"github.com/sparecycles/sparecycles/relay/web"
 )
 
 // Version is reported in NIP-11 and /api/stats.
@@ -57,6 +58,7 @@ type Relay struct {
 	gate     gate
 	stats    stats
 	start    time.Time
+	page     *web.Page // the market page; nil with --web=false
 }
 
 type stats struct {
@@ -118,6 +120,16 @@ func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
 	}
 	r.enqueue = r.queue
 	r.stats.refused = map[string]int64{}
+	if cfg.Web {
+		title := cfg.WebTitle
+		if title == "" {
+			title = cfg.Name
+		}
+		if r.page, err = web.New(title); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("market page: %w", err)
+		}
+	}
 	if err := r.rebuildJobs(); err != nil {
 		db.Close()
 		return nil, err
@@ -195,6 +207,9 @@ func (r *Relay) khatru() *khatru.Relay {
 	mux.HandleFunc("GET /api/stats", r.handleStats)
 	mux.HandleFunc("GET /api/workers", r.handleWorkers)
 	mux.HandleFunc("GET /{$}", r.handleHome)
+	if r.page != nil {
+		mux.HandleFunc("GET "+web.Prefix, r.page.ServeAsset)
+	}
 	return kr
 }
 

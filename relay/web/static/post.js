@@ -683,6 +683,8 @@
   async function postJob() {
     showError('')
     setText('post-result', '')
+    const copyButton = $('post-copy')
+    if (copyButton) copyButton.disabled = true
     setText('post-job', '')
     setText('post-worker', '')
     setText('post-amount', '')
@@ -791,6 +793,8 @@
 
     const finishWith = (text) => {
       setText('post-result', text)
+      const copyButton = $('post-copy')
+      if (copyButton) copyButton.disabled = false
       setStage('done')
       status('done: ' + (text ? text.length + ' characters' : 'an empty result') + ' from ' + shortKey(chosen.worker))
       job.end()
@@ -1000,7 +1004,9 @@
 
   function disableForm(message) {
     for (const el of form.querySelectorAll('input, button, select, textarea')) el.disabled = true
-    showError(message)
+    const note = $('post-unavailable')
+    if (note) note.hidden = false
+    else showError(message)
   }
 
   if (!S) {
@@ -1059,12 +1065,21 @@
         }
       }
       showError('')
-      status('image: ' + f.name)
+      showFileName(f)
     })
   }
 
+  function showFileName(f) {
+    setText('post-file-name', f ? f.name : '')
+  }
+
   const fileInput = $('post-file')
-  if (fileInput) fileInput.addEventListener('change', () => (droppedFile = null))
+  if (fileInput) {
+    fileInput.addEventListener('change', () => {
+      droppedFile = null
+      showFileName(fileInput.files && fileInput.files[0])
+    })
+  }
 
   const reset = $('key-reset')
   if (reset) {
