@@ -225,10 +225,9 @@
     if (j.row) {
       j.row.replaceWith(tr);
     } else {
-      // newest first
-      const next = order.indexOf(j.id) + 1;
+      // newest first: above the row of the next older job that has one
       let before = null;
-      for (let i = next; i < order.length; i++) {
+      for (let i = order.indexOf(j.id) - 1; i >= 0 && !before; i--) {
         const o = jobs.get(order[i]);
         if (o && o.row) before = o.row;
       }
@@ -408,7 +407,7 @@
     body.replaceChildren(...rows);
     $("workers-empty").hidden = rows.length > 0;
   }
-  const refreshWorkers = debounce(() => loadWorkers().catch(report), 1000);
+  const refreshWorkers = debounce(() => loadWorkers().catch(report), 5000); // at most one read per 5 s per page, however busy the relay
 
   // ---- charts ----------------------------------------------------------------------------
   const SVGNS = "http://www.w3.org/2000/svg";
@@ -494,7 +493,7 @@
     });
     $("refused-legend").replaceChildren(...legend);
   }
-  const refreshSeries = debounce(() => loadSeries().catch(report), 2000);
+  const refreshSeries = debounce(() => loadSeries().catch(report), 5000);
 
   // ---- start -----------------------------------------------------------------------------
   function report(err) {
