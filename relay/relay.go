@@ -369,7 +369,9 @@ func jobKey(evt *nostr.Event) string {
 }
 
 // unreserve undoes what apply folded in for evt, whose save failed, as far as later events have
-// not already superseded it. before is the job as it was when evt was checked.
+// not already superseded it. before is the job as it was when evt was checked. The ledger's and
+// the series' counts are not undone: a failed commit is rare (a full disk), and the table
+// rebuilt on the next start counts only what was stored.
 func (r *Relay) unreserve(evt *nostr.Event, key string, before *Job) {
 	t := r.jobs
 	t.mu.Lock()
@@ -388,8 +390,12 @@ func (r *Relay) unreserve(evt *nostr.Event, key string, before *Job) {
 	case evt.Kind == nip90.KindFeedback:
 		switch feedbackStatus(evt) {
 		case nip90.StatusPaymentRequired:
-			if !slices.Contains(before.Quotes, evt.PubKey) {
-				job.Quotes = slices.DeleteFunc(job.Quotes, func(pk string) bool { return pk == evt.PubKey })
+			if i := quoteIndex(before.Quotes, evt.PubKey); i >= 0 {
+				if j := quoteIndex(job.Quotes, evt.PubKey); j >= 0 && job.Quotes[j].At == evt.CreatedAt {
+					job.Quotes[j] = before.Quotes[i] // the quote it replaced
+				}
+			} else {
+				job.Quotes = slices.DeleteFunc(job.Quotes, func(q Quote) bool { return q.PubKey == evt.PubKey })
 			}
 		case nip90.StatusProcessing:
 			if job.LeaseEvent == evt.ID {

@@ -1,0 +1,169 @@
+package relay
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/nips/nip90"
+)
+
+// quote is k's payment-required feedback on job for msat, made at at.
+func quote(t testing.TB, k key, job nostr.Event, at time.Time, msat int64) nostr.Event {
+	return k.sign(t, nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Timestamp(at.Unix()), Tags: nostr.Tags{
+		{"status", "payment-required"}, {"e", job.ID}, {"p", job.PubKey}, {"amount", strconv.FormatInt(msat, 10)},
+	}})
+}
+
+// paidResult is k's result on job carrying its own amount (a post-pay worker's invoice).
+func paidResult(t testing.TB, k key, job nostr.Event, at time.Time, msat int64) nostr.Event {
+	return k.sign(t, nostr.Event{Kind: job.Kind + 1000, CreatedAt: nostr.Timestamp(at.Unix()), Tags: nostr.Tags{
+		{"e", job.ID}, {"p", job.PubKey}, {"request", job.String()}, {"amount", strconv.FormatInt(msat, 10), "lnbc..."},
+	}, Content: "HELLO WORLD"})
+}
+
+func median(v float64) *float64 { return &v }
+
+func sameMedians(a, b []*float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if (a[i] == nil) != (b[i] == nil) || a[i] != nil && *a[i] != *b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func fmtMedians(xs []*float64) string {
+	var s []string
+	for _, x := range xs {
+		if x == nil {
+			s = append(s, "null")
+		} else {
+			s = append(s, strconv.FormatFloat(*x, 'f', -1, 64))
+		}
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+func checkJobSeries(t *testing.T, what string, got, want JobSeries) {
+	t.Helper()
+	if !slicesEqual(got.Posted, want.Posted) || !slicesEqual(got.Done, want.Done) ||
+		!slicesEqual(got.DeliveredMsat, want.DeliveredMsat) || !sameMedians(got.MedianSecondsToResult, want.MedianSecondsToResult) {
+		t.Fatalf("%s:\n got posted %v done %v delivered %v median %s\nwant posted %v done %v delivered %v median %s", what,
+			got.Posted, got.Done, got.DeliveredMsat, fmtMedians(got.MedianSecondsToResult),
+			want.Posted, want.Done, want.DeliveredMsat, fmtMedians(want.MedianSecondsToResult))
+	}
+}
+
+func slicesEqual[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// The job table counts, per minute of the events' created_at, jobs posted, results, the median
+// seconds from request to result, and the quoted price of what was delivered: the deliverer's
+// newest quote, else the amount on a post-pay result. Events a day old or further ahead than
+// the skew are not counted.
+func TestSeriesJobTable(t *testing.T) {
+	jt, fold, at := ledgerTable(t) // its clock starts on a minute: at(0..59) is minute 0
+	c, a, b := newKey(t), newKey(t), newKey(t)
+	var events []*nostr.Event
+	store := func(evt nostr.Event) {
+		t.Helper()
+		fold(evt)
+		events = append(events, &evt)
+	}
+	job := func(s int64, n string) nostr.Event {
+		r := jobRequest(t, c, at(s), nostr.Tag{"param", "n", n})
+		store(r)
+		return r
+	}
+
+	// j1: quoted by a (3000, then 4000) and by b (9000); a delivers 70 s after the request
+	j1 := job(0, "1")
+	store(quote(t, a, j1, at(1), 3000))
+	store(quote(t, b, j1, at(2), 9000))
+	store(quote(t, a, j1, at(3), 4000))
+	store(claim(t, a, j1, at(4), time.Minute))
+	store(result(t, a, j1, at(70)))
+	// j2: post-pay, never quoted: b's result carries 2000 msat, 10 s after the request
+	j2 := job(65, "2")
+	store(claim(t, b, j2, at(66), time.Minute))
+	store(paidResult(t, b, j2, at(75), 2000))
+	// j3: done for nothing 40 s after the request; j4 stays open
+	j3 := job(80, "3")
+	store(claim(t, a, j3, at(80), time.Minute))
+	store(result(t, a, j3, at(120)))
+	job(121, "4")
+	// with the clock at 121 (minute 2): a request a day old and one further ahead than the
+	// skew (a minute) are in the table, not in the series; one 23:59 old and one a minute
+	// ahead are counted in their minutes
+	old := jobRequest(t, c, at(121).Add(-24*time.Hour), nostr.Tag{"param", "n", "old"})
+	store(old)
+	store(jobRequest(t, c, at(121).Add(5*time.Minute), nostr.Tag{"param", "n", "ahead"}))
+	store(jobRequest(t, c, at(121).Add(-24*time.Hour+time.Minute), nostr.Tag{"param", "n", "edge"}))
+	store(jobRequest(t, c, at(121).Add(time.Minute), nostr.Tag{"param", "n", "next"}))
+
+	at(121)
+	end := at(121).Unix() / 60
+	want := JobSeries{
+		Posted:                []int{0, 1, 2, 1},
+		Done:                  []int{0, 0, 2, 1},
+		MedianSecondsToResult: []*float64{nil, nil, median(40), median(40)}, // minute 1: 70 and 10
+		DeliveredMsat:         []int64{0, 0, 6000, 0},
+	}
+	checkJobSeries(t, "folded", jt.Series(end, 4), want)
+	if _, ok := jt.Lookup(old.ID); !ok {
+		t.Fatal("the day-old request left the table; only the series should skip it")
+	}
+
+	// minutes 2-1440 .. 2+5, more than the API shows, to see what lies outside the window
+	wide := jt.Series(end+5, seriesMinutes+6)
+	var total int
+	for _, n := range wide.Posted {
+		total += n
+	}
+	if total != 6 || wide.Posted[1] != 1 || wide.Posted[len(wide.Posted)-5] != 1 {
+		t.Fatalf("%d posted in the ring, %d at minute 2-1439, %d at minute 3: want 6, 1, 1", total, wide.Posted[1], wide.Posted[len(wide.Posted)-5])
+	}
+
+	jt.Rebuild(events)
+	checkJobSeries(t, "rebuilt from the same events", jt.Series(end, 4), want)
+}
+
+// A minute keeps at most seriesSamples result times; its median is over the latest ones. The
+// delivered msat saturate rather than wrap.
+func TestSeriesSamplesBounded(t *testing.T) {
+	s := newJobSeries(time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	for i := range 3 * seriesSamples {
+		s.done(nostr.Timestamp(now.Unix()), int64(i), 1, now)
+	}
+	v := s.view(now.Unix()/60, 1)
+	if v.Done[0] != 3*seriesSamples || v.DeliveredMsat[0] != 3*seriesSamples {
+		t.Fatalf("done %v delivered %v, want every result counted", v.Done, v.DeliveredMsat)
+	}
+	// the latest 64 are 128..191: median (159+160)/2
+	if m := v.MedianSecondsToResult[0]; m == nil || *m != 159.5 {
+		t.Fatalf("median %s, want 159.5", fmtMedians(v.MedianSecondsToResult))
+	}
+	s.done(nostr.Timestamp(now.Unix()), 0, math.MaxInt64, now)
+	s.done(nostr.Timestamp(now.Unix()), 0, math.MaxInt64, now)
+	if v := s.view(now.Unix()/60, 1); v.DeliveredMsat[0] != math.MaxInt64 {
+		t.Fatalf("delivered %d, want it saturated at %d", v.DeliveredMsat[0], int64(math.MaxInt64))
+	}
+}
