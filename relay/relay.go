@@ -1,6 +1,7 @@
 // Package relay is the sparecycles community relay: a khatru relay with an embedded LMDB store,
 // market-safe write policies, the job table that coordinates leases (nips/lease.md), a truthful
-// NIP-11 document and a read-only HTTP API (/api/jobs, /api/stats) on the same port.
+// NIP-11 document and a read-only HTTP API (/api/jobs, /api/stats, /api/series, /api/workers) on
+// the same port.
 //
 // Every policy is a plain function appended to khatru's hook slices; the job table is one more
 // hook, wrapped around the store so a lease is granted in the same critical section that stores
@@ -64,6 +65,8 @@ type stats struct {
 	accepted    atomic.Int64
 	mu          sync.Mutex
 	refused     map[string]int64 // by NIP-01 prefix
+	series      refusalSeries    // refusals per minute by prefix, for /api/series
+	now         func() time.Time
 }
 
 func (s *stats) refuse(msg string) {
@@ -71,8 +74,10 @@ func (s *stats) refuse(msg string) {
 	if i := indexColon(msg); i > 0 {
 		prefix = msg[:i]
 	}
+	now := s.now()
 	s.mu.Lock()
 	s.refused[prefix]++
+	s.series.add(prefix, now)
 	s.mu.Unlock()
 }
 
@@ -118,6 +123,7 @@ func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
 	}
 	r.enqueue = r.queue
 	r.stats.refused = map[string]int64{}
+	r.stats.now = cfg.now
 	if err := r.rebuildJobs(); err != nil {
 		db.Close()
 		return nil, err
@@ -193,6 +199,7 @@ func (r *Relay) khatru() *khatru.Relay {
 	mux := kr.Router()
 	mux.HandleFunc("GET /api/jobs", r.handleJobs)
 	mux.HandleFunc("GET /api/stats", r.handleStats)
+	mux.HandleFunc("GET /api/series", r.handleSeries)
 	mux.HandleFunc("GET /api/workers", r.handleWorkers)
 	mux.HandleFunc("GET /{$}", r.handleHome)
 	return kr

@@ -9,22 +9,27 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 )
 
-// The series are per-minute numbers: jobs posted, results, the median time to result and the
-// quoted price of delivered jobs, folded by the job table from the events' created_at (so a
-// table rebuilt from the store agrees).
+// The series are the per-minute numbers behind GET /api/series: jobs posted, results, the
+// median time to result and the quoted price of delivered jobs, folded by the job table from
+// the events' created_at (so a table rebuilt from the store agrees), and refusals by reason
+// prefix, counted at the relay's wall-clock minute in memory only (they start again at zero
+// when the relay restarts).
 //
 // Memory is bounded: seriesMinutes one-minute buckets in a ring (plus the few minutes ahead
 // that the clock skew allows), each keeping at most seriesSamples times to result (the latest
-// that minute: the median of a busier minute is the median of its last 64 results).
+// that minute: the median of a busier minute is the median of its last 64 results), and at
+// most maxRefusalReasons distinct refusal prefixes (the rest count as "other").
 //
 // Like the ledger's, the counts record what happened: a request or result deleted later
 // (NIP-09) stays counted until the relay restarts, when the table is rebuilt from what the
 // store still holds.
 const (
-	seriesMinute   = time.Minute
-	seriesMinutes  = int(24 * time.Hour / seriesMinute)
-	seriesSamples  = 64
-	maxSeriesAhead = 60 // minutes of future skew a ring makes room for
+	seriesMinute      = time.Minute
+	seriesMinutes     = int(24 * time.Hour / seriesMinute)
+	seriesSamples     = 64
+	maxSeriesAhead    = 60 // minutes of future skew a ring makes room for
+	maxRefusalReasons = 16
+	otherReason       = "other"
 )
 
 type seriesBucket struct {
@@ -150,4 +155,72 @@ func amountMsat(evt *nostr.Event) int64 {
 		}
 	}
 	return 0
+}
+
+// refusalSeries counts refusals per wall-clock minute by reason prefix, in memory only.
+// Called with stats.mu held.
+type refusalSeries struct {
+	names   []string       // at most maxRefusalReasons; counts[len(names)...] is unused
+	index   map[string]int // name → index in names
+	buckets []refusalBucket
+}
+
+type refusalBucket struct {
+	minute int64
+	counts [maxRefusalReasons + 1]int32 // the last one is "other"
+}
+
+func (s *refusalSeries) add(prefix string, now time.Time) {
+	if s.buckets == nil {
+		s.buckets = make([]refusalBucket, seriesMinutes)
+		s.index = map[string]int{}
+	}
+	i, ok := s.index[prefix]
+	if !ok {
+		i = maxRefusalReasons
+		if len(s.names) < maxRefusalReasons && prefix != otherReason {
+			i = len(s.names)
+			s.names = append(s.names, prefix)
+			s.index[prefix] = i
+		}
+	}
+	m := now.Unix() / int64(seriesMinute/time.Second)
+	b := &s.buckets[m%int64(seriesMinutes)]
+	if b.minute != m {
+		if b.minute > m {
+			return // the clock went back a day or more
+		}
+		*b = refusalBucket{minute: m}
+	}
+	b.counts[i]++
+}
+
+// view returns, for each reason refused at least once in the n minutes ending with end, its
+// counts oldest first.
+func (s *refusalSeries) view(end int64, n int) map[string][]int {
+	out := map[string][]int{}
+	for i := range n {
+		m := end - int64(n-1-i)
+		if m < 0 || s.buckets == nil {
+			continue
+		}
+		b := &s.buckets[m%int64(seriesMinutes)]
+		if b.minute != m {
+			continue
+		}
+		for r, c := range b.counts {
+			if c == 0 {
+				continue
+			}
+			name := otherReason
+			if r < len(s.names) {
+				name = s.names[r]
+			}
+			if out[name] == nil {
+				out[name] = make([]int, n)
+			}
+			out[name][i] += int(c)
+		}
+	}
+	return out
 }

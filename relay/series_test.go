@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"io"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,5 +167,119 @@ func TestSeriesSamplesBounded(t *testing.T) {
 	s.done(nostr.Timestamp(now.Unix()), 0, math.MaxInt64, now)
 	if v := s.view(now.Unix()/60, 1); v.DeliveredMsat[0] != math.MaxInt64 {
 		t.Fatalf("delivered %d, want it saturated at %d", v.DeliveredMsat[0], int64(math.MaxInt64))
+	}
+}
+
+// At most maxRefusalReasons prefixes are counted by name; the rest are "other".
+func TestSeriesRefusalReasonsBounded(t *testing.T) {
+	var s refusalSeries
+	now := time.Unix(1_800_000_000, 0)
+	for i := range maxRefusalReasons + 5 {
+		s.add("reason"+strconv.Itoa(i), now)
+	}
+	s.add("reason0", now)
+	got := s.view(now.Unix()/60, 2)
+	if len(got) != maxRefusalReasons+1 || !slicesEqual(got[otherReason], []int{0, 5}) || !slicesEqual(got["reason0"], []int{0, 2}) {
+		t.Fatalf("%d reasons: other %v, reason0 %v", len(got), got[otherReason], got["reason0"])
+	}
+}
+
+// getStatus GETs url and returns the status, the CORS header and the body.
+func getStatus(t *testing.T, url string) (int, string, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"), string(body)
+}
+
+// GET /api/series on a real relay: quotes and results count in the minute of their
+// created_at, a result published after a restart still counts (and what came before is
+// rebuilt from the store), refusals count by prefix in memory only, and ?minutes is checked.
+func TestSeriesAPI(t *testing.T) {
+	clk := newClock()
+	clk.Advance(-time.Duration(clk.Now().UnixNano() % int64(time.Minute))) // on a minute
+	t0 := clk.Now()
+	cfg := testConfig(t)
+	cfg.Now = clk.Now
+	tr := startRelay(t, cfg)
+	c := tr.connect(t)
+	customer, a, b := newKey(t), newKey(t), newKey(t)
+	ok := func(evt nostr.Event) {
+		t.Helper()
+		if msg := publish(t, c, evt); msg != "" {
+			t.Fatalf("kind %d refused: %s", evt.Kind, msg)
+		}
+	}
+	sec := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+
+	j1 := jobRequest(t, customer, sec(0), nostr.Tag{"param", "n", "1"})
+	j2 := jobRequest(t, customer, sec(1), nostr.Tag{"param", "n", "2"})
+	ok(j1)
+	ok(j2)
+	ok(quote(t, a, j1, sec(2), 3000))
+	ok(claim(t, a, j1, sec(3), 5*time.Minute))
+	ok(claim(t, b, j2, sec(3), 5*time.Minute))
+	clk.Advance(20 * time.Second)
+	ok(result(t, a, j1, sec(20))) // minute 0: done in 20 s for a's 3000 msat quote
+	if msg := publish(t, c, customer.sign(t, nostr.Event{Kind: 1, Content: "a note"})); !strings.HasPrefix(msg, "blocked:") {
+		t.Fatalf("kind 1: %q, want blocked", msg)
+	}
+
+	var s Series
+	getJSON(t, tr.http+"/api/series?minutes=2", nil, &s)
+	if s.MinuteSeconds != 60 || s.Minutes != 2 || s.End != t0.Unix() || len(s.Posted) != 2 {
+		t.Fatalf("series %+v, want 2 minutes ending with the one starting %d", s, t0.Unix())
+	}
+	checkJobSeries(t, "before restart", s.JobSeries, JobSeries{
+		Posted: []int{0, 2}, Done: []int{0, 1}, MedianSecondsToResult: []*float64{nil, median(20)}, DeliveredMsat: []int64{0, 3000},
+	})
+	if !slicesEqual(s.Refused["blocked"], []int{0, 1}) {
+		t.Fatalf("refused %v, want the kind 1 note blocked this minute", s.Refused)
+	}
+
+	tr.restart()
+	c = tr.connect(t)
+	clk.Advance(60 * time.Second)
+	ok(paidResult(t, b, j2, sec(80), 2500)) // minute 1: post-pay, 79 s after its request
+
+	s = Series{}
+	getJSON(t, tr.http+"/api/series?minutes=3", nil, &s)
+	if s.End != t0.Unix()+60 || len(s.Done) != 3 {
+		t.Fatalf("series %+v, want 3 minutes ending with the one starting %d", s, t0.Unix()+60)
+	}
+	checkJobSeries(t, "after restart", s.JobSeries, JobSeries{
+		Posted: []int{0, 2, 0}, Done: []int{0, 1, 1}, MedianSecondsToResult: []*float64{nil, median(20), median(79)},
+		DeliveredMsat: []int64{0, 3000, 2500},
+	})
+	if len(s.Refused) != 0 {
+		t.Fatalf("refused %v after a restart, want none (they are kept in memory only)", s.Refused)
+	}
+
+	s = Series{}
+	getJSON(t, tr.http+"/api/series", nil, &s)
+	if s.Minutes != 60 || len(s.Posted) != 60 || len(s.MedianSecondsToResult) != 60 || s.Posted[58] != 2 {
+		t.Fatalf("default: %d minutes, posted %v", s.Minutes, s.Posted)
+	}
+	for _, tc := range []struct {
+		query string
+		want  int
+	}{
+		{"minutes=1", 200}, {"minutes=1440", 200},
+		{"minutes=0", 400}, {"minutes=1441", 400}, {"minutes=-3", 400}, {"minutes=ten", 400}, {"minutes=", 200},
+	} {
+		status, cors, body := getStatus(t, tr.http+"/api/series?"+tc.query)
+		if status != tc.want || cors != "*" && status == 200 {
+			t.Errorf("?%s: %d (CORS %q), want %d: %s", tc.query, status, cors, tc.want, body)
+		}
+		if status == 400 && !strings.HasPrefix(body, "invalid: ") {
+			t.Errorf("?%s: body %q, want an invalid: reason", tc.query, body)
+		}
 	}
 }
