@@ -515,7 +515,11 @@
     await Promise.all([loadBoard().catch(report), loadWorkers().catch(report), loadSeries().catch(report)]);
     connect();
     // the charts' minutes roll over even when nothing happens
-    setInterval(refreshSeries, 60000);
+    setInterval(() => {
+      refreshSeries();
+      // leases and expirations run out without an event: redraw the rows they change
+      for (const j of jobs.values()) if ((j.leaseUntil && j.leaseUntil < now()) || (j.expiration && j.expiration <= now())) render(j);
+    }, 60000);
   }
   start();
 })();
