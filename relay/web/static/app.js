@@ -215,6 +215,7 @@
     const tr = document.createElement("tr");
     tr.dataset.job = j.id;
     const s = stageText(j);
+    j.shown = s;
     tr.dataset.stage = s.startsWith("part") ? "part" : s;
     const posted = cell("posted", clock(j.createdAt), j.id);
     tr.append(
@@ -518,7 +519,7 @@
     setInterval(() => {
       refreshSeries();
       // leases and expirations run out without an event: redraw the rows they change
-      for (const j of jobs.values()) if ((j.leaseUntil && j.leaseUntil < now()) || (j.expiration && j.expiration <= now())) render(j);
+      for (const j of jobs.values()) if (j.row && stageText(j) !== j.shown) render(j);
     }, 60000);
   }
   start();
