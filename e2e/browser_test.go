@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/sparecycles/sparecycles/internal/testimage"
 )
@@ -199,6 +200,15 @@ func evalJS[T any](t *testing.T, tab context.Context, expr string) T {
 	return v
 }
 
+// shortFor reports whether short is full shortened by the page: "head…tail", or full itself.
+func shortFor(short, full string) bool {
+	head, tail, ok := strings.Cut(short, "…")
+	if !ok {
+		return short == full
+	}
+	return head != "" && strings.HasPrefix(full, head) && strings.HasSuffix(full, tail)
+}
+
 // fill sets the value of the input with id as typing would: input and change events follow.
 func fill(id, value string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(
@@ -211,20 +221,28 @@ func fill(id, value string) chromedp.Action[chromedp.Void] {
 	)
 }
 
-// sats parses the page's "N sats" (N may have a fraction) into msat.
-func sats(s string) (int64, error) {
+// sats parses the page's "N sats" (N may have up to 3 decimals) into msat, with the precision
+// it was written to (1000 msat for whole sats, 1 for three decimals).
+func sats(s string) (msat, precision int64, err error) {
 	n, ok := strings.CutSuffix(strings.TrimSpace(s), " sats")
 	if !ok {
 		n, ok = strings.CutSuffix(strings.TrimSpace(s), " sat")
 	}
 	if !ok {
-		return 0, fmt.Errorf("%q is not \"N sats\"", s)
+		return 0, 0, fmt.Errorf("%q is not \"N sats\"", s)
 	}
-	f, err := strconv.ParseFloat(strings.ReplaceAll(n, ",", ""), 64)
+	n = strings.ReplaceAll(n, ",", "")
+	f, err := strconv.ParseFloat(n, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not \"N sats\": %w", s, err)
+		return 0, 0, fmt.Errorf("%q is not \"N sats\": %w", s, err)
 	}
-	return int64(f*1000 + 0.5), nil
+	precision = 1000
+	if _, frac, ok := strings.Cut(n, "."); ok {
+		for range min(len(frac), 3) {
+			precision /= 10
+		}
+	}
+	return int64(f*1000 + 0.5), precision, nil
 }
 
 // The market page, in a real Chromium, against a real relay, ledger wallet and OCR worker: the
@@ -290,17 +308,25 @@ func TestBrowserMarket(t *testing.T) {
 	if paid <= 0 || before[1]-after[1] != paid {
 		t.Errorf("balances %v → %v: want the worker to gain what the customer lost", before, after)
 	}
-	shown, err := sats(s.Amount)
+	shown, precision, err := sats(s.Amount)
 	switch {
 	case err != nil:
 		t.Errorf("#post-amount: %v", err)
 	case shown <= 0 || shown > bidSats*1000:
 		t.Errorf("#post-amount %q: want more than 0 and at most the bid, %d sats", s.Amount, bidSats)
-	case shown/1000 != paid/1000 && (shown+999)/1000 != (paid+999)/1000:
+	case 2*max(shown-paid, paid-shown) > precision:
 		t.Errorf("#post-amount %q, but the wallet moved %d msat", s.Amount, paid)
 	}
+	t.Logf("the page shows %q paid; the ledger moved %d msat", s.Amount, paid)
 	if s.Job == "" {
 		t.Fatalf("#post-job is empty; the page shows %+v", s)
+	}
+	npub, err := nip19.EncodePublicKey(w.PubKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !shortFor(s.Worker, npub) {
+		t.Errorf("#post-worker %q: want the worker, %s", s.Worker, npub)
 	}
 
 	// The board, the workers panel and the stats have seen the job.
@@ -308,8 +334,8 @@ func TestBrowserMarket(t *testing.T) {
 	waitPage(t, tab, "the board's row for the job to read done", func(pageState) bool {
 		return evalJS[string](t, tab, fmt.Sprintf(`(document.querySelector('%s td.state')||{}).innerText||""`, row)) == "done"
 	})
-	if who := evalJS[string](t, tab, fmt.Sprintf(`document.querySelector('%s td.worker').innerText.trim()`, row)); who == "" {
-		t.Errorf("board row %s shows no worker", row)
+	if who := evalJS[string](t, tab, fmt.Sprintf(`document.querySelector('%s td.worker').innerText.trim()`, row)); !shortFor(who, w.PubKey()) {
+		t.Errorf("board row %s shows worker %q, want %s", row, who, w.PubKey())
 	}
 	wrow := fmt.Sprintf(`tr[data-worker=%q]`, w.PubKey())
 	waitPage(t, tab, "the worker's row to count a job done", func(pageState) bool {
