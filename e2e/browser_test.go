@@ -149,6 +149,7 @@ type pageState struct {
 	Amount string `json:"amount"`
 	Job    string `json:"job"`
 	Worker string `json:"worker"`
+	Scheme string `json:"scheme"`
 }
 
 const pageStateJS = `(() => {
@@ -158,7 +159,7 @@ const pageStateJS = `(() => {
 	};
 	return {conn: text("#conn-status"), status: text("#post-status"), error: text("#post-error"),
 		result: text("#post-result"), amount: text("#post-amount"), job: text("#post-job"),
-		worker: text("#post-worker")};
+		worker: text("#post-worker"), scheme: text("#post-scheme")};
 })()`
 
 // waitPage polls the page's state every 100 ms until done says it is reached, the page shows an
@@ -317,7 +318,10 @@ func TestBrowserMarket(t *testing.T) {
 	case 2*max(shown-paid, paid-shown) > precision:
 		t.Errorf("#post-amount %q, but the wallet moved %d msat", s.Amount, paid)
 	}
-	t.Logf("the page shows %q paid; the ledger moved %d msat", s.Amount, paid)
+	t.Logf("the page shows %q paid by %q; the ledger moved %d msat", s.Amount, s.Scheme, paid)
+	if s.Scheme != "escrow" { // the ledger wallet holds invoices on both sides, and the page prefers escrow
+		t.Errorf("#post-scheme %q, want escrow", s.Scheme)
+	}
 	if s.Job == "" {
 		t.Fatalf("#post-job is empty; the page shows %+v", s)
 	}
