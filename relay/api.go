@@ -202,6 +202,48 @@ func (r *Relay) handleStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, r.Stats())
 }
 
+// Series is the body of GET /api/series: per-minute numbers for the last Minutes minutes,
+// every array oldest first and Minutes long, its last entry the minute that starts at End.
+type Series struct {
+	MinuteSeconds int   `json:"minute_seconds"`
+	End           int64 `json:"end"` // unix time the newest minute starts
+	Minutes       int   `json:"minutes"`
+	JobSeries
+	// Refused counts refusals by reason prefix (only reasons refused in the window), by the
+	// relay's clock; in memory only, so they start again at zero when the relay restarts.
+	Refused map[string][]int `json:"refused"`
+}
+
+// Series returns the last n minutes of the series, up to and including the current one.
+func (r *Relay) Series(n int) Series {
+	end := r.cfg.now().Unix() / int64(seriesMinute/time.Second)
+	r.stats.mu.Lock()
+	refused := r.stats.series.view(end, n)
+	r.stats.mu.Unlock()
+	return Series{
+		MinuteSeconds: int(seriesMinute / time.Second),
+		End:           end * int64(seriesMinute/time.Second),
+		Minutes:       n,
+		JobSeries:     r.jobs.Series(end, n),
+		Refused:       refused,
+	}
+}
+
+// handleSeries serves GET /api/series[?minutes=60]: the numbers behind a market page's charts.
+func (r *Relay) handleSeries(w http.ResponseWriter, req *http.Request) {
+	n := 60
+	if s := req.URL.Query().Get("minutes"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > seriesMinutes {
+			http.Error(w, fmt.Sprintf("invalid: minutes must be 1..%d", seriesMinutes), http.StatusBadRequest)
+			return
+		}
+		n = v
+	}
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	writeJSON(w, r.Series(n))
+}
+
 // handleHome serves the market page to browsers and a short plain-text note to anything else
 // (NIP-11 and websocket upgrades never reach it: khatru answers those first).
 func (r *Relay) handleHome(w http.ResponseWriter, req *http.Request) {
@@ -210,7 +252,7 @@ func (r *Relay) handleHome(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "%s — a sparecycles relay (%s %s)\n\nConnect a Nostr client to this address over websocket.\nGET /api/jobs  the job table\nGET /api/stats counters\nGET /api/workers workers: connected, alive, jobs done\nNIP-11: send Accept: application/nostr+json\n", r.cfg.Name, Software, Version)
+	fmt.Fprintf(w, "%s — a sparecycles relay (%s %s)\n\nConnect a Nostr client to this address over websocket.\nGET /api/jobs  the job table\nGET /api/stats counters\nGET /api/series per-minute jobs posted, done, time to result, delivered msat, refusals\nGET /api/workers workers: connected, alive, jobs done\nNIP-11: send Accept: application/nostr+json\n", r.cfg.Name, Software, Version)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

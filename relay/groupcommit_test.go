@@ -16,8 +16,9 @@ import (
 )
 
 // With group commit, a job event whose commit fails after it was queued (and broadcast)
-// leaves the job table as it was: the lease reserved for a claim is released and a request
-// that was never stored leaves no job. A store that refuses the save at once reserves nothing.
+// leaves the job table as it was: the lease reserved for a claim is released, a quote that
+// was never stored neither adds a quote nor changes its author's price, and a request that was
+// never stored leaves no job. A store that refuses the save at once reserves nothing.
 func TestGroupCommitFailedSaveUndoesReservation(t *testing.T) {
 	cfg := testConfig(t)
 	r, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
@@ -30,9 +31,23 @@ func TestGroupCommitFailedSaveUndoesReservation(t *testing.T) {
 	if err := r.storeEvent(context.Background(), &req); err != nil {
 		t.Fatal(err)
 	}
+	other := newKey(t)
+	q := quote(t, worker, req, time.Now(), 3000)
+	if err := r.storeEvent(context.Background(), &q); err != nil {
+		t.Fatal(err)
+	}
 	diskFull := errors.New("mdb_txn_commit: MDB_MAP_FULL")
 	r.enqueue = func(*nostr.Event) (pending, error) {
 		return pending{fresh: true, wait: func() error { return diskFull }}, nil
+	}
+	requote, q2 := quote(t, worker, req, time.Now().Add(time.Second), 4000), quote(t, other, req, time.Now(), 1000)
+	for _, evt := range []nostr.Event{requote, q2} {
+		if err := r.storeEvent(context.Background(), &evt); !errors.Is(err, diskFull) {
+			t.Fatalf("quote whose commit fails: %v, want %v", err, diskFull)
+		}
+	}
+	if job, _ := r.jobs.Lookup(req.ID); len(job.Quotes) != 1 || job.Quotes[0].PubKey != worker.pk || job.Quotes[0].Msat != 3000 {
+		t.Fatalf("failed quotes left %+v, want the first quote of 3000 msat only", job.Quotes)
 	}
 	c := claim(t, worker, req, time.Now(), time.Minute)
 	if err := r.storeEvent(context.Background(), &c); !errors.Is(err, diskFull) {

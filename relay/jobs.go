@@ -39,7 +39,10 @@ type Job struct {
 	Expiration nostr.Timestamp // NIP-40; 0 when none
 	Providers  []string        // p tags: only these may lease it
 
-	Quotes []string // pubkeys that sent payment-required
+	// Quotes are the workers that sent payment-required feedback, one per pubkey with its
+	// newest amount: when one of them delivers the result, its quote is the price /api/series
+	// counts as delivered.
+	Quotes []Quote
 	// Lessees are the pubkeys that hold or have held a lease on the job (a stored claim). Once
 	// the job is quoted, only they may deliver its result.
 	Lessees []string
@@ -87,7 +90,8 @@ type JobTable struct {
 	mu      sync.Mutex
 	jobs    map[string]*Job
 	inserts int
-	ledger  ledger // per worker: done, failed, lapsed, lease-to-result times (ledger.go)
+	ledger  ledger     // per worker: done, failed, lapsed, lease-to-result times (ledger.go)
+	series  *jobSeries // per minute: posted, done, time to result, delivered msat (series.go)
 
 	leasesGranted, leasesRefused, resultsRefused int64
 }
@@ -95,7 +99,7 @@ type JobTable struct {
 // NewJobTable returns an empty table whose leases last at most maxLease and whose claims must
 // be dated within skew of now.
 func NewJobTable(maxLease, skew time.Duration, now func() time.Time) *JobTable {
-	return &JobTable{maxLease: maxLease, skew: skew, now: now, jobs: map[string]*Job{}, ledger: newLedger()}
+	return &JobTable{maxLease: maxLease, skew: skew, now: now, jobs: map[string]*Job{}, ledger: newLedger(), series: newJobSeries(skew)}
 }
 
 // Concerns reports whether evt is one the table folds: a job request, feedback or result.
@@ -242,6 +246,7 @@ func (t *JobTable) apply(evt *nostr.Event) {
 		}
 		job.Providers = tagValues(evt.Tags, "p")
 		t.jobs[evt.ID] = job
+		t.series.posted(evt.CreatedAt, t.now())
 		if t.inserts++; t.inserts%pruneEvery == 0 {
 			t.prune()
 		}
@@ -252,8 +257,12 @@ func (t *JobTable) apply(evt *nostr.Event) {
 		}
 		switch feedbackStatus(evt) {
 		case nip90.StatusPaymentRequired:
-			if !slices.Contains(job.Quotes, evt.PubKey) {
-				job.Quotes = append(job.Quotes, evt.PubKey)
+			q := Quote{PubKey: evt.PubKey, Msat: amountMsat(evt), At: evt.CreatedAt}
+			switch i := quoteIndex(job.Quotes, evt.PubKey); {
+			case i < 0:
+				job.Quotes = append(job.Quotes, q)
+			case q.At >= job.Quotes[i].At:
+				job.Quotes[i] = q // the newest quote is the price
 			}
 		case nip90.StatusProcessing:
 			d, claims, err := lease.Parse(evt.Tags)
@@ -289,6 +298,16 @@ func (t *JobTable) apply(evt *nostr.Event) {
 			return
 		}
 		job.ResultBy, job.ResultID, job.ResultAt = evt.PubKey, evt.ID, evt.CreatedAt
+		// delivered for the worker's quote, or (a post-pay worker that never quoted) the
+		// amount on its result
+		msat := amountMsat(evt)
+		if i := quoteIndex(job.Quotes, evt.PubKey); i >= 0 {
+			msat = job.Quotes[i].Msat
+		}
+		if job.BidMsat > 0 {
+			msat = min(msat, job.BidMsat) // no customer of ours pays beyond its bid
+		}
+		t.series.done(evt.CreatedAt, int64(evt.CreatedAt-job.CreatedAt), msat, t.now())
 		switch {
 		case job.Holder == evt.PubKey && job.LeaseSince > 0 && evt.CreatedAt >= job.LeaseSince:
 			t.ledger.done(evt.PubKey, evt.CreatedAt, time.Duration(evt.CreatedAt-job.LeaseSince)*time.Second, true)
@@ -383,6 +402,7 @@ func (t *JobTable) Rebuild(events []*nostr.Event) {
 	defer t.mu.Unlock()
 	clear(t.jobs)
 	t.ledger = newLedger()
+	t.series.reset()
 	for _, evt := range events {
 		t.apply(evt)
 	}

@@ -1,6 +1,7 @@
 // Package relay is the sparecycles community relay: a khatru relay with an embedded LMDB store,
 // market-safe write policies, the job table that coordinates leases (nips/lease.md), a truthful
-// NIP-11 document and a read-only HTTP API (/api/jobs, /api/stats) on the same port.
+// NIP-11 document and a read-only HTTP API (/api/jobs, /api/stats, /api/series, /api/workers) on
+// the same port.
 //
 // Every policy is a plain function appended to khatru's hook slices; the job table is one more
 // hook, wrapped around the store so a lease is granted in the same critical section that stores
@@ -66,6 +67,8 @@ type stats struct {
 	accepted    atomic.Int64
 	mu          sync.Mutex
 	refused     map[string]int64 // by NIP-01 prefix
+	series      refusalSeries    // refusals per minute by prefix, for /api/series
+	now         func() time.Time
 }
 
 func (s *stats) refuse(msg string) {
@@ -73,8 +76,10 @@ func (s *stats) refuse(msg string) {
 	if i := indexColon(msg); i > 0 {
 		prefix = msg[:i]
 	}
+	now := s.now()
 	s.mu.Lock()
 	s.refused[prefix]++
+	s.series.add(prefix, now)
 	s.mu.Unlock()
 }
 
@@ -120,6 +125,7 @@ func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
 	}
 	r.enqueue = r.queue
 	r.stats.refused = map[string]int64{}
+	r.stats.now = cfg.now
 	if cfg.Web {
 		title := cfg.WebTitle
 		if title == "" {
@@ -205,6 +211,7 @@ func (r *Relay) khatru() *khatru.Relay {
 	mux := kr.Router()
 	mux.HandleFunc("GET /api/jobs", r.handleJobs)
 	mux.HandleFunc("GET /api/stats", r.handleStats)
+	mux.HandleFunc("GET /api/series", r.handleSeries)
 	mux.HandleFunc("GET /api/workers", r.handleWorkers)
 	mux.HandleFunc("GET /{$}", r.handleHome)
 	if r.page != nil {
@@ -384,7 +391,9 @@ func jobKey(evt *nostr.Event) string {
 }
 
 // unreserve undoes what apply folded in for evt, whose save failed, as far as later events have
-// not already superseded it. before is the job as it was when evt was checked.
+// not already superseded it. before is the job as it was when evt was checked. The ledger's and
+// the series' counts are not undone: a failed commit is rare (a full disk), and the table
+// rebuilt on the next start counts only what was stored.
 func (r *Relay) unreserve(evt *nostr.Event, key string, before *Job) {
 	t := r.jobs
 	t.mu.Lock()
@@ -403,8 +412,12 @@ func (r *Relay) unreserve(evt *nostr.Event, key string, before *Job) {
 	case evt.Kind == nip90.KindFeedback:
 		switch feedbackStatus(evt) {
 		case nip90.StatusPaymentRequired:
-			if !slices.Contains(before.Quotes, evt.PubKey) {
-				job.Quotes = slices.DeleteFunc(job.Quotes, func(pk string) bool { return pk == evt.PubKey })
+			if i := quoteIndex(before.Quotes, evt.PubKey); i >= 0 {
+				if j := quoteIndex(job.Quotes, evt.PubKey); j >= 0 && job.Quotes[j].At == evt.CreatedAt {
+					job.Quotes[j] = before.Quotes[i] // the quote it replaced
+				}
+			} else {
+				job.Quotes = slices.DeleteFunc(job.Quotes, func(q Quote) bool { return q.PubKey == evt.PubKey })
 			}
 		case nip90.StatusProcessing:
 			if job.LeaseEvent == evt.ID {

@@ -139,6 +139,8 @@
       case "processing":
         if (!tag(evt, "lease") && j.holder && j.holder !== evt.pubkey) break;
         j.holder = evt.pubkey;
+        const secs = int(tagValue(evt, "lease"));
+        j.leaseUntil = secs ? evt.created_at + secs : 0;
         if (j.stage !== "done") {
           const q = j.quotes.get(evt.pubkey);
           j.stage = q && q.escrow ? "locked" : "processing";
@@ -182,6 +184,8 @@
   function stageText(j) {
     if (j.stage === "part" && j.part) return "part " + j.part[0] + " of " + j.part[1];
     if (j.stage !== "done" && j.expiration && j.expiration <= now()) return "expired";
+    // a lease that ran out with no result: the relay gives the job back to whoever quoted
+    if ((j.stage === "processing" || j.stage === "locked" || j.stage === "part") && j.leaseUntil && j.leaseUntil < now()) return "quoted";
     return j.stage;
   }
 
@@ -211,6 +215,7 @@
     const tr = document.createElement("tr");
     tr.dataset.job = j.id;
     const s = stageText(j);
+    j.shown = s;
     tr.dataset.stage = s.startsWith("part") ? "part" : s;
     const posted = cell("posted", clock(j.createdAt), j.id);
     tr.append(
@@ -254,6 +259,7 @@
       if (v.quotes > 0) j.stage = "quoted";
       if (v.holder) {
         j.holder = v.holder;
+        j.leaseUntil = v.lease_until || 0;
         j.stage = "processing";
       }
       if (v.state === "done") {
@@ -476,7 +482,7 @@
     const med = known.length ? known[Math.floor((known.length - 1) / 2)] : null;
     chart("chart-latency", [lat], [COLORS[2]], med == null ? 0 : med, med == null ? "no results yet" : seconds(Math.round(med)) + " (median of the minutes)");
 
-    const paid = nums(s.delivered_msat || s.paid_msat).map((m) => m / 1000);
+    const paid = nums(s.delivered_msat).map((m) => m / 1000);
     chart("chart-paid", [paid], [COLORS[4]], Math.round(sum(paid)), sats(sum(paid) * 1000) + " in the hour");
 
     const reasons = Object.keys(s.refused || {}).sort();
@@ -510,7 +516,11 @@
     await Promise.all([loadBoard().catch(report), loadWorkers().catch(report), loadSeries().catch(report)]);
     connect();
     // the charts' minutes roll over even when nothing happens
-    setInterval(refreshSeries, 60000);
+    setInterval(() => {
+      refreshSeries();
+      // leases and expirations run out without an event: redraw the rows they change
+      for (const j of jobs.values()) if (j.row && stageText(j) !== j.shown) render(j);
+    }, 60000);
   }
   start();
 })();
