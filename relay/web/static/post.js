@@ -1328,7 +1328,7 @@
   }
 
   if (!S) {
-    disableForm('Posting from this page needs its script bundle (nostr.js), which this relay does not serve: run scripts/web-bundle where the relay is built, then reload.')
+    disableForm('Posting from this page needs its script bundle (nostr.js), which this relay was built without: run scripts/web-bundle, rebuild the relay, then reload.')
     return
   }
 
