@@ -1418,7 +1418,13 @@
     nwcInput.value = saved
     if (remember) remember.checked = true
   }
-  if (nwcInput) nwcInput.addEventListener('input', showWallet)
+  if (nwcInput) {
+    nwcInput.addEventListener('input', () => {
+      showWallet()
+      // a remembered URI follows the edits, while it is a valid one
+      if (remember && remember.checked && nwcURI) store(NWC_STORE, nwcInput.value.trim())
+    })
+  }
   if (remember) {
     remember.addEventListener('change', () => {
       if (!remember.checked) store(NWC_STORE, null)
