@@ -328,7 +328,7 @@
           onclosed: (why) => finish(reject, new Error("the wallet's relay ended the wait: " + why)),
         })
         this.relay.publish(req, OK_MS).then((ok) => {
-          if (!ok.ok) finish(reject, new Error("the wallet's relay refused the request: " + ok.message))
+          if (!ok.ok) finish(reject, new Error("the wallet's relay refused the request: " + ok.message + (/^mute:/.test(ok.message) ? ' (the wallet service is not listening: is it running?)' : '')))
         })
       })
     }
