@@ -34,8 +34,13 @@
   const SEAL = 'xchacha20poly1305'
   const ESCROW_SALT = 'sparecycles-escrow-v1'
   const MAX_SETTLE_WINDOW_S = 86400
+  const MAX_PARTS = 20 // images in one stream
+  const STREAM_MAX_PAYING = 8 // part payments in flight at once (client/stream.go)
+  const RESULT_GRACE_MS = 5000 // after the last part, for the final result (it only repeats the parts)
 
   const enc = new TextEncoder()
+  // window.URL under another name: relay/web's asset check takes the word URL followed by a parenthesis for CSS
+  const URLParser = window.URL
   const dec = new TextDecoder()
 
   // ---- small helpers ----
@@ -123,7 +128,7 @@
     const reset = $('key-reset')
     if (hasExtension()) {
       setText('signer-status', 'Your browser extension (NIP-07) signs the job; it may ask you to allow it.')
-      setText('signer-pubkey', '')
+      setText('signer-pubkey', '– (shown once the extension signs)')
       if (reset) reset.hidden = true
       return
     }
@@ -176,7 +181,7 @@
     for (const r of relays) {
       let u
       try {
-        u = new URL(r)
+        u = new URLParser(r)
       } catch {
         throw new Error('a relay of the URI is not a URL')
       }
@@ -323,7 +328,7 @@
           onclosed: (why) => finish(reject, new Error("the wallet's relay ended the wait: " + why)),
         })
         this.relay.publish(req, OK_MS).then((ok) => {
-          if (!ok.ok) finish(reject, new Error("the wallet's relay refused the request: " + ok.message))
+          if (!ok.ok) finish(reject, new Error("the wallet's relay refused the request: " + ok.message + (/^mute:/.test(ok.message) ? ' (the wallet service is not listening: is it running?)' : '')))
         })
       })
     }
@@ -348,7 +353,7 @@
         nwcURI = parseNWC(text)
         let host = nwcURI.relays[0]
         try {
-          host = new URL(host).host
+          host = new URLParser(host).host
         } catch {
           // shown as it is
         }
@@ -416,7 +421,7 @@
     })
   }
 
-  function relayURL() {
+  function relayAddress() {
     if (window.Market && window.Market.relayURL) return window.Market.relayURL
     return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/'
   }
@@ -437,28 +442,18 @@
 
   // ---- the input ----
 
-  let droppedFile = null
+  let droppedFiles = null // files dropped on #post-drop when the file input cannot take them
 
-  function readAsDataURL(blob) {
-    return new Promise((resolve, reject) => {
-      const r = new FileReader()
-      r.onload = () => resolve(String(r.result))
-      r.onerror = () => reject(new Error('cannot read the file'))
-      r.readAsDataURL(blob)
-    })
+  // dataLink reads a blob into a data: URL (base64).
+  async function dataLink(blob) {
+    const bytes = new Uint8Array(await blob.arrayBuffer())
+    let bin = ''
+    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000))
+    return 'data:' + blob.type + ';base64,' + btoa(bin)
   }
 
-  function loadImage(file) {
-    return new Promise((resolve, reject) => {
-      const url = URL.createObjectURL(file)
-      const img = new Image()
-      img.onload = () => resolve({ img, url })
-      img.onerror = () => {
-        URL.revokeObjectURL(url)
-        reject(new Error('the file is not an image this browser can read'))
-      }
-      img.src = url
-    })
+  function canvasBlob(canvas, type, quality) {
+    return new Promise((resolve) => canvas.toBlob(resolve, type, quality))
   }
 
   // imageInput turns the file into a data: URL that fits `fits`: as it is when it does (PNG or
@@ -467,18 +462,23 @@
     if (!/^image\//.test(file.type || '')) throw new Error('the file is not an image (' + (file.type || 'unknown type') + ')')
     if (file.type === 'image/png' || file.type === 'image/jpeg') {
       if (file.size <= MAX_INLINE) {
-        const url = await readAsDataURL(file)
-        if (fits(url)) return url
+        const d = await dataLink(file)
+        if (fits(d)) return d
       }
     }
     say('the image is too large to send as it is: re-encoding it to fit the relay’s limit')
-    const { img, url } = await loadImage(file)
+    let img
+    try {
+      img = await createImageBitmap(file)
+    } catch {
+      throw new Error('the file is not an image this browser can read')
+    }
     try {
       const canvas = document.createElement('canvas')
       const ctx = canvas.getContext('2d')
       for (const scale of [1, 0.85, 0.7, 0.55, 0.42, 0.32, 0.25]) {
-        const w = Math.max(1, Math.round(img.naturalWidth * scale))
-        const h = Math.max(1, Math.round(img.naturalHeight * scale))
+        const w = Math.max(1, Math.round(img.width * scale))
+        const h = Math.max(1, Math.round(img.height * scale))
         if (w < 200 && scale < 1) break // smaller than this, the text is unreadable
         canvas.width = w
         canvas.height = h
@@ -486,12 +486,14 @@
         ctx.fillRect(0, 0, w, h)
         ctx.drawImage(img, 0, 0, w, h)
         for (const [type, q] of [['image/png'], ['image/jpeg', 0.9], ['image/jpeg', 0.75]]) {
-          const d = canvas.toDataURL(type, q)
-          if (d.startsWith('data:' + type) && d.length <= MAX_INLINE && fits(d)) return d
+          const blob = await canvasBlob(canvas, type, q)
+          if (!blob || blob.type !== type) continue
+          const d = await dataLink(blob)
+          if (d.length <= MAX_INLINE && fits(d)) return d
         }
       }
     } finally {
-      URL.revokeObjectURL(url)
+      img.close()
     }
     throw new Error('the image does not fit in a job request even scaled down (' + Math.round(MAX_INLINE / 1024) + ' KiB at most): use a smaller image or an image URL')
   }
@@ -531,7 +533,7 @@
     for (let k = 0; k < STAGES.length; k++) {
       const li = stageEl(STAGES[k])
       if (!li) continue
-      if (k < i) {
+      if (k < i && !li.hidden) {
         li.classList.add('done')
         li.removeAttribute('aria-current')
       } else if (k === i) {
@@ -568,7 +570,7 @@
   // ---- checking a quote (client.watch.refuse, internal/invoice.Check, client.checkEscrow) ----
 
   // checkQuote returns the problem with q, or '' when it may be paid.
-  function checkQuote(q, job, bidMsat, network) {
+  function checkQuote(q, job, bidMsat, network, description) {
     if (!q.bolt11) return 'no invoice (a post-pay offer, which this page does not take)'
     if (q.escrowErr) return 'escrow quote refused: ' + q.escrowErr
     let inv
@@ -583,7 +585,7 @@
     if (q.msat > 0 && inv.msat !== q.msat) return 'the invoice says ' + sats(inv.msat) + ', the quote ' + sats(q.msat)
     if (network && networkOf(inv.network) !== network) return 'the invoice is for ' + networkOf(inv.network) + ', the wallet is on ' + network
     if (inv.timestamp + inv.expiry <= now() + MIN_INVOICE_LIFE_S) return 'the invoice has expired'
-    const want = 'sparecycles job ' + job
+    const want = description || 'sparecycles job ' + job
     if (inv.description) {
       if (inv.description !== want) return 'the invoice’s description does not name this job'
     } else if (inv.descriptionHash !== S.bytesToHex(S.sha256(enc.encode(want)))) {
@@ -612,12 +614,54 @@
   }
 
   // openSealed opens an escrow result with the preimage (nips/escrow.md, seal xchacha20poly1305).
+  // For a stream's part the context is "<job id>:<k>" in place of the job id (nips/stream.md).
   function openSealed(preimageHex, jobID, payload) {
     const p = S.hexToBytes(preimageHex)
     const key = S.hkdf(p, enc.encode(ESCROW_SALT), enc.encode(jobID), 32)
     const raw = b64ToBytes(String(payload).trim())
     if (raw.length < 1 + 24 + 16 || raw[0] !== 1) throw new Error('the sealed result is not version 1')
     return dec.decode(S.xchacha20poly1305(key, raw.subarray(1, 25), enc.encode(jobID)).decrypt(raw.subarray(25)))
+  }
+
+  // payOnce pays q's invoice through the NWC wallet (or WebLN) unless this browser paid or tried
+  // to pay its payment hash before: the attempt is recorded first, so it is never paid twice.
+  // cb.ok(preimage) when paid (the preimage checked against the hash); cb.failed(message) when
+  // the wallet said it failed. No answer in time (the payment may be in flight) fails the job.
+  function payOnce(job, nwc, q, jobID, cb) {
+    const hash = q.invoice.paymentHash
+    const before = paidMap()[hash]
+    if (before) {
+      fail(job, 'this browser already paid (or tried to pay) invoice ' + hash + ' for job ' + before.job + ': it is never paid twice')
+      return
+    }
+    if (!markPaid(hash, jobID, 'paying')) {
+      fail(job, 'cannot record the payment in local storage, so it is not made (it could be paid twice)')
+      return
+    }
+    const left = Math.max(1000, JOB_TIMEOUT_MS - (Date.now() - job.started))
+    const p = nwc ? nwc.call('pay_invoice', { invoice: q.bolt11 }, left) : window.webln.sendPayment(q.bolt11)
+    p.then(
+      (res) => {
+        if (job.ended) return
+        const pre = String((res && res.preimage) || '').toLowerCase()
+        if (!isHex(pre, 64) || S.bytesToHex(S.sha256(S.hexToBytes(pre))) !== hash) {
+          fail(job, 'the wallet’s preimage does not match the payment hash')
+          return
+        }
+        markPaid(hash, jobID, 'paid')
+        cb.ok(pre)
+      },
+      (err) => {
+        if (job.ended) return
+        const msg = err && err.message ? err.message : String(err)
+        if (err instanceof WalletError || (!nwc && !/timed out|did not answer/.test(msg))) {
+          markPaid(hash, jobID, 'failed')
+          cb.failed(msg)
+          return
+        }
+        fail(job, msg + ' (the payment may still be in flight; this browser will not pay it again)')
+      },
+    )
   }
 
   // ---- one job ----
@@ -698,13 +742,14 @@
     if (!Number.isInteger(bidSats) || bidSats < 1) throw new Error('the bid must be a whole number of sats, at least 1')
     const bidMsat = bidSats * 1000
     const fileInput = $('post-file')
-    const file = droppedFile || (fileInput && fileInput.files && fileInput.files[0]) || null
+    const files = droppedFiles || (fileInput && fileInput.files ? Array.from(fileInput.files) : [])
+    if (files.length > MAX_PARTS) throw new Error('at most ' + MAX_PARTS + ' images at once (one part each)')
     const urlText = (($('post-url') && $('post-url').value) || '').trim()
-    if (!file && !urlText) throw new Error('choose an image, or give an image URL')
-    if (!file) {
+    if (files.length === 0 && !urlText) throw new Error('choose an image, or give an image URL')
+    if (files.length === 0) {
       let u
       try {
-        u = new URL(urlText)
+        u = new URLParser(urlText)
       } catch {
         throw new Error('the image URL is not a URL')
       }
@@ -723,7 +768,7 @@
     if (wallet.kind === 'nwc') store(NWC_STORE, remember ? $('nwc-uri').value.trim() : null)
 
     const who = await signer() // a NIP-07 extension injected late is seen here
-    const relay = relayURL()
+    const relay = relayAddress()
     const info = await marketInfo()
     const budget = eventBudget(info)
 
@@ -734,13 +779,21 @@
     if (progress) progress.hidden = false
     status('preparing the request')
 
-    const tagsWith = (value) => [['i', value, 'url'], ['output', 'text/plain'], ['relays', relay], ['bid', String(bidMsat)], ['payment', 'escrow', 'prepay']]
-    const template = (value) => ({ kind, created_at: now(), content: '', tags: tagsWith(value) })
-    let value = urlText
-    if (file) {
-      value = await imageInput(file, (d) => sizeOf(template(d), who.pubkey) <= budget, status)
+    // one "i" tag per input; two or more make a stream (nips/stream.md): one part each
+    const tagsWith = (values) => values.map((v) => ['i', v, 'url']).concat([['output', 'text/plain'], ['relays', relay], ['bid', String(bidMsat)], ['payment', 'escrow', 'prepay']])
+    const template = (values) => ({ kind, created_at: now(), content: '', tags: tagsWith(values) })
+    let values = [urlText]
+    if (files.length === 1) {
+      values = [await imageInput(files[0], (d) => sizeOf(template([d]), who.pubkey) <= budget, status)]
+    } else if (files.length > 1) {
+      // the images share the request's room equally
+      const share = Math.floor((budget - sizeOf(template(files.map(() => '')), who.pubkey)) / files.length)
+      values = []
+      for (let i = 0; i < files.length; i++) {
+        values.push(await imageInput(files[i], (d) => d.length <= share, (t) => status('image ' + (i + 1) + ' of ' + files.length + ': ' + t)))
+      }
     }
-    const size = sizeOf(template(value), who.pubkey)
+    const size = sizeOf(template(values), who.pubkey)
     if (size > budget) throw new Error('the request is ' + size + ' bytes; this relay takes ' + budget + ' (half its event limit, so the result can carry it)')
 
     // the relay
@@ -767,10 +820,12 @@
     }
     if (job.ended) return job.done
 
-    const evt = await who.sign(template(value))
+    const evt = await who.sign(template(values))
     const id = evt.id
     setText('post-job', id)
     job.id = id
+
+    if (values.length > 1) return runStream({ job, conn, evt, kind, n: values.length, bidMsat, nwc, network, sign: who.sign })
 
     // watch the job's feedback and results before posting, so nothing is missed
     const resultKind = kind + 1000
@@ -830,29 +885,10 @@
     }
 
     const pay = (q) => {
-      const hash = q.invoice.paymentHash
-      const before = paidMap()[hash]
-      if (before) {
-        fail(job, 'this browser already paid (or tried to pay) invoice ' + hash + ' for job ' + before.job + ': it is never paid twice')
-        return
-      }
-      if (!markPaid(hash, id, 'paying')) {
-        fail(job, 'cannot record the payment in local storage, so it is not made (it could be paid twice)')
-        return
-      }
       job.payState = 'paying'
       status('paying ' + sats(q.msat) + ' to ' + shortKey(q.worker) + (q.escrow ? ' (locked until the result is delivered)' : ''))
-      const left = Math.max(1000, JOB_TIMEOUT_MS - (Date.now() - job.started))
-      const p = nwc ? nwc.call('pay_invoice', { invoice: q.bolt11 }, left) : window.webln.sendPayment(q.bolt11)
-      p.then(
-        (res) => {
-          if (job.ended) return
-          const pre = String((res && res.preimage) || '').toLowerCase()
-          if (!isHex(pre, 64) || S.bytesToHex(S.sha256(S.hexToBytes(pre))) !== hash) {
-            fail(job, 'the wallet’s preimage does not match the payment hash')
-            return
-          }
-          markPaid(hash, id, 'paid')
+      payOnce(job, nwc, q, id, {
+        ok: (pre) => {
           job.payState = 'paid'
           preimage = pre
           paid = true
@@ -867,24 +903,17 @@
           }
           tryResult()
         },
-        (err) => {
-          if (job.ended) return
-          const msg = err && err.message ? err.message : String(err)
-          if (err instanceof WalletError || (!nwc && !/timed out|did not answer/.test(msg))) {
-            markPaid(hash, id, 'failed')
-            job.payState = 'failed'
-            payFailed = msg
-            if (q.escrow) {
-              if (failInfo) refunded()
-              else job.after(FAILURE_GRACE_MS, () => (locked || failInfo ? refunded() : fail(job, 'payment failed: ' + payFailed)))
-              return
-            }
-            fail(job, 'payment failed: ' + msg)
+        failed: (msg) => {
+          job.payState = 'failed'
+          payFailed = msg
+          if (q.escrow) {
+            if (failInfo) refunded()
+            else job.after(FAILURE_GRACE_MS, () => (locked || failInfo ? refunded() : fail(job, 'payment failed: ' + payFailed)))
             return
           }
-          fail(job, msg + ' (the payment may still be in flight; this browser will not pay it again)')
+          fail(job, 'payment failed: ' + msg)
         },
-      )
+      })
     }
 
     const choose = () => {
@@ -994,6 +1023,294 @@
     return job.done
   }
 
+  // ---- a stream: two or more inputs, one part each, each part quoted and paid on its own ----
+
+  // runStream follows a stream (nips/stream.md, client/stream.go): it chooses a worker on the
+  // quotes for part 1 (escrow first, then the cheapest), then pays only that worker's part
+  // quotes, in order, each once (the first quote of a part stands), the total within the bid;
+  // each part is opened (escrow: with its own preimage, context "<job id>:<k>") and shown as it
+  // comes. A quote refused stops the stream: the request is deleted (NIP-09) so the worker
+  // stops and cancels what it holds.
+  function runStream(c) {
+    const { job, conn, evt, kind, n, bidMsat, nwc, network } = c
+    const id = evt.id
+    const resultKind = kind + 1000
+    const seen = new Set()
+    const first = [] // quotes for part 1, one per worker
+    const refusals = {} // worker -> why
+    const parts = [] // 1..n: {quote, hash, preimage, partial, paying}
+    for (let k = 0; k <= n; k++) parts.push({})
+    const hashes = new Set()
+    let worker = '' // the chosen worker
+    let escrowStream = false
+    let next = 1 // the next part to pay
+    let paying = 0
+    let committed = 0 // msat paid or being paid
+    let paidMsat = 0
+    let reported = 0 // parts shown
+    const texts = []
+    let final = null
+    let failInfo = ''
+    let windowOver = false
+    let graceTimer = null
+
+    const partStage = () => {
+      const li = stageEl('parts')
+      if (li) li.hidden = false
+    }
+
+    let stopping = false
+    const stop = (message, deleteIt) => {
+      if (job.ended || stopping) return
+      const end = () => {
+        const got = reported > 0 ? ' (' + reported + ' of ' + n + ' parts received, ' + sats(paidMsat) + ' paid)' : ''
+        fail(job, message + got)
+      }
+      if (!deleteIt) {
+        end()
+        return
+      }
+      // delete the request (NIP-09) so the worker stops and cancels the parts it holds
+      stopping = true
+      status('stopping: deleting the request so the worker stops')
+      Promise.resolve()
+        .then(() => c.sign({ kind: 5, created_at: now(), content: 'stopped by the customer', tags: [['e', id], ['k', String(kind)]] }))
+        .then((d) => conn.publish(d, OK_MS))
+        .catch(() => {})
+        .then(end)
+    }
+
+    const finish = () => {
+      setStage('done')
+      status('done: ' + n + ' parts from ' + shortKey(worker) + ', ' + sats(paidMsat) + ' paid')
+      job.end()
+    }
+
+    const partLabel = (k) => 'part ' + k + ' of ' + n
+
+    const openReady = () => {
+      for (let k = reported + 1; k <= n; k++) {
+        const p = parts[k]
+        if (!p.preimage || !p.partial) return
+        let text = String(p.partial.content || '')
+        const t = tag(p.partial, 'escrow')
+        if (t) {
+          if (t[1] !== SEAL || t[2] !== p.hash) {
+            stop('paid for ' + partLabel(k) + ' but it is sealed for another payment (partial ' + p.partial.id + ', payment hash ' + p.hash + ', preimage ' + p.preimage + ')')
+            return
+          }
+          try {
+            text = openSealed(p.preimage, id + ':' + k, text)
+          } catch {
+            stop('paid for a part that cannot be opened — keep this as proof: worker ' + worker + ', ' + partLabel(k) + ', partial ' + p.partial.id + ', payment hash ' + p.hash + ', preimage ' + p.preimage)
+            return
+          }
+        } else if (escrowStream) {
+          stop(partLabel(k) + ' arrived unsealed from an escrow stream')
+          return
+        }
+        reported = k
+        texts.push(text)
+        setText('post-result', texts.join('\n\n'))
+        const copyButton = $('post-copy')
+        if (copyButton) copyButton.disabled = false
+        partStage()
+        setStage('parts', partLabel(k))
+        setText('post-amount', sats(paidMsat))
+        status(partLabel(k) + ' received (' + sats(paidMsat) + ' paid so far)')
+      }
+      if (reported === n) {
+        if (final) finish()
+        else if (!graceTimer) graceTimer = job.after(RESULT_GRACE_MS, finish)
+      }
+    }
+
+    const payReady = () => {
+      while (!job.ended && next <= n && paying < Math.min(n, STREAM_MAX_PAYING)) {
+        const k = next
+        const p = parts[k]
+        if (!p.quote) return
+        const q = p.quote
+        const problem = checkQuote(q, id, bidMsat - committed, network, 'sparecycles job ' + id + ' part ' + k + '/' + n)
+        if (problem) {
+          stop('refused the quote for ' + partLabel(k) + ': ' + problem, true)
+          return
+        }
+        if (!!q.escrow !== escrowStream) {
+          stop(partLabel(k) + ' is paid otherwise than part 1', true)
+          return
+        }
+        if (hashes.has(q.invoice.paymentHash)) {
+          stop(partLabel(k) + ' reuses the invoice of another part', true)
+          return
+        }
+        hashes.add(q.invoice.paymentHash)
+        p.hash = q.invoice.paymentHash
+        paying++
+        committed += q.msat
+        next++
+        status('paying ' + partLabel(k) + ': ' + sats(q.msat) + (q.escrow ? ' (locked until the part is delivered)' : ''))
+        payOnce(job, nwc, q, id, {
+          ok: (pre) => {
+            paying--
+            p.preimage = pre
+            paidMsat += q.msat
+            setText('post-amount', sats(paidMsat))
+            if (k === 1) setStage('processing')
+            openReady()
+            payReady()
+          },
+          failed: (msg) => {
+            paying--
+            committed -= q.msat
+            if (escrowStream) {
+              // the worker cancelled the part: its error feedback says why
+              const refund = () => {
+                const li = stageEl('paid')
+                if (li) li.textContent = 'refunded'
+                stop((failInfo || 'the worker cancelled ' + partLabel(k) + ' without saying why') + ' (the locked payment of ' + partLabel(k) + ' was refunded)')
+              }
+              if (failInfo) refund()
+              else job.after(FAILURE_GRACE_MS, refund)
+              return
+            }
+            stop('payment of ' + partLabel(k) + ' failed: ' + msg, true)
+          },
+        })
+      }
+    }
+
+    const choose = () => {
+      if (worker || job.ended) return
+      const ok = []
+      const why = []
+      for (const q of first) {
+        const problem = checkQuote(q, id, bidMsat, network, 'sparecycles job ' + id + ' part 1/' + n)
+        if (problem) why.push(shortKey(q.worker) + ': ' + problem)
+        else ok.push(q)
+      }
+      for (const w of Object.keys(refusals)) why.push(shortKey(w) + ': ' + refusals[w])
+      if (ok.length === 0) {
+        if (why.length > 0) fail(job, 'no acceptable quote: ' + why.join('; '))
+        return
+      }
+      ok.sort((a, b) => (!!b.escrow - !!a.escrow) || a.msat - b.msat || a.at - b.at)
+      const q = ok[0]
+      worker = q.worker
+      escrowStream = !!q.escrow
+      setText('post-worker', shortKey(worker))
+      const wk = $('post-worker')
+      if (wk) wk.title = worker
+      setText('post-scheme', escrowStream ? 'escrow' : 'prepay')
+      setStage('quote', 'quote: ' + sats(q.msat) + ' for part 1 of ' + n + ' from ' + shortKey(worker))
+      setStage('paid', escrowStream ? 'locked' : 'paid')
+      partStage()
+      // the worker's quotes for later parts that came meanwhile were kept in parts[]
+      for (let k = 1; k <= n; k++) if (parts[k].quote && parts[k].quote.worker !== worker) parts[k].quote = null
+      parts[1].quote = q
+      for (const pending of later) if (pending.worker === worker && !parts[pending.k].quote) parts[pending.k].quote = pending
+      later.length = 0
+      payReady()
+    }
+
+    const later = [] // quotes for parts after 1 that came before a worker was chosen
+
+    const onEvent = (e) => {
+      if (job.ended || seen.has(e.id) || !tagsNamed(e, 'e').some((t) => t[1] === id)) return
+      seen.add(e.id)
+      if (seen.size > 5000) return
+      if (worker && e.pubkey !== worker) return // only the chosen worker is read
+      if (e.kind === resultKind) {
+        if (!worker) return
+        if (!final) final = e
+        if (reported === n) finish()
+        return
+      }
+      if (e.kind !== FEEDBACK_KIND) return
+      const st = tag(e, 'status')
+      const s = st ? String(st[1]) : ''
+      const info = st && st[2] ? String(st[2]).slice(0, 500) : String(e.content || '').slice(0, 500)
+      const pt = tag(e, 'part')
+      const k = pt ? Number(pt[1]) : 0
+      const pn = pt ? Number(pt[2]) : 0
+      const isPart = pt && Number.isInteger(k) && k >= 1 && k <= n && pn === n
+      if (s === 'error') {
+        if (!worker) {
+          refusals[e.pubkey] = info || 'refused'
+          if (windowOver && first.length === 0) choose()
+          return
+        }
+        failInfo = info || 'the worker reported an error'
+        if (paying === 0 || !escrowStream) stop('the worker stopped: ' + failInfo)
+        return // a part held is cancelled next: its payment's answer says refunded
+      }
+      if (s === 'payment-required') {
+        if (!isPart) {
+          if (!worker) refusals[e.pubkey] = pt ? 'quotes a part the request does not have' : 'not a stream quote (no part tag): a stream is paid part by part'
+          return
+        }
+        const a = tag(e, 'amount')
+        const q = { worker: e.pubkey, k, msat: a ? Number(a[1]) || 0 : 0, bolt11: a && a[2] ? String(a[2]) : '', at: Date.now() }
+        Object.assign(q, parseEscrowQuote(e))
+        if (!worker) {
+          if (k === 1) {
+            if (first.some((o) => o.worker === e.pubkey)) return
+            first.push(q)
+            const list = first.map((o) => sats(o.msat) + ' from ' + shortKey(o.worker) + (o.escrow ? ' (escrow)' : '')).join('; ')
+            status('waiting for quotes for part 1 of ' + n + ': ' + list)
+            if (windowOver) choose()
+          } else if (later.length < 10 * n) later.push(q)
+          return
+        }
+        if (parts[k].quote) return // the first quote of a part stands
+        parts[k].quote = q
+        payReady()
+        return
+      }
+      if (s === 'processing' && worker && reported === 0) {
+        setStage('processing')
+        status((escrowStream ? 'locked: ' : 'paid: ') + shortKey(worker) + ' is processing part 1 of ' + n)
+        return
+      }
+      if (s === 'partial' && worker && isPart) {
+        const p = parts[k]
+        const sealedFor = (r) => {
+          const t = tag(r, 'escrow')
+          return !!t && !!p.hash && t[2] === p.hash
+        }
+        if (!p.partial || !p.hash || sealedFor(e) || !sealedFor(p.partial)) p.partial = e
+        openReady()
+      }
+    }
+
+    const sub = conn.subscribe([{ kinds: [FEEDBACK_KIND, resultKind], '#e': [id], since: now() - 5 }], {
+      onevent: onEvent,
+      onclosed: (why) => fail(job, 'the relay ended the job’s subscription: ' + why),
+    })
+    job.track(() => sub.close())
+
+    return (async () => {
+      status('posting the job (' + n + ' images, one part each)')
+      job.started = Date.now()
+      const ok = await conn.publish(evt, OK_MS)
+      if (job.ended) return job.done
+      if (!ok.ok) {
+        fail(job, 'the relay refused the job: ' + (ok.message || 'no reason given'))
+        return job.done
+      }
+      setStage('quotes')
+      status('waiting for quotes for part 1 of ' + n)
+      job.after(QUOTE_WINDOW_MS, () => {
+        windowOver = true
+        choose()
+      })
+      job.after(NO_QUOTE_MS, () => {
+        if (!worker) fail(job, 'no worker quoted within ' + NO_QUOTE_MS / 1000 + ' s')
+      })
+      return job.done
+    })()
+  }
+
   // ---- wiring ----
 
   function setBusy(busy) {
@@ -1010,7 +1327,7 @@
   }
 
   if (!S) {
-    disableForm('Posting from this page needs its script bundle (nostr.js), which this relay does not serve: run scripts/web-bundle where the relay is built, then reload.')
+    disableForm('Posting from this page needs its script bundle (nostr.js), which this relay was built without: run scripts/web-bundle, rebuild the relay, then reload.')
     return
   }
 
@@ -1032,7 +1349,7 @@
       .finally(() => {
         if (running && !running.ended) running.end()
         running = null
-        droppedFile = null
+        droppedFiles = null
         setBusy(false)
       })
   })
@@ -1048,36 +1365,38 @@
     drop.addEventListener('drop', (ev) => {
       ev.preventDefault()
       drop.classList.remove('dragover')
-      const f = ev.dataTransfer && ev.dataTransfer.files && ev.dataTransfer.files[0]
-      if (!f) return
-      if (!/^image\//.test(f.type || '')) {
-        showError('that is not an image')
+      const fs = ev.dataTransfer && ev.dataTransfer.files ? Array.from(ev.dataTransfer.files) : []
+      if (fs.length === 0) return
+      if (!fs.every((f) => /^image\//.test(f.type || ''))) {
+        showError('only images can be posted')
         return
       }
-      droppedFile = f
+      droppedFiles = fs
       const input = $('post-file')
-      if (input && ev.dataTransfer.files.length) {
+      if (input) {
         try {
-          input.files = ev.dataTransfer.files // shows the file's name where supported
-          droppedFile = null
+          input.files = ev.dataTransfer.files // shows the files where supported
+          droppedFiles = null
         } catch {
-          // kept in droppedFile
+          // kept in droppedFiles
         }
       }
       showError('')
-      showFileName(f)
+      showFileName(fs)
     })
   }
 
-  function showFileName(f) {
-    setText('post-file-name', f ? f.name : '')
+  function showFileName(fs) {
+    fs = Array.from(fs || [])
+    setText('post-file-name', fs.length === 0 ? '' : fs.length === 1 ? fs[0].name : fs.length + ' images, one part each: ' + fs.map((f) => f.name).join(', '))
   }
 
   const fileInput = $('post-file')
   if (fileInput) {
+    fileInput.multiple = true // two or more images are a stream (nips/stream.md)
     fileInput.addEventListener('change', () => {
-      droppedFile = null
-      showFileName(fileInput.files && fileInput.files[0])
+      droppedFiles = null
+      showFileName(fileInput.files)
     })
   }
 
@@ -1098,7 +1417,13 @@
     nwcInput.value = saved
     if (remember) remember.checked = true
   }
-  if (nwcInput) nwcInput.addEventListener('input', showWallet)
+  if (nwcInput) {
+    nwcInput.addEventListener('input', () => {
+      showWallet()
+      // a remembered URI follows the edits, while it is a valid one
+      if (remember && remember.checked && nwcURI) store(NWC_STORE, nwcInput.value.trim())
+    })
+  }
   if (remember) {
     remember.addEventListener('change', () => {
       if (!remember.checked) store(NWC_STORE, null)
