@@ -338,8 +338,11 @@ func TestBrowserMarket(t *testing.T) {
 	waitPage(t, tab, "the board's row for the job to read done", func(pageState) bool {
 		return evalJS[string](t, tab, fmt.Sprintf(`(document.querySelector('%s td.state')||{}).innerText||""`, row)) == "done"
 	})
-	if who := evalJS[string](t, tab, fmt.Sprintf(`document.querySelector('%s td.worker').innerText.trim()`, row)); !shortFor(who, w.PubKey()) {
-		t.Errorf("board row %s shows worker %q, want %s", row, who, w.PubKey())
+	// the cell shows the npub shortened and holds the hex pubkey in its title
+	who := evalJS[string](t, tab, fmt.Sprintf(`document.querySelector('%s td.worker').innerText.trim()`, row))
+	whoFull := evalJS[string](t, tab, fmt.Sprintf(`document.querySelector('%s td.worker').title`, row))
+	if !shortFor(who, npub) || whoFull != w.PubKey() {
+		t.Errorf("board row %s shows worker %q (title %q), want %s (%s)", row, who, whoFull, npub, w.PubKey())
 	}
 	wrow := fmt.Sprintf(`tr[data-worker=%q]`, w.PubKey())
 	waitPage(t, tab, "the worker's row to count a job done", func(pageState) bool {

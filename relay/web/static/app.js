@@ -21,7 +21,15 @@
 
   // ---- helpers -------------------------------------------------------------------------
   const isHex64 = (s) => typeof s === "string" && /^[0-9a-f]{64}$/.test(s);
-  const short = (pk) => (typeof pk === "string" && pk.length > 12 ? pk.slice(0, 8) + "…" + pk.slice(-4) : pk || "");
+  // a pubkey as people read it: npub (when the page's Nostr bundle is there), shortened
+  const short = (pk) => {
+    if (typeof pk !== "string" || !pk) return "";
+    if (isHex64(pk) && window.SCNostr && window.SCNostr.nip19) {
+      const npub = window.SCNostr.nip19.npubEncode(pk);
+      return npub.slice(0, 12) + "…" + npub.slice(-4);
+    }
+    return pk.length > 12 ? pk.slice(0, 8) + "…" + pk.slice(-4) : pk;
+  };
   const tag = (evt, name) => {
     for (const t of evt.tags || []) if (Array.isArray(t) && t[0] === name) return t;
     return null;
@@ -36,8 +44,9 @@
   };
   const sats = (msat) => {
     if (msat == null) return "";
+    // to the msat below 100 sats (what a wallet shows for a small payment), whole sats above
     const s = msat / 1000;
-    return (s >= 100 || Number.isInteger(s) ? Math.round(s).toLocaleString() : s.toFixed(1)) + " sats";
+    return s.toLocaleString("en-US", { maximumFractionDigits: s >= 100 ? 0 : 3 }) + " sats";
   };
   const seconds = (s) => {
     if (s == null || s < 0) return "";
@@ -375,11 +384,14 @@
 
   function priceText(w) {
     const ps = w.prices || [];
-    if (!ps.length) return "";
-    const p = ps[0];
-    let s = sats(p.base_msat);
-    if (p.per_unit_msat) s += " + " + sats(p.per_unit_msat) + "/" + (p.unit || "unit");
-    return s + (ps.length > 1 ? " (+" + (ps.length - 1) + " more)" : "");
+    if (!ps.length) return [""];
+    const one = (p) => {
+      let s = sats(p.base_msat);
+      if (p.per_unit_msat) s += " + " + sats(p.per_unit_msat) + "/" + (p.unit || "unit");
+      return s;
+    };
+    // the first model's price; every model's in the cell's title
+    return [one(ps[0]), ps.map((p) => (p.model || "kind " + p.kind) + ": " + one(p)).join("\n")];
   }
 
   function status(w) {
@@ -402,7 +414,7 @@
       tr.append(
         cell("name", w.name || short(w.pubkey), w.pubkey),
         cell("kinds", kinds),
-        cell("price", priceText(w)),
+        cell("price", ...priceText(w)),
         cell("device", device(w)),
         cell("rating", w.reviews ? "★ " + Number(w.rating || 0).toFixed(1) + " (" + w.reviews + ")" : "–", w.reviews ? "from " + w.reviews + " paid reviews" : "no paid reviews yet"),
         cell("status", st),
