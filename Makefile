@@ -27,4 +27,5 @@ bench:
 
 build:
 	mkdir -p bin
+	scripts/web-bundle >/dev/null # the relay embeds the market page's bundle
 	for c in relay worker wallet client; do go build -o bin/$$c ./$$c/cmd/$$c || exit 1; done
