@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -354,6 +355,47 @@ func TestBrowserMarket(t *testing.T) {
 		return n >= 1
 	})
 	screenshot(t, tab, "3-done.png")
+
+	// A stream from the same form: two images are two parts, each quoted and paid on its own;
+	// the page shows "part k of n" as they come (recorded by a MutationObserver, since a part
+	// may come and go between two polls), then both texts.
+	texts := [2]string{"first part here", "second part there"}
+	var imgs []string
+	for i, txt := range texts {
+		png, err := testimage.Render(28, txt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, filepath.Join(t.TempDir(), fmt.Sprintf("part-%d.png", i+1)))
+		if err := os.WriteFile(imgs[i], png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evalJS[bool](t, tab, `(() => { window.__parts = [];
+		const li = document.querySelector('#post-stages li[data-stage="parts"]');
+		new MutationObserver(() => { if (!li.hidden) window.__parts.push(li.innerText.trim()); })
+			.observe(li, {childList: true, characterData: true, subtree: true, attributes: true});
+		return true; })()`)
+	err = chromedp.Do(tab,
+		chromedp.SetUploadFiles(chromedp.ID("post-file"), imgs),
+		chromedp.Click(chromedp.ID("post-submit")),
+	)
+	if err != nil {
+		t.Fatalf("submit a stream: %v", err)
+	}
+	s2 := waitPage(t, tab, "both parts' text", func(s2 pageState) bool {
+		r := strings.ToLower(s2.Result)
+		return s2.Job != s.Job && strings.Contains(r, texts[0]) && strings.Contains(r, texts[1])
+	})
+	seen := evalJS[[]string](t, tab, `window.__parts`)
+	if !slices.Contains(seen, "part 2 of 2") {
+		t.Errorf("the stages showed %q for the stream's parts, want \"part 2 of 2\" among them", seen)
+	}
+	waitPage(t, tab, "the board's row for the stream to read done", func(pageState) bool {
+		return evalJS[string](t, tab, fmt.Sprintf(`(document.querySelector('tr[data-job=%q] td.state')||{}).innerText||""`, s2.Job)) == "done"
+	})
+	t.Logf("the stream: parts shown %q, paid %q by %q", seen, s2.Amount, s2.Scheme)
+	screenshot(t, tab, "4-stream-done.png")
 
 	for _, p := range problems() {
 		t.Errorf("browser: %s", p)
