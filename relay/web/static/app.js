@@ -46,7 +46,7 @@
     if (msat == null) return "";
     // to the msat below 100 sats (what a wallet shows for a small payment), whole sats above
     const s = msat / 1000;
-    return s.toLocaleString("en-US", { maximumFractionDigits: s >= 100 ? 0 : 3 }) + " sats";
+    return s.toLocaleString("en-US", { maximumFractionDigits: s >= 100 ? 0 : 3 }) + (s === 1 ? " sat" : " sats");
   };
   const seconds = (s) => {
     if (s == null || s < 0) return "";
