@@ -61,7 +61,7 @@ const clientEventBytes = 820
 
 // clientJobRequests returns n signed kind 5000 job requests of clientEventBytes bytes each as
 // EVENT messages, each by an author of its own.
-func clientJobRequests(b *testing.B, n int) []nostr.Event {
+func clientJobRequests(b testing.TB, n int) []nostr.Event {
 	b.Helper()
 	events := make([]nostr.Event, n)
 	now := time.Now()
@@ -83,7 +83,7 @@ func clientJobRequests(b *testing.B, n int) []nostr.Event {
 	return events
 }
 
-func messageSize(b *testing.B, evt nostr.Event) int {
+func messageSize(b testing.TB, evt nostr.Event) int {
 	m, err := json.Marshal([]any{"EVENT", evt})
 	if err != nil {
 		b.Fatal(err)
@@ -115,6 +115,13 @@ func writeMessages(b *testing.B, events []nostr.Event) (file string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	writeMessagesTo(b, f, events)
+	return f.Name()
+}
+
+// writeMessagesTo writes events as EVENT messages, one per line, to f and closes it.
+func writeMessagesTo(b testing.TB, f *os.File, events []nostr.Event) {
+	b.Helper()
 	w := bufio.NewWriter(f)
 	for _, evt := range events {
 		m, err := json.Marshal([]any{"EVENT", evt})
@@ -130,7 +137,6 @@ func writeMessages(b *testing.B, events []nostr.Event) (file string) {
 	if err := f.Close(); err != nil {
 		b.Fatal(err)
 	}
-	return f.Name()
 }
 
 // ingestFile is ingest of the messages writeMessages wrote to file.
@@ -153,6 +159,29 @@ func ingestFile(b *testing.B, url, file string, conns, window int) float64 {
 	}
 	b.Fatalf("load generator printed no rate:\n%s", out)
 	return 0
+}
+
+// clientEventsEnv, set to "file n", makes TestWriteClientEvents write n of
+// BenchmarkIngestClients' events (clientJobRequests) to file, as EVENT messages one per line,
+// for TestIngestLoad to publish: scripts/profile-ingest profiles a relay process under that load.
+const clientEventsEnv = "SPARECYCLES_WRITE_CLIENT_EVENTS"
+
+// TestWriteClientEvents writes the events clientEventsEnv asks for; it is skipped otherwise.
+func TestWriteClientEvents(t *testing.T) {
+	spec := os.Getenv(clientEventsEnv)
+	if spec == "" {
+		t.Skip("run by scripts/profile-ingest")
+	}
+	var file string
+	var n int
+	if _, err := fmt.Sscanf(spec, "%s %d", &file, &n); err != nil {
+		t.Fatalf("%s=%q: %v", clientEventsEnv, spec, err)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeMessagesTo(t, f, clientJobRequests(t, n))
 }
 
 // loadEnv, set to "url file conns window", makes TestIngestLoad the load generator of ingest.
@@ -212,12 +241,16 @@ func publishPipelined(conn *websocket.Conn, messages [][]byte, window int) error
 	slots := make(chan struct{}, window)
 	readErr := make(chan error, 1)
 	go func() {
-		for range messages {
+		for oks := 0; oks < len(messages); {
 			_, msg, err := conn.ReadMessage()
 			if err != nil {
 				readErr <- err
 				return
 			}
+			if bytes.HasPrefix(msg, []byte(`["AUTH",`)) {
+				continue // our relay asks every connection to authenticate (NIP-42); publishing does not need it
+			}
+			oks++
 			if !bytes.HasPrefix(msg, []byte(`["OK",`)) || len(msg) < len(`["OK",`)+66+len(`,true`) {
 				readErr <- fmt.Errorf("unexpected message %s", msg)
 				return

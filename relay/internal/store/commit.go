@@ -29,6 +29,10 @@ type op struct {
 	listed chan struct{}
 	done   chan struct{} // closed once err is set
 	err    error
+	// waiters counts the callers of await blocked on this op, and wake, made by the first of
+	// them, is closed to hand one of them the next commit (see lead); both under Store.mu.
+	waiters int
+	wake    chan struct{}
 }
 
 func (o *op) settle(err error) {
@@ -207,7 +211,7 @@ func (s *Store) has(id [32]byte) (bool, error) {
 }
 
 // await returns once o is settled. While no commit runs it leads one; otherwise it waits for
-// o or for the running commit to end (and then perhaps leads the next).
+// o, or for the running commit to hand it the next one (see lead).
 func (s *Store) await(o *op) {
 	<-o.listed
 	s.mu.Lock()
@@ -222,14 +226,18 @@ func (s *Store) await(o *op) {
 			s.lead()
 			continue
 		}
-		idle := s.idle
+		if o.wake == nil {
+			o.wake = make(chan struct{})
+		}
+		wake := o.wake
+		o.waiters++
 		s.mu.Unlock()
 		select {
 		case <-o.done:
-			return
-		case <-idle:
+		case <-wake:
 		}
 		s.mu.Lock()
+		o.waiters--
 	}
 }
 
@@ -264,6 +272,18 @@ func (s *Store) lead() {
 	s.leading = false
 	close(s.idle)
 	s.idle = make(chan struct{})
+	// Hand the next commit to one waiter of a queued op, the first in the queue that has one.
+	// The others sleep on until their op is done: a waiter blocks only while a commit runs, so
+	// every blocked waiter's op was in this batch (now done) or is still queued, and one of the
+	// latter is woken here whenever there is one. (Waking every waiter, as closing a shared
+	// channel did, woke all of the next batch's for one of them to lead.)
+	for _, o := range s.queue {
+		if o.waiters > 0 {
+			close(o.wake)
+			o.wake = nil
+			break
+		}
+	}
 }
 
 // write commits batch in one transaction and sets each op's err (done is closed by lead). An

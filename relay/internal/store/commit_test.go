@@ -99,6 +99,74 @@ func TestConcurrentSaves(t *testing.T) {
 	}
 }
 
+// TestCommitHandsOff: a commit that ends hands the next one to a single waiter of a queued op
+// (the others sleep on until their op is done), so every waiter must still be served when
+// commits are small, when several wait on one op (copies) and when deletions are queued among
+// the saves. The first commit is held until every writer has queued, so the rest queue behind it.
+func TestCommitHandsOff(t *testing.T) {
+	for _, maxBatch := range []int{1, 2, 7} {
+		t.Run(fmt.Sprint("max batch ", maxBatch), func(t *testing.T) {
+			s := openTest(t, Options{MaxBatch: maxBatch})
+			const writers = 24
+			queued := make(chan struct{}, writers)
+			release := make(chan struct{})
+			var hold sync.Once
+			s.beforeCommit = func(int) { hold.Do(func() { <-release }) }
+			first := mkEvent(pkA, 1, 0, "first")
+			c0, err := s.Enqueue(first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := make(chan error, writers+1)
+			go func() { errs <- c0.Wait() }() // leads a commit, held, unless a writer leads it
+			for w := range writers {
+				go func() {
+					var err error
+					switch {
+					case w%4 == 3: // a deletion of an event that is not stored
+						queued <- struct{}{}
+						err = s.Delete(hexOf(fmt.Sprint("absent ", w)))
+					default: // writers w and w+1 of each pair of 0..2 save the same event: copies
+						c, qerr := s.Enqueue(mkEvent(pkB, 1, nostr.Timestamp(w/2), fmt.Sprint("event ", w/2)))
+						queued <- struct{}{}
+						err = qerr
+						if err == nil {
+							err = c.Wait()
+						}
+						if errors.Is(err, ErrDuplicate) {
+							err = nil
+						}
+					}
+					errs <- err
+				}()
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			for range writers {
+				select {
+				case <-queued:
+				case <-ctx.Done():
+					t.Fatal("writers did not all queue")
+				}
+			}
+			close(release)
+			for range writers + 1 {
+				select {
+				case err := <-errs:
+					if err != nil {
+						t.Fatal(err)
+					}
+				case <-ctx.Done():
+					t.Fatal("a waiter was never served")
+				}
+			}
+			if n, err := s.Count(ctx, nostr.Filter{}, Limits{}); err != nil || n != 1+writers/4*2 {
+				t.Fatalf("count = %d, %v; want %d", n, err, 1+writers/4*2)
+			}
+		})
+	}
+}
+
 // TestConcurrentDuplicates: of identical events saved at once, exactly one is stored.
 func TestConcurrentDuplicates(t *testing.T) {
 	s := openTest(t, Options{})
