@@ -169,8 +169,6 @@
           j.holder = "";
         }
         break;
-      case "success":
-        break;
     }
     render(j);
   }
@@ -288,7 +286,6 @@
   let ws = null;
   let retry = 0;
   let lastSeen = 0;
-  const subs = new Map(); // subscription id -> filters
   const backlog = new Map(); // subscription id -> stored events held until its EOSE
 
   function kindChunks(from, to, per) {
@@ -329,7 +326,6 @@
       retry = 0;
       const since = lastSeen ? lastSeen - 60 : 0;
       for (const [id, filters] of subscriptions(since)) {
-        subs.set(id, filters);
         backlog.set(id, []);
         sock.send(JSON.stringify(["REQ", id].concat(filters)));
       }

@@ -1003,7 +1003,17 @@
     })
     job.track(() => sub.close())
 
-    status('posting the job')
+    return publishJob(job, conn, evt, 'posting the job', showQuotes, () => {
+      windowOver = true
+      choose()
+    }, () => chosen)
+  }
+
+  // publishJob posts evt and, once the relay took it, opens the quote window: onQuotes runs at
+  // once, onWindow when the window closes, and the job fails if no worker was chosen (chosen()
+  // is falsy) within NO_QUOTE_MS. It returns job.done.
+  async function publishJob(job, conn, evt, posting, onQuotes, onWindow, chosen) {
+    status(posting)
     job.started = Date.now()
     const ok = await conn.publish(evt, OK_MS)
     if (job.ended) return job.done
@@ -1012,13 +1022,10 @@
       return job.done
     }
     setStage('quotes')
-    showQuotes()
-    job.after(QUOTE_WINDOW_MS, () => {
-      windowOver = true
-      choose()
-    })
+    onQuotes()
+    job.after(QUOTE_WINDOW_MS, onWindow)
     job.after(NO_QUOTE_MS, () => {
-      if (!chosen) fail(job, 'no worker quoted within ' + NO_QUOTE_MS / 1000 + ' s')
+      if (!chosen()) fail(job, 'no worker quoted within ' + NO_QUOTE_MS / 1000 + ' s')
     })
     return job.done
   }
@@ -1289,26 +1296,11 @@
     })
     job.track(() => sub.close())
 
-    return (async () => {
-      status('posting the job (' + n + ' images, one part each)')
-      job.started = Date.now()
-      const ok = await conn.publish(evt, OK_MS)
-      if (job.ended) return job.done
-      if (!ok.ok) {
-        fail(job, 'the relay refused the job: ' + (ok.message || 'no reason given'))
-        return job.done
-      }
-      setStage('quotes')
-      status('waiting for quotes for part 1 of ' + n)
-      job.after(QUOTE_WINDOW_MS, () => {
+    return publishJob(job, conn, evt, 'posting the job (' + n + ' images, one part each)',
+      () => status('waiting for quotes for part 1 of ' + n), () => {
         windowOver = true
         choose()
-      })
-      job.after(NO_QUOTE_MS, () => {
-        if (!worker) fail(job, 'no worker quoted within ' + NO_QUOTE_MS / 1000 + ' s')
-      })
-      return job.done
-    })()
+      }, () => worker)
   }
 
   // ---- wiring ----
