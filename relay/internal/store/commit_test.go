@@ -73,13 +73,7 @@ func TestConcurrentSaves(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	for range writers {
-		select {
-		case <-queued:
-		case <-ctx.Done():
-			t.Fatal("writers did not all queue")
-		}
-	}
+	allQueued(t, ctx, queued, writers)
 	close(release)
 	wg.Wait()
 	close(errs)
@@ -96,6 +90,18 @@ func TestConcurrentSaves(t *testing.T) {
 	t.Logf("%d events in %d commits", st.Ops, st.Commits)
 	if st.Ops != writers*each || st.Commits >= st.Ops {
 		t.Fatalf("stats %+v: no commit carried more than one event", st)
+	}
+}
+
+// allQueued waits, until ctx ends, for n writers to say on queued that they have queued.
+func allQueued(t *testing.T, ctx context.Context, queued <-chan struct{}, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-queued:
+		case <-ctx.Done():
+			t.Fatal("writers did not all queue")
+		}
 	}
 }
 
@@ -142,13 +148,7 @@ func TestCommitHandsOff(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			for range writers {
-				select {
-				case <-queued:
-				case <-ctx.Done():
-					t.Fatal("writers did not all queue")
-				}
-			}
+			allQueued(t, ctx, queued, writers)
 			close(release)
 			for range writers + 1 {
 				select {
