@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fiatjaf/eventstore"
@@ -274,12 +275,14 @@ func (r *Relay) queue(evt *nostr.Event) (pending, error) {
 // decisions and storing are one step.
 //
 // storeEvent also broadcasts evt to live subscriptions (khatru's StoreBroadcasts): as soon as
-// evt has passed every check and is queued for the commit, so subscribers get it while the disk
-// syncs (a broadcast only queues, see third_party/khatru/PATCHES.md, so it waits for nobody);
-// the publisher's OK waits for the sync, so OK true means stored. A copy of an event still
-// queued waits for the first copy's commit, and is neither broadcast nor folded again. If a
-// commit fails (the disk is full, say), the publisher gets OK false for an event subscribers
-// have already seen, and may send it again.
+// evt has passed every check and is queued for the commit, so subscribers get it without
+// waiting for the disk sync. The broadcast writes to each subscriber what its socket takes at
+// once and queues the rest (third_party/khatru/PATCHES.md, patches 9 and 20), so it waits for
+// nobody, and it is over before this goroutine leads a commit (a blocking cgo call that keeps
+// its core through the sync). The publisher's OK waits for the sync, so OK true means stored.
+// A copy of an event still queued waits for the first copy's commit, and is neither broadcast
+// nor folded again. If a commit fails (the disk is full, say), the publisher gets OK false for
+// an event subscribers have already seen, and may send it again.
 func (r *Relay) storeEvent(ctx context.Context, evt *nostr.Event) error {
 	if !r.gate.enter() {
 		return errShuttingDown
@@ -839,6 +842,15 @@ type trackedConn struct {
 	net.Conn
 	l    *trackingListener
 	once sync.Once
+}
+
+// SyscallConn lets khatru write to the socket without waiting, so that a broadcast hands each
+// subscriber its event on the broadcasting goroutine (third_party/khatru/frameconn.go).
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 func (c *trackedConn) Close() error {

@@ -53,6 +53,13 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	// sparecycles patch 20: with outboxes, every write to the connection goes through a
+	// frameConn (see frameconn.go)
+	var hj *hijacker
+	if rl.MaxOutboundBytes > 0 {
+		hj = &hijacker{ResponseWriter: w, wait: rl.WriteWait}
+		w = hj
+	}
 	conn, err := rl.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		rl.Log.Printf("failed to upgrade websocket: %v\n", err)
@@ -71,8 +78,8 @@ func (rl *Relay) HandleWebsocket(w http.ResponseWriter, r *http.Request) {
 		Challenge:  hex.EncodeToString(challenge),
 		directJSON: rl.EncodeOnce, // sparecycles patch
 	}
-	if rl.MaxOutboundBytes > 0 { // sparecycles patch: see outbox.go
-		ws.out = newOutbox(ws, rl.MaxOutboundBytes, rl.WriteWait)
+	if hj != nil && hj.conn != nil { // sparecycles patch: see outbox.go
+		ws.out = newOutbox(ws, hj.conn, rl.MaxOutboundBytes)
 	}
 	ws.Context, ws.cancel = context.WithCancel(context.Background())
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -234,16 +236,74 @@ targetsloop:
 	}
 	if len(matched) > 0 {
 		// sparecycles patch: encode the event once per broadcast, not once per listener. With
-		// an outbox (MaxOutboundBytes) each listener's copy is only queued: a connection that
-		// does not read cannot hold up the publisher or the listeners after it.
+		// an outbox (MaxOutboundBytes) each listener's copy is written without waiting, or
+		// queued: a connection that does not read cannot hold up the publisher or the
+		// listeners after it.
 		eventJSON, _ := event.MarshalJSON()
-		end := []byte{']'}
-		for _, t := range matched {
-			t.ws.writeText(sendBroadcast, appendEventPrefix(nil, t.id), eventJSON, end)
-		}
+		writeEvent(matched, eventJSON)
 	}
 	return len(matched)
 }
+
+// A broadcast runs one goroutine per fanOutShare listeners, and each takes fanOutClaim of them
+// at a time (sparecycles patch 20): waking a goroutine on another core costs about as much as
+// writing to a few dozen sockets.
+const (
+	fanOutShare = 32
+	fanOutClaim = 16
+)
+
+// writeEvent writes `["EVENT",<sub id>,` + eventJSON + `]` to every target. It spreads them over
+// up to GOMAXPROCS goroutines, one per fanOutShare targets (the calling one among them), which
+// take fanOutClaim targets at a time until none are left, so that one which starts late (a
+// wake-up can take a few hundred µs on a busy machine) takes fewer; it returns once all are
+// written. A write to a connection with an outbox never waits (what the socket does not take at
+// once is queued), so the whole takes as long as the sockets' sends. sparecycles patch.
+func writeEvent(targets []target, eventJSON []byte) {
+	helpers := min(runtime.GOMAXPROCS(0), len(targets)/fanOutShare) - 1
+	if helpers <= 0 {
+		writeTargets(targets, eventJSON)
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for {
+			end := int(next.Add(fanOutClaim))
+			start := end - fanOutClaim
+			if start >= len(targets) {
+				return
+			}
+			writeTargets(targets[start:min(end, len(targets))], eventJSON)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(helpers)
+	for range helpers {
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
+}
+
+func writeTargets(targets []target, eventJSON []byte) {
+	// every target's `["EVENT","<sub id>",` in one buffer (one allocation, not one per target);
+	// a prefix may outlive this call in a queue, and keeps the buffer with it
+	size := 0
+	for _, t := range targets {
+		size += len(`["EVENT","",`) + len(t.id)
+	}
+	buf := make([]byte, 0, size)
+	for _, t := range targets {
+		start := len(buf)
+		buf = appendEventPrefix(buf, t.id)
+		t.ws.writeText(sendBroadcast, buf[start:len(buf):len(buf)], eventJSON, closeBracket)
+	}
+}
+
+var closeBracket = []byte{']'}
 
 // target is a listener an event goes to. sparecycles patch: see notifyListeners.
 type target struct {

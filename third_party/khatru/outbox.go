@@ -14,7 +14,9 @@ package khatru
 //   - every frame is written with a deadline of Relay.WriteWait; a write that misses it closes
 //     the connection.
 // One goroutine at a time writes a connection's queue, in order; it exists only while the queue
-// is not empty.
+// is not empty. A broadcast to a connection whose queue is empty is written at once by the
+// broadcasting goroutine, as far as the socket takes it without waiting (frameconn.go); only the
+// rest, if any, goes to a writer goroutine.
 
 import (
 	"context"
@@ -35,26 +37,10 @@ const (
 	sendQuery                     // waits for room in the queue
 )
 
-// frame is one text message written as its parts, so a broadcast can share the event's JSON
-// between every connection it goes to.
-type frame struct {
-	parts [3][]byte
-	n     int
-}
-
-func textFrame(parts ...[]byte) frame {
-	var f frame
-	for i, p := range parts {
-		f.parts[i] = p
-		f.n += len(p)
-	}
-	return f
-}
-
 type outbox struct {
 	ws   *WebSocket
+	conn *frameConn // every frame is written through it
 	max  int
-	wait time.Duration
 
 	mu      sync.Mutex
 	room    *sync.Cond // broadcast when bytes drop or the outbox closes
@@ -64,8 +50,8 @@ type outbox struct {
 	closed  bool
 }
 
-func newOutbox(ws *WebSocket, max int, wait time.Duration) *outbox {
-	o := &outbox{ws: ws, max: max, wait: wait}
+func newOutbox(ws *WebSocket, conn *frameConn, max int) *outbox {
+	o := &outbox{ws: ws, conn: conn, max: max}
 	o.room = sync.NewCond(&o.mu)
 	return o
 }
@@ -97,19 +83,49 @@ func (o *outbox) send(f frame, mode sendMode) error {
 	}
 	o.writing = true
 	o.mu.Unlock()
-	if mode == sendBroadcast {
-		go o.drain(f)
-	} else {
-		o.drain(f) // the queue was empty: write it now, on this goroutine
+	if mode != sendBroadcast {
+		o.drain(f, 0, false) // the queue was empty: write it now, on this goroutine
+		return nil
 	}
+	// the queue was empty: write what the socket takes now; a writer goroutine, which may wait,
+	// writes the rest and what is queued meanwhile
+	n, begun := o.conn.tryFrame(&f)
+	if n < f.size() {
+		go o.drain(f, n, begun)
+		return nil
+	}
+	o.mu.Lock()
+	o.bytes -= f.n
+	o.room.Broadcast()
+	if o.closed || len(o.queue) == 0 {
+		o.writing = false
+		o.mu.Unlock()
+		return nil
+	}
+	next := o.pop()
+	o.mu.Unlock()
+	go o.drain(next, 0, false)
 	return nil
 }
 
-// drain writes first, then every frame queued meanwhile, and stops when the queue is empty.
-func (o *outbox) drain(first frame) {
+// pop takes the first queued frame. Called with mu held and the queue not empty.
+func (o *outbox) pop() frame {
+	f := o.queue[0]
+	o.queue[0] = frame{}
+	o.queue = o.queue[1:]
+	if len(o.queue) == 0 {
+		o.queue = nil // let the backing array go
+	}
+	return f
+}
+
+// drain writes first from byte off on (begun: tryFrame left it begun, see frameConn.finish),
+// then every frame queued meanwhile, and stops when the queue is empty.
+func (o *outbox) drain(first frame, off int, begun bool) {
 	f := first
 	for {
-		err := o.write(f)
+		err := o.conn.finish(&f, off, begun)
+		off, begun = 0, false
 		o.mu.Lock()
 		o.bytes -= f.n
 		o.room.Broadcast()
@@ -124,35 +140,9 @@ func (o *outbox) drain(first frame) {
 			o.mu.Unlock()
 			return
 		}
-		f = o.queue[0]
-		o.queue[0] = frame{}
-		o.queue = o.queue[1:]
-		if len(o.queue) == 0 {
-			o.queue = nil // let the backing array go
-		}
+		f = o.pop()
 		o.mu.Unlock()
 	}
-}
-
-func (o *outbox) write(f frame) error {
-	ws := o.ws
-	ws.mutex.Lock()
-	defer ws.mutex.Unlock()
-	ws.conn.SetWriteDeadline(time.Now().Add(o.wait))
-	w, err := ws.conn.NextWriter(websocket.TextMessage)
-	if err != nil {
-		return err
-	}
-	for _, p := range f.parts {
-		if len(p) == 0 {
-			continue
-		}
-		if _, err := w.Write(p); err != nil {
-			w.Close()
-			return err
-		}
-	}
-	return w.Close()
 }
 
 // close drops what is queued and wakes queries waiting for room.
@@ -177,7 +167,8 @@ func (o *outbox) closeLocked() {
 // fail closes the connection, telling the client why in a close frame when reason is set. The
 // read loop then ends and the connection is cleaned up as on any disconnect.
 func (ws *WebSocket) fail(reason string) {
-	if reason != "" {
+	// the close frame waits for no other frame: a connection that is failed is often stuck
+	if reason != "" && (ws.out == nil || ws.out.conn.idle()) {
 		msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason)
 		ws.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 	}
