@@ -50,6 +50,7 @@ func ingestCPU(b *testing.B, events []nostr.Event, conns, window int) {
 	}
 	ours := startRelay(b, testConfig(b))
 	vanilla := testrelay.Start(b)
+	least := startLeastRelay(b)
 
 	b.ResetTimer()
 	floorBefore := signatureFloor(b, messages)
@@ -62,6 +63,12 @@ func ingestCPU(b *testing.B, events []nostr.Event, conns, window int) {
 	// during the run (a noisy neighbour) falls on both sides
 	floor := (floorBefore + signatureFloor(b, messages)) / 2
 	vanillaRate := ingestFile(b, vanilla, file, conns, window)
+	// the least relay (startLeastRelay) under the same load: what reading and answering costs
+	// beyond the floor with nothing stored
+	runtime.GC()
+	cpu0 = processCPU()
+	leastRate := ingestFile(b, least, file, conns, window)
+	leastCPU := (processCPU() - cpu0) / time.Duration(len(events))
 	b.StopTimer()
 
 	b.ReportMetric(oursRate, "ours-events/s")
@@ -70,6 +77,10 @@ func ingestCPU(b *testing.B, events []nostr.Event, conns, window int) {
 	b.ReportMetric(float64(oursCPU.Nanoseconds())/1e3, "ours-cpu-µs/event")
 	b.ReportMetric(float64(floor.Nanoseconds())/1e3, "floor-cpu-µs/event")
 	b.ReportMetric(float64(oursCPU)/float64(floor), "cpu-ratio")
+	b.ReportMetric(leastRate, "least-events/s")
+	b.ReportMetric(float64(leastCPU.Nanoseconds())/1e3, "least-cpu-µs/event")
+	b.ReportMetric(float64(leastCPU)/float64(floor), "least-cpu-ratio")
+	b.ReportMetric(float64(oursCPU)/float64(leastCPU), "cpu-vs-least")
 	b.ReportMetric(float64(size)/float64(len(events)), "message-bytes")
 }
 
