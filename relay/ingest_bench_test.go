@@ -57,7 +57,9 @@ func ingestCPU(b *testing.B, events []nostr.Event, conns, window int) {
 	file := writeMessages(b, events)
 	runtime.GC()
 	cpu0 := processCPU()
+	st0 := ours.r.Stats()
 	oursRate := ingestFile(b, ours.url, file, conns, window)
+	st1 := ours.r.Stats()
 	oursCPU := (processCPU() - cpu0) / time.Duration(len(events))
 	// the floor is timed just before and just after, so that a change in the machine's speed
 	// during the run (a noisy neighbour) falls on both sides
@@ -77,6 +79,7 @@ func ingestCPU(b *testing.B, events []nostr.Event, conns, window int) {
 	b.ReportMetric(float64(oursCPU.Nanoseconds())/1e3, "ours-cpu-µs/event")
 	b.ReportMetric(float64(floor.Nanoseconds())/1e3, "floor-cpu-µs/event")
 	b.ReportMetric(float64(oursCPU)/float64(floor), "cpu-ratio")
+	b.ReportMetric(float64(st1.CommittedOps-st0.CommittedOps)/float64(max(st1.Commits-st0.Commits, 1)), "ours-events/commit")
 	b.ReportMetric(leastRate, "least-events/s")
 	b.ReportMetric(float64(leastCPU.Nanoseconds())/1e3, "least-cpu-µs/event")
 	b.ReportMetric(float64(leastCPU)/float64(floor), "least-cpu-ratio")
