@@ -24,8 +24,8 @@ type Config struct {
 	// each OK still goes out only after the event's commit.
 	GroupCommit bool
 	// CommitDelay bounds how long a group commit waits for the writers of the commit before to
-	// come back (clients that wait for each OK), never longer than half the last commit took;
-	// 0 disables the wait.
+	// come back (clients that wait for each OK), never longer than the last commit took; 0
+	// disables the wait.
 	CommitDelay time.Duration
 
 	Name        string
@@ -105,7 +105,7 @@ func DefaultConfig() Config {
 		Listen:        "127.0.0.1:7447",
 		Data:          "./data",
 		GroupCommit:   true,
-		CommitDelay:   500 * time.Microsecond,
+		CommitDelay:   2 * time.Millisecond,
 		Name:          "sparecycles relay",
 		Web:           true,
 		Description:   "A community market for AI compute: NIP-90 jobs with relay-coordinated leases, paid over Lightning.",
@@ -201,7 +201,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&c.JobPoW, "job-pow", c.JobPoW, "NIP-13 proof-of-work difficulty required on job requests (0: none)")
 	fs.BoolVar(&c.GroupCommit, "group-commit", c.GroupCommit, "write events that arrive together in one transaction with one disk sync (OK true still means stored)")
-	fs.DurationVar(&c.CommitDelay, "commit-delay", c.CommitDelay, "longest a group commit waits for the last commit's writers to come back, so clients waiting for each OK share a disk sync (at most half the last commit's time; 0: no wait)")
+	fs.DurationVar(&c.CommitDelay, "commit-delay", c.CommitDelay, "longest a group commit waits for the last commit's writers to come back, so clients waiting for each OK share a disk sync (at most the last commit's own time; 0: no wait)")
 	fs.BoolVar(&c.StrictJobs, "strict-jobs", c.StrictJobs, "refuse malformed NIP-90 requests, results and feedback with the parser's reason")
 	fs.DurationVar(&c.MaxLease, "max-lease", c.MaxLease, "longest job lease a worker may claim")
 	fs.DurationVar(&c.LeaseSkew, "lease-skew", c.LeaseSkew, "how far a lease claim's created_at may be from the relay clock")

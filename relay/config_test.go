@@ -155,7 +155,7 @@ func TestCommitDelayFlag(t *testing.T) {
 		want    time.Duration
 		wantErr bool
 	}{
-		{"", 500 * time.Microsecond, false},
+		{"", 2 * time.Millisecond, false},
 		{"--commit-delay=0", 0, false},
 		{"--commit-delay=2ms", 2 * time.Millisecond, false},
 		{"--commit-delay=-1ms", 0, true},

@@ -253,8 +253,9 @@ func (s *Store) await(o *op) {
 // a leader that started at once would commit only those that were already queued, splitting
 // them into two alternating batches that each pay a disk sync. The wait is for want ops
 // (the last commit's batch and the ops queued while it ran, so it follows the load), at most
-// MaxCommitDelay and half the last commit's time, and ends as soon as they are queued or the
-// store closes. Nobody is told "stored" sooner than before: an op is done after its commit.
+// MaxCommitDelay and the last commit's own time (so an op waits at most about what it would
+// waiting behind a running commit), and ends as soon as they are queued or the store closes.
+// Nobody is told "stored" sooner than before: an op is done after its commit.
 func (s *Store) lead() {
 	s.leading = true
 	if d := s.commitDelay(); d > 0 && len(s.queue) < s.want && !s.closed {
@@ -323,7 +324,7 @@ func (s *Store) commitDelay() time.Duration {
 	if s.opts.MaxCommitDelay < 0 {
 		return 0
 	}
-	return min(s.opts.MaxCommitDelay, s.lastCommit/2)
+	return min(s.opts.MaxCommitDelay, s.lastCommit)
 }
 
 // wakeFull ends a leader's wait for its batch when the queue holds what it waits for, or

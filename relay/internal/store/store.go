@@ -26,8 +26,8 @@ type Options struct {
 	MaxEventBytes int // largest encoded event accepted, default 1 MiB
 	MaxBatch      int // most operations per group-commit transaction, default 1024
 	// MaxCommitDelay bounds how long a commit's leader waits for the writers of the commit
-	// before to queue again before it takes its batch (see Store.lead): default 500µs, and
-	// never longer than half the last commit took; negative disables the wait.
+	// before to queue again before it takes its batch (see Store.lead): default 2ms, and never
+	// longer than the last commit took; negative disables the wait.
 	MaxCommitDelay time.Duration
 	// ChunkEvents and ChunkBytes bound what a query copies out under one read transaction:
 	// default 256 events and 1 MiB (a single larger event still makes a chunk of one).
@@ -50,7 +50,7 @@ func (o *Options) setDefaults() {
 		o.MaxBatch = 1024
 	}
 	if o.MaxCommitDelay == 0 {
-		o.MaxCommitDelay = 500 * time.Microsecond
+		o.MaxCommitDelay = 2 * time.Millisecond
 	}
 	if o.ChunkEvents <= 0 {
 		o.ChunkEvents = 256
