@@ -18,12 +18,16 @@ var Rows = []Row{
 	ingestCPU("16 in flight", "BenchmarkIngestCPU", "libsecp256k1", "libsecp256k1", AtMost(1.5)),
 	leastRelayCPU("16 in flight", "BenchmarkIngestCPU", "btcec", ""),
 	leastRelayCPU("16 in flight", "BenchmarkIngestCPU", "libsecp256k1", "libsecp256k1"),
+	ingestOK("16 in flight", "BenchmarkIngestCPU", "btcec", ""),
+	ingestOK("16 in flight", "BenchmarkIngestCPU", "libsecp256k1", "libsecp256k1"),
 	ingestRate("clients waiting for each OK, 820-byte events", "BenchmarkIngestClients", "btcec", "", AtLeast(3)),
 	ingestRate("clients waiting for each OK, 820-byte events", "BenchmarkIngestClients", "libsecp256k1", "libsecp256k1", AtLeast(4)),
 	ingestCPU("clients waiting for each OK, 820-byte events", "BenchmarkIngestClients", "btcec", "", AtMost(1.25)),
 	ingestCPU("clients waiting for each OK, 820-byte events", "BenchmarkIngestClients", "libsecp256k1", "libsecp256k1", AtMost(1.5)),
 	leastRelayCPU("clients waiting for each OK, 820-byte events", "BenchmarkIngestClients", "btcec", ""),
 	leastRelayCPU("clients waiting for each OK, 820-byte events", "BenchmarkIngestClients", "libsecp256k1", "libsecp256k1"),
+	ingestOK("clients waiting for each OK, 820-byte events", "BenchmarkIngestClients", "btcec", ""),
+	ingestOK("clients waiting for each OK, 820-byte events", "BenchmarkIngestClients", "libsecp256k1", "libsecp256k1"),
 
 	// relay fan-out and connections
 	{What: "publish→delivery, 1 subscriber, p50", Bench: "BenchmarkFanout/subs=1",
@@ -158,6 +162,14 @@ func leastRelayCPU(load, bench, verifier, tag string) Row {
 	return Row{What: "least relay CPU per event (read, parse, verify, OK; nothing stored), " + load + ", " + verifier, Bench: bench, Tag: tag,
 		Ours: "least-cpu-µs/event", Base: Ref{Metric: "floor-cpu-µs/event"}, BaseName: "signature floor", Unit: "µs",
 		Ratio: "least-cpu-ratio"}
+}
+
+// ingestOK is a row of the p99 time from writing an EVENT to reading its OK under one load, as the
+// load generator saw it, ours against vanilla's in the same run.
+func ingestOK(load, bench, verifier, tag string) Row {
+	return Row{What: "publish→OK p99, " + load + ", " + verifier, Bench: bench, Tag: tag,
+		Ours: "ours-ok-p99-µs", Base: Ref{Metric: "vanilla-ok-p99-µs"}, BaseName: "vanilla", Unit: "µs",
+		Ratio: "ok-p99-ratio"}
 }
 
 var duplicates0 = Check{Metric: "duplicates", Cmp: Equal(0), Text: "duplicates 0"}
