@@ -156,10 +156,10 @@ func (m *Model) ctcDecode(probs []float32) reading {
 	prev := 0
 	for t := 0; t+classes <= len(probs); t += classes {
 		step := probs[t : t+classes]
-		best := 0
+		best, bestP := 0, step[0]
 		for c, p := range step {
-			if p > step[best] {
-				best = c
+			if p > bestP {
+				best, bestP = c, p
 			}
 		}
 		if best != 0 && best != prev {
