@@ -12,11 +12,9 @@
 // [FindLibrary] looks by default.
 //
 // Threads: each session has its own intra-op thread pool of [RuntimeConfig.Threads] threads.
-// Its threads spin-wait between an operator's parallel sections only while a run lasts
-// (session.force_spinning_stop): with two sessions run back to back on a small machine, an
-// idle pool left spinning steals the core the busy one needs (det then rec ran 2–3× slower
-// with spinning on and never stopped, on 2 cores), while sleeping between every operator's
-// sections cost the OCR pipeline 5–10% at 2 threads.
+// Spin-waiting is turned off in every pool: with two sessions run back to back on a small
+// machine, an idle pool spinning steals the core the busy one needs (det then rec ran 2–3×
+// slower with spinning on, on 2 cores).
 //
 // Devices: "cpu" uses the CPU execution provider; "cuda" requires the CUDA execution provider
 // and fails with [ErrNoCUDA] when it cannot be added; "auto" tries CUDA and falls back to the

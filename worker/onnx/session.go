@@ -138,15 +138,9 @@ func (rt *Runtime) newORTSession(data []byte, ins, outs []TensorInfo, cuda bool)
 	if err := opts.SetInterOpNumThreads(1); err != nil {
 		return nil, err
 	}
-	// Intra-op threads spin between an operator's parallel sections while a run lasts and stop
-	// as it returns: an idle pool that spins steals the core the next session needs (see the
-	// package doc).
-	for key, v := range map[string]string{
-		"session.intra_op.allow_spinning": "1",
-		"session.force_spinning_stop":     "1",
-		"session.inter_op.allow_spinning": "0",
-	} {
-		if err := opts.AddSessionConfigEntry(key, v); err != nil {
+	// An idle pool that spins steals the core the next session needs (see the package doc).
+	for _, key := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+		if err := opts.AddSessionConfigEntry(key, "0"); err != nil {
 			return nil, err
 		}
 	}
