@@ -213,9 +213,9 @@ func TestTagsAndUnknown(t *testing.T) {
 		"tag: libsecp256k1",
 		"BenchmarkIdleConn-2 2 100 ours-B/conn 200 vanilla-B/conn", // no ratio metric: the row shows none
 		"# section next",
-		"BenchmarkWorkerOCROverhead-2 20 110 job-ms 100 bare-ms 0 duplicates",
-		"BenchmarkWorkerOCROverhead-2 20 102 job-ms 100 bare-ms 0 duplicates",
-		"BenchmarkWorkerOCROverhead-2 20 104 job-ms 100 bare-ms 0 duplicates",
+		"BenchmarkWorkerOCROverhead-2 20 110 job-ms 100 bare-ms 1.10 job/bare 0 duplicates",
+		"BenchmarkWorkerOCROverhead-2 20 102 job-ms 100 bare-ms 1.02 job/bare 0 duplicates",
+		"BenchmarkWorkerOCROverhead-2 20 104 job-ms 100 bare-ms 1.04 job/bare 0 duplicates",
 	}, "\n")
 	s, err := Read(strings.NewReader(in))
 	if err != nil {

@@ -62,7 +62,7 @@ var Rows = []Row{
 	// worker
 	{What: "worker OCR job (prepare+run) vs bare Decode+Recognize, 1 thread", Bench: "BenchmarkWorkerOCROverhead",
 		Ours: "job-ms", Base: Ref{Metric: "bare-ms"}, BaseName: "bare", Unit: "ms",
-		Percent: true, Target: AtMost(1.05), Must: []Check{duplicates0}},
+		Ratio: "job/bare", Percent: true, Target: AtMost(1.05), Must: []Check{duplicates0}},
 	{What: "kind 5800 job request→result vs bare session.Run", Bench: "BenchmarkWorkerOverhead",
 		Ours: "job-ms", Base: Ref{Metric: "run-ms"}, BaseName: "session.Run", Unit: "ms",
 		Ratio: "ratio"},
