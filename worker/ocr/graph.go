@@ -253,6 +253,18 @@ func newNode(op, name string, inputs, outputs []string, floatAttrs map[string]fl
 	return &onnxNode{fields: fs, op: op, inputs: inputs, outputs: outputs}
 }
 
+// feedsScalarStep says whether a Mul or Add of nodes applies a scalar to v.
+func feedsScalarStep(nodes []*onnxNode, v string, scalars map[string]float32) bool {
+	for _, n := range nodes {
+		if (n.op == "Mul" || n.op == "Add") && n.domain == "" && !n.removed && len(n.inputs) == 2 && n.inputs[0] == v {
+			if _, ok := scalars[n.inputs[1]]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // depthwiseConv builds a 1×1 Conv node with one filter per channel: out = w·x (+ b), for x
 // with c channels and the constant w of shape [c, 1, 1, 1] (b, of shape [c], may be "").
 func depthwiseConv(out, x, w, b string, c int64) *onnxNode {
@@ -598,6 +610,9 @@ func simplifyGraph(model []byte) (out []byte, swapped, hardSwishes, folded int, 
 			continue // ONNX Runtime folds a convolution's own affine step into it
 		}
 		y := add.outputs[0]
+		if feedsScalarStep(nodes, y, scalars) {
+			continue // the operand pass above would fold it into the new Conv on a second run
+		}
 		wName, bName := y+"/affine_w", y+"/affine_b"
 		if producer[wName] != nil || producer[bName] != nil {
 			continue
