@@ -72,7 +72,7 @@ var Rows = []Row{
 	// worker
 	{What: "worker OCR job (prepare+run) vs bare Decode+Recognize, 1 thread", Bench: "BenchmarkWorkerOCROverhead",
 		Ours: "job-ms", Base: Ref{Metric: "bare-ms"}, BaseName: "bare", Unit: "ms",
-		Percent: true, Target: AtMost(1.2), Must: []Check{duplicates0}},
+		Ratio: "job/bare", Percent: true, Target: AtMost(1.05), Must: []Check{duplicates0}},
 	{What: "kind 5800 job request→result vs bare session.Run", Bench: "BenchmarkWorkerOverhead",
 		Ours: "job-ms", Base: Ref{Metric: "run-ms"}, BaseName: "session.Run", Unit: "ms",
 		Ratio: "ratio"},
@@ -177,7 +177,7 @@ var duplicates0 = Check{Metric: "duplicates", Cmp: Equal(0), Text: "duplicates 0
 func ocrPeer(what, sub string) Row {
 	return Row{What: what, Bench: "BenchmarkOCRPeer/" + sub,
 		Ours: "ours-ms", Base: Ref{Metric: "peer-ms"}, BaseName: "Node peer", Unit: "ms",
-		Ratio: "ratio", Target: AtMost(0.7),
+		Ratio: "ratio", Target: AtMost(0.6),
 		Notes: []Check{{Metric: "peer-exact", Cmp: Equal(1), Text: "the Node peer read a different text"}}}
 }
 
