@@ -177,6 +177,10 @@ type Stats struct {
 	EventsAccepted int64            `json:"events_accepted"`
 	EventsRefused  map[string]int64 `json:"events_refused"`
 	Jobs           JobCounts        `json:"jobs"`
+	// Commits counts the store's write transactions (each one disk sync) and CommittedOps the
+	// writes they carried: their ratio is how well group commit shares the syncs.
+	Commits      int64 `json:"commits"`
+	CommittedOps int64 `json:"committed_ops"`
 }
 
 // Stats returns the relay's counters.
@@ -187,6 +191,7 @@ func (r *Relay) Stats() Stats {
 		refused[k] = v
 	}
 	r.stats.mu.Unlock()
+	st := r.db.Stats()
 	return Stats{
 		Version:        Version,
 		UptimeSeconds:  int64(r.cfg.now().Sub(r.start) / time.Second),
@@ -194,6 +199,8 @@ func (r *Relay) Stats() Stats {
 		EventsAccepted: r.stats.accepted.Load(),
 		EventsRefused:  refused,
 		Jobs:           r.jobs.Counts(),
+		Commits:        st.Commits,
+		CommittedOps:   st.Ops,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,23 +143,41 @@ func writeMessagesTo(b testing.TB, f *os.File, events []nostr.Event) {
 // ingestFile is ingest of the messages writeMessages wrote to file.
 func ingestFile(b *testing.B, url, file string, conns, window int) float64 {
 	b.Helper()
+	return ingestLoad(b, url, file, conns, window).rate
+}
+
+// loadResult is what the load generator measured: events/s, and the p50 and p99 of the time
+// from writing an EVENT to reading its OK.
+type loadResult struct {
+	rate, okP50, okP99 float64 // events/s, µs, µs
+}
+
+// ingestLoad runs the load generator (TestIngestLoad) in a child process against url.
+func ingestLoad(b *testing.B, url, file string, conns, window int) loadResult {
+	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIngestLoad$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", loadEnv, url, file, conns, window))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		b.Fatalf("load generator: %v\n%s", err, out)
 	}
+	var r loadResult
+	fields := map[string]*float64{"events/s: ": &r.rate, "ok-p50-µs: ": &r.okP50, "ok-p99-µs: ": &r.okP99}
 	for _, line := range strings.Split(string(out), "\n") {
-		if rate, ok := strings.CutPrefix(strings.TrimSpace(line), "events/s: "); ok {
-			r, err := strconv.ParseFloat(rate, 64)
-			if err != nil {
-				b.Fatal(err)
+		for prefix, v := range fields {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+				f, err := strconv.ParseFloat(rest, 64)
+				if err != nil {
+					b.Fatal(err)
+				}
+				*v = f
 			}
-			return r
 		}
 	}
-	b.Fatalf("load generator printed no rate:\n%s", out)
-	return 0
+	if r.rate == 0 {
+		b.Fatalf("load generator printed no rate:\n%s", out)
+	}
+	return r
 }
 
 // clientEventsEnv, set to "file n", makes TestWriteClientEvents write n of
@@ -213,16 +232,25 @@ func TestIngestLoad(t *testing.T) {
 		}
 		defer sockets[c].Close()
 	}
+	ids := make([]string, len(messages)) // read before the clock starts
+	for i, m := range messages {
+		if ids[i], err = eventID(m); err != nil {
+			t.Fatal(err)
+		}
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
+	latencies := make([][]time.Duration, conns)
 	for c := range sockets {
 		var mine [][]byte
+		var theirIDs []string
 		for i := c; i < len(messages); i += conns {
-			mine = append(mine, messages[i])
+			mine, theirIDs = append(mine, messages[i]), append(theirIDs, ids[i])
 		}
 		wg.Go(func() {
-			if err := publishPipelined(sockets[c], mine, window); err != nil {
+			var err error
+			if latencies[c], err = publishPipelined(sockets[c], mine, theirIDs, window); err != nil {
 				errs <- err
 			}
 		})
@@ -233,11 +261,19 @@ func TestIngestLoad(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	pct := func(p int) float64 { return float64(all[(len(all)-1)*p/100].Nanoseconds()) / 1e3 }
 	fmt.Printf("events/s: %f\n", float64(len(messages))/elapsed.Seconds())
+	fmt.Printf("ok-p50-µs: %f\nok-p99-µs: %f\n", pct(50), pct(99))
 }
 
-// publishPipelined sends EVENT messages on one websocket with at most window awaiting their OK.
-func publishPipelined(conn *websocket.Conn, messages [][]byte, window int) error {
+// publishPipelined sends EVENT messages (their event ids in ids) on one websocket with at most
+// window awaiting their OK, and returns the time from writing each EVENT to reading its OK.
+func publishPipelined(conn *websocket.Conn, messages [][]byte, ids []string, window int) ([]time.Duration, error) {
+	sent := make(map[string]time.Time, window) // by event id, while awaiting its OK
+	var mu sync.Mutex
+	latencies := make([]time.Duration, 0, len(messages))
 	slots := make(chan struct{}, window)
 	readErr := make(chan error, 1)
 	go func() {
@@ -247,6 +283,7 @@ func publishPipelined(conn *websocket.Conn, messages [][]byte, window int) error
 				readErr <- err
 				return
 			}
+			at := time.Now()
 			if bytes.HasPrefix(msg, []byte(`["AUTH",`)) {
 				continue // our relay asks every connection to authenticate (NIP-42); publishing does not need it
 			}
@@ -259,19 +296,50 @@ func publishPipelined(conn *websocket.Conn, messages [][]byte, window int) error
 				readErr <- fmt.Errorf("event refused: %s", msg)
 				return
 			}
+			id := string(msg[len(`["OK","`) : len(`["OK","`)+64])
+			mu.Lock()
+			t0, ok := sent[id]
+			delete(sent, id)
+			mu.Unlock()
+			if !ok {
+				readErr <- fmt.Errorf("an OK for %s, which was not sent or was answered already", id)
+				return
+			}
+			latencies = append(latencies, at.Sub(t0))
 			<-slots
 		}
 		readErr <- nil
 	}()
-	for _, m := range messages {
+	for i, m := range messages {
 		select {
 		case slots <- struct{}{}:
 		case err := <-readErr:
-			return err
+			return nil, err
 		}
+		mu.Lock()
+		sent[ids[i]] = time.Now()
+		mu.Unlock()
 		if err := conn.WriteMessage(websocket.TextMessage, m); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return <-readErr
+	if err := <-readErr; err != nil {
+		return nil, err
+	}
+	return latencies, nil
+}
+
+// eventID reads the id of the event in an EVENT message.
+func eventID(msg []byte) (string, error) {
+	var env []json.RawMessage
+	if err := json.Unmarshal(msg, &env); err != nil || len(env) != 2 {
+		return "", fmt.Errorf("not an EVENT message: %.40s", msg)
+	}
+	var evt struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(env[1], &evt); err != nil || len(evt.ID) != 64 {
+		return "", fmt.Errorf("no event id in %.80s", msg)
+	}
+	return evt.ID, nil
 }

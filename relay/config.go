@@ -23,6 +23,10 @@ type Config struct {
 	// GroupCommit lets events that arrive together share one transaction and one disk sync;
 	// each OK still goes out only after the event's commit.
 	GroupCommit bool
+	// CommitDelay bounds how long a group commit waits for the writers of the commit before to
+	// come back (clients that wait for each OK), never longer than the last commit took; 0
+	// disables the wait.
+	CommitDelay time.Duration
 
 	Name        string
 	Description string
@@ -101,6 +105,7 @@ func DefaultConfig() Config {
 		Listen:        "127.0.0.1:7447",
 		Data:          "./data",
 		GroupCommit:   true,
+		CommitDelay:   2 * time.Millisecond,
 		Name:          "sparecycles relay",
 		Web:           true,
 		Description:   "A community market for AI compute: NIP-90 jobs with relay-coordinated leases, paid over Lightning.",
@@ -196,6 +201,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&c.JobPoW, "job-pow", c.JobPoW, "NIP-13 proof-of-work difficulty required on job requests (0: none)")
 	fs.BoolVar(&c.GroupCommit, "group-commit", c.GroupCommit, "write events that arrive together in one transaction with one disk sync (OK true still means stored)")
+	fs.DurationVar(&c.CommitDelay, "commit-delay", c.CommitDelay, "longest a group commit waits for the last commit's writers to come back, so clients waiting for each OK share a disk sync (at most the last commit's own time; 0: no wait)")
 	fs.BoolVar(&c.StrictJobs, "strict-jobs", c.StrictJobs, "refuse malformed NIP-90 requests, results and feedback with the parser's reason")
 	fs.DurationVar(&c.MaxLease, "max-lease", c.MaxLease, "longest job lease a worker may claim")
 	fs.DurationVar(&c.LeaseSkew, "lease-skew", c.LeaseSkew, "how far a lease claim's created_at may be from the relay clock")
@@ -208,6 +214,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Data == "":
 		return fmt.Errorf("relay config: --data is empty")
+	case c.CommitDelay < 0 || c.CommitDelay > time.Second:
+		return fmt.Errorf("relay config: --commit-delay %s is not within 0 to 1s", c.CommitDelay)
 	case c.MaxEventBytes < 1024:
 		return fmt.Errorf("relay config: --max-event-bytes %d is below 1024", c.MaxEventBytes)
 	case c.MaxTags < 1:

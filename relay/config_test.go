@@ -147,3 +147,40 @@ func FuzzParseKindSet(f *testing.F) {
 		}
 	})
 }
+
+// TestCommitDelayFlag: --commit-delay reaches the config and stays within 0 to 1s.
+func TestCommitDelayFlag(t *testing.T) {
+	tests := []struct {
+		arg     string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", 2 * time.Millisecond, false},
+		{"--commit-delay=0", 0, false},
+		{"--commit-delay=2ms", 2 * time.Millisecond, false},
+		{"--commit-delay=-1ms", 0, true},
+		{"--commit-delay=2s", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Data = t.TempDir()
+			fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+			cfg.RegisterFlags(fs)
+			var args []string
+			if tc.arg != "" {
+				args = []string{tc.arg}
+			}
+			if err := fs.Parse(args); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.Validate()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Validate: %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && cfg.CommitDelay != tc.want {
+				t.Fatalf("CommitDelay = %s, want %s", cfg.CommitDelay, tc.want)
+			}
+		})
+	}
+}

@@ -111,6 +111,10 @@ func TestWithoutGroupCommit(t *testing.T) {
 	if msg := publish(t, c, claim(t, b, req, time.Now(), time.Minute)); msg == "" {
 		t.Fatal("second claim granted")
 	}
+	// /api/stats: one commit per accepted event without group commit
+	if st := tr.r.Stats(); st.EventsAccepted != 2 || st.Commits != 2 || st.CommittedOps != 2 {
+		t.Fatalf("stats: %d accepted, %d commits of %d ops; want 2, 2, 2", st.EventsAccepted, st.Commits, st.CommittedOps)
+	}
 }
 
 // A live subscription gets each accepted event once, whether it is a job event (through the job

@@ -50,18 +50,30 @@ func ingestCPU(b *testing.B, events []nostr.Event, conns, window int) {
 	}
 	ours := startRelay(b, testConfig(b))
 	vanilla := testrelay.Start(b)
+	least := startLeastRelay(b)
 
 	b.ResetTimer()
 	floorBefore := signatureFloor(b, messages)
 	file := writeMessages(b, events)
 	runtime.GC()
 	cpu0 := processCPU()
-	oursRate := ingestFile(b, ours.url, file, conns, window)
+	st0 := ours.r.Stats()
+	oursLoad := ingestLoad(b, ours.url, file, conns, window)
+	oursRate := oursLoad.rate
+	st1 := ours.r.Stats()
 	oursCPU := (processCPU() - cpu0) / time.Duration(len(events))
 	// the floor is timed just before and just after, so that a change in the machine's speed
 	// during the run (a noisy neighbour) falls on both sides
 	floor := (floorBefore + signatureFloor(b, messages)) / 2
-	vanillaRate := ingestFile(b, vanilla, file, conns, window)
+	vanillaLoad := ingestLoad(b, vanilla, file, conns, window)
+	vanillaRate := vanillaLoad.rate
+	// the least relay (startLeastRelay) under the same load: what reading and answering costs
+	// beyond the floor with nothing stored
+	runtime.GC()
+	cpu0 = processCPU()
+	leastLoad := ingestLoad(b, least, file, conns, window)
+	leastRate := leastLoad.rate
+	leastCPU := (processCPU() - cpu0) / time.Duration(len(events))
 	b.StopTimer()
 
 	b.ReportMetric(oursRate, "ours-events/s")
@@ -70,6 +82,18 @@ func ingestCPU(b *testing.B, events []nostr.Event, conns, window int) {
 	b.ReportMetric(float64(oursCPU.Nanoseconds())/1e3, "ours-cpu-µs/event")
 	b.ReportMetric(float64(floor.Nanoseconds())/1e3, "floor-cpu-µs/event")
 	b.ReportMetric(float64(oursCPU)/float64(floor), "cpu-ratio")
+	b.ReportMetric(float64(st1.CommittedOps-st0.CommittedOps)/float64(max(st1.Commits-st0.Commits, 1)), "ours-events/commit")
+	b.ReportMetric(oursLoad.okP50, "ours-ok-p50-µs")
+	b.ReportMetric(oursLoad.okP99, "ours-ok-p99-µs")
+	b.ReportMetric(vanillaLoad.okP50, "vanilla-ok-p50-µs")
+	b.ReportMetric(vanillaLoad.okP99, "vanilla-ok-p99-µs")
+	b.ReportMetric(leastLoad.okP50, "least-ok-p50-µs")
+	b.ReportMetric(leastLoad.okP99, "least-ok-p99-µs")
+	b.ReportMetric(oursLoad.okP99/vanillaLoad.okP99, "ok-p99-ratio")
+	b.ReportMetric(leastRate, "least-events/s")
+	b.ReportMetric(float64(leastCPU.Nanoseconds())/1e3, "least-cpu-µs/event")
+	b.ReportMetric(float64(leastCPU)/float64(floor), "least-cpu-ratio")
+	b.ReportMetric(float64(oursCPU)/float64(leastCPU), "cpu-vs-least")
 	b.ReportMetric(float64(size)/float64(len(events)), "message-bytes")
 }
 

@@ -227,7 +227,10 @@ func RateLimitEvents(l RateLimits, now func() time.Time) (byIP, byPubkey policy)
 		case classTrusted, classAuthed:
 			return false, ""
 		}
-		if addr := clientIPOf(ctx); tb != nil && addr != "" && !tb.allow(addr) {
+		if tb == nil {
+			return false, "" // no limit: the address is not even formatted
+		}
+		if addr := clientIPOf(ctx); addr != "" && !tb.allow(addr) {
 			return true, fmt.Sprintf("rate-limited: more than %g events/s from your address", r.PerSecond)
 		}
 		return false, ""

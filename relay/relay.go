@@ -106,6 +106,10 @@ func New(cfg Config, logger zerolog.Logger) (*Relay, error) {
 		MaxEventBytes: cfg.MaxEventBytes + 1024,
 		Logger:        logger.With().Str("from", "store").Logger(),
 	}
+	opts.MaxCommitDelay = cfg.CommitDelay
+	if cfg.CommitDelay == 0 {
+		opts.MaxCommitDelay = -1 // the store's 0 means its default
+	}
 	if !cfg.GroupCommit {
 		opts.MaxBatch = 1
 	}

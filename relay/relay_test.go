@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,10 @@ func testConfig(t testing.TB) Config {
 	cfg.Data = t.TempDir()
 	cfg.IPRate, cfg.PubkeyRate = 0, 0
 	cfg.MaxConnsPerIP, cfg.ReqRate = 0, 0 // every test client shares 127.0.0.1
+	// benchmarks compare commit delays side by side (scripts/profile-ingest, A/B runs)
+	if d, err := time.ParseDuration(os.Getenv("SPARECYCLES_TEST_COMMIT_DELAY")); err == nil {
+		cfg.CommitDelay = d
+	}
 	return cfg
 }
 

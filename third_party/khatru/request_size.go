@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/fasthttp/websocket"
 	"github.com/nbd-wtf/go-nostr"
@@ -25,9 +26,10 @@ func readMessage(c *websocket.Conn, limit int) (typ int, msg []byte, size int, t
 		msg, err = io.ReadAll(r)
 		return typ, msg, len(msg), false, err
 	}
-	head := make([]byte, 64)
-	n, err := io.ReadFull(r, head)
-	head = head[:n]
+	// one allocation for a message of up to 1 KiB, the head read into its start
+	first := make([]byte, 1024)
+	n, err := io.ReadFull(r, first[:64])
+	head := first[:n]
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return typ, head, n, n > limit && !isEventMessage(head), nil
 	}
@@ -35,8 +37,8 @@ func readMessage(c *websocket.Conn, limit int) (typ int, msg []byte, size int, t
 		return typ, nil, 0, false, err
 	}
 	if isEventMessage(head) {
-		rest, err := io.ReadAll(r)
-		return typ, append(head, rest...), n + len(rest), false, err
+		msg, err := readRest(r, head)
+		return typ, msg, len(msg), false, err
 	}
 	// at most limit bytes are kept; past them, the rest is only counted
 	buf := bytes.NewBuffer(head)
@@ -51,6 +53,24 @@ func readMessage(c *websocket.Conn, limit int) (typ int, msg []byte, size int, t
 	var scratch [32 << 10]byte
 	discarded, err := io.CopyBuffer(io.Discard, r, scratch[:])
 	return typ, buf.Bytes()[:min(buf.Len(), 1024)], n + int(k) + int(discarded), true, err
+}
+
+// readRest appends the rest of r to msg, growing it only when its capacity is used up (io.ReadAll
+// would start a new slice and the caller copy both into a third).
+func readRest(r io.Reader, msg []byte) ([]byte, error) {
+	for {
+		if len(msg) == cap(msg) {
+			msg = slices.Grow(msg, cap(msg))
+		}
+		k, err := r.Read(msg[len(msg):cap(msg)])
+		msg = msg[:len(msg)+k]
+		if err == io.EOF {
+			return msg, nil
+		}
+		if err != nil {
+			return msg, err
+		}
+	}
 }
 
 // maxOversized is how many messages over Relay.MaxRequestSize a connection may send; with the

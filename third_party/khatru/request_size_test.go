@@ -101,7 +101,10 @@ func TestReadMessageLimit(t *testing.T) {
 		s := `["REQ","s",{"search":"`
 		return s + strings.Repeat("x", n-len(s)-3) + `"}]`
 	}
-	event := `["EVENT",{"content":"` + strings.Repeat("e", 1000) + `"}]`
+	event := func(n int) string { // an EVENT of exactly n bytes
+		s := `["EVENT",{"content":"`
+		return s + strings.Repeat("e", n-len(s)-3) + `"}]`
+	}
 	tests := []struct {
 		msg      string
 		tooLarge bool
@@ -110,7 +113,14 @@ func TestReadMessageLimit(t *testing.T) {
 		{req(200), false},
 		{req(201), true},
 		{req(5000), true},
-		{event, false},
+		// EVENTs at any size, around the first buffer's 1 KiB and its growth
+		{event(40), false},
+		{event(64), false},
+		{event(1023), false},
+		{event(1024), false},
+		{event(1025), false},
+		{event(2049), false},
+		{event(70000), false},
 		{strings.Repeat(" ", 300), true},
 	}
 	for _, tc := range tests {

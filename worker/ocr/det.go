@@ -28,40 +28,64 @@ var (
 	detStd  = [3]float32{0.229, 0.224, 0.225}
 )
 
+// detLUT maps a byte to each plane's normalised value (planes B, G, R).
+var detLUT = func() (lut [3][256]float32) {
+	for k := range 3 {
+		for v := range 256 {
+			lut[k][v] = (float32(v)/255 - detMean[k]) / detStd[k]
+		}
+	}
+	return lut
+}()
+
 // detect finds text boxes in img, in img's coordinates.
-func (m *Model) detect(ctx context.Context, img image.Image) ([]image.Rectangle, error) {
+func (m *Model) detect(ctx context.Context, img image.Image, tr *trace, s *scratch) ([]image.Rectangle, error) {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
 	rw, rh := detSize(w, h)
-	// Scale straight from the source onto white (Over): no full-size copy of a large image.
-	resized := paper(rw, rh)
-	m.detScaler.Scale(resized, resized.Rect, img, b, draw.Over, nil)
-	in := make([]float32, 3*rh*rw)
 	plane := rw * rh
-	for y := range rh {
-		row := resized.Pix[y*resized.Stride:]
-		for x := range rw {
-			p := row[4*x:]
-			i := y*rw + x
-			// BGR: channel 0 is blue.
-			in[i] = (float32(p[2])/255 - detMean[0]) / detStd[0]
-			in[plane+i] = (float32(p[1])/255 - detMean[1]) / detStd[1]
-			in[2*plane+i] = (float32(p[0])/255 - detMean[2]) / detStd[2]
-		}
-	}
+	in := grow(&s.det, 3*plane)
+	m.detInput(img, rw, rh, in, s)
+	tr.mark(stageDetInput)
 	out, err := m.det.Run(ctx, []onnx.Tensor{{Name: "x", DType: onnx.Float32, Shape: []int64{1, 3, int64(rh), int64(rw)}, Float32: in}})
 	if err != nil {
 		return nil, fmt.Errorf("ocr: detect: %w", err)
 	}
+	tr.mark(stageDetRun)
 	prob := out[0].Float32
 	if len(prob) != plane {
 		return nil, fmt.Errorf("ocr: detect: map has %d values for a %d×%d input", len(prob), rw, rh)
 	}
-	boxes := dbBoxes(prob, rw, rh, m.unclip, w, h)
+	boxes := s.dbBoxes(prob, rw, rh, m.unclip, w, h)
 	for i := range boxes {
 		boxes[i] = boxes[i].Add(b.Min)
 	}
+	tr.mark(stageBoxes)
 	return boxes, nil
+}
+
+// detInput scales img to rw×rh onto white (transparent pixels read as paper), with plain
+// bilinear sampling (draw.ApproxBiLinear), and writes it into in as normalised BGR planes.
+// An opaque *image.RGBA (what PNG decoding of an RGB image gives) is scaled straight into
+// the tensor; other images are drawn onto a white canvas first, never copied at full size.
+func (m *Model) detInput(img image.Image, rw, rh int, in []float32, s *scratch) {
+	b := img.Bounds()
+	p := &planes{out: in, stride: rw, plane: rw * rh, lut: &detLUT}
+	if src, ok := img.(*image.RGBA); ok && opaqueIn(src, b) {
+		xs, ys := ablAxes(rw, b.Dx()), ablAxes(rh, b.Dy())
+		m.parallel(rh, func(y0, y1 int) { ablPlanes(p, src, b, xs, ys, y0, y1) })
+		return
+	}
+	canvas := s.paper(rw, rh)
+	draw.ApproxBiLinear.Scale(canvas, canvas.Rect, img, b, draw.Over, nil)
+	m.parallel(rh, func(y0, y1 int) {
+		for y := y0; y < y1; y++ {
+			row := canvas.Pix[y*canvas.Stride:]
+			for x := range rw {
+				p.set(x, y, row[4*x], row[4*x+1], row[4*x+2])
+			}
+		}
+	})
 }
 
 // detSize scales w×h so the longest side is at most detMaxSide and both are multiples of 32
@@ -78,9 +102,16 @@ func detSize(w, h int) (int, int) {
 // dbBoxes is DB post-processing on the probability map prob (mw×mh) with axis-aligned boxes:
 // threshold, 8-connected regions, score, unclip, and scale to the w×h image.
 func dbBoxes(prob []float32, mw, mh int, unclip float64, w, h int) []image.Rectangle {
-	label := make([]int32, len(prob))
+	return new(scratch).dbBoxes(prob, mw, mh, unclip, w, h)
+}
+
+// dbBoxes is dbBoxes with s's label map and stack.
+func (s *scratch) dbBoxes(prob []float32, mw, mh int, unclip float64, w, h int) []image.Rectangle {
+	label := grow(&s.label, len(prob))
+	clear(label)
 	var boxes []image.Rectangle
-	var stack []int
+	stack := s.stack[:0]
+	defer func() { s.stack = stack[:0] }()
 	var regions int32
 	for start, p := range prob {
 		if p <= detThreshold || label[start] != 0 {

@@ -24,7 +24,18 @@
 //     elementwise ops to x·HardSigmoid(x), scalar Mul and Add steps turned so ONNX Runtime
 //     folds them into the convolutions, and scalar affine steps folded into the 1×1
 //     convolutions they feed (graph.go): about a fifth faster, the same outputs up to float
-//     rounding. SPARECYCLES_OCR_RAW_GRAPH=1 loads the files as they are.
+//     rounding. Where x has a multiple of 16 channels, the HardSigmoid reads it through an
+//     identity depthwise 1×1 convolution that ONNX Runtime fuses it into, and the affine
+//     steps left over become depthwise 1×1 convolutions: the tensors stay in ONNX Runtime's
+//     blocked (NCHWc) layout instead of being reordered to NCHW and back around every
+//     activation (the recogniser 5–7% faster). SPARECYCLES_OCR_RAW_GRAPH=1 loads the files as
+//     they are.
+//   - Go side: the scaling for both models is computed straight into their input tensors
+//     (resample.go: draw's ApproxBiLinear and CatmullRom value for value, normalised through
+//     lookup tables), crops of an opaque RGBA image are read in place, and the tensors and
+//     work buffers are reused across calls; with 2 or more threads the scaling is split
+//     between goroutines. docs/ocr-cpu.md splits a call's time by stage
+//     (BenchmarkRecognizeStages).
 //   - Reading order: boxes are grouped into lines (boxes overlapping vertically by at least
 //     half the smaller height), lines go top to bottom, boxes within a line left to right,
 //     joined by a space.

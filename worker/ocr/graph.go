@@ -19,7 +19,15 @@ import (
 //   - Mul and Add with a constant first operand get their operands swapped, so ONNX
 //     Runtime's Conv+Mul and Conv+Add fusions fold the scalar affine steps into the
 //     convolutions;
-//   - each hard-swish becomes x·HardSigmoid(x) with α = 1/6, β = 1/2: two ops, not four.
+//   - each hard-swish becomes x·HardSigmoid(x) with α = 1/6, β = 1/2: two ops, not four;
+//     where x has a multiple of 16 channels, the HardSigmoid reads x through an identity
+//     depthwise 1×1 Conv, which ONNX Runtime fuses it into: its blocked (NCHWc) layout takes
+//     Conv with a fused activation and the Mul of two blocked tensors, not a HardSigmoid
+//     alone, so without the Conv every hard-swish went back to NCHW and the next Conv reordered
+//     it again (a fifth of the recogniser's time went to those reorders and elementwise ops);
+//   - a scalar affine step (Mul c, Add d) that does not fold into the 1×1 Conv it feeds (it
+//     feeds a padded one: the zero padding would not see d) becomes a depthwise 1×1 Conv with
+//     weights c and bias d, for the same reason.
 //
 // It works on the protobuf wire format directly, through protowire (the few fields of
 // ModelProto, GraphProto, NodeProto, AttributeProto and TensorProto it needs), and copies
@@ -245,6 +253,33 @@ func newNode(op, name string, inputs, outputs []string, floatAttrs map[string]fl
 	return &onnxNode{fields: fs, op: op, inputs: inputs, outputs: outputs}
 }
 
+// feedsScalarStep says whether a Mul or Add of nodes applies a scalar to v.
+func feedsScalarStep(nodes []*onnxNode, v string, scalars map[string]float32) bool {
+	for _, n := range nodes {
+		if (n.op == "Mul" || n.op == "Add") && n.domain == "" && !n.removed && len(n.inputs) == 2 && n.inputs[0] == v {
+			if _, ok := scalars[n.inputs[1]]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// depthwiseConv builds a 1×1 Conv node with one filter per channel: out = w·x (+ b), for x
+// with c channels and the constant w of shape [c, 1, 1, 1] (b, of shape [c], may be "").
+func depthwiseConv(out, x, w, b string, c int64) *onnxNode {
+	inputs := []string{x, w}
+	if b != "" {
+		inputs = append(inputs, b)
+	}
+	const attrI, attrTypeInt = 3, 2
+	group := pbAppend(nil, pbString(attrName, "group"), pbField{num: attrI, typ: protowire.VarintType, v: uint64(c)},
+		pbField{num: attrType, typ: protowire.VarintType, v: attrTypeInt})
+	n := newNode("Conv", out, inputs, []string{out}, nil)
+	n.fields = append(n.fields, pbField{num: nodeAttr, typ: protowire.BytesType, data: group})
+	return n
+}
+
 // scalarTensor returns the value of a TensorProto holding one float32.
 func scalarTensor(b []byte) (float32, bool) {
 	fs, err := pbParse(b)
@@ -419,7 +454,39 @@ func simplifyGraph(model []byte) (out []byte, swapped, hardSwishes, folded int, 
 			}
 		}
 	}
-	var extra = map[*onnxNode]*onnxNode{} // a replaced Div's new HardSigmoid, emitted before it
+	// channels returns the channel count of a value that a convolution made (through batch
+	// norms, activations, scalar or hard-swish steps), 0 when unknown.
+	var channels func(name string, depth int) int64
+	channels = func(name string, depth int) int64 {
+		p := producer[name]
+		if p == nil || p.domain != "" || len(p.inputs) == 0 || depth > 16 {
+			return 0
+		}
+		switch p.op {
+		case "Conv":
+			if w := dims[p.inputs[1]]; len(w) == 4 {
+				return w[0]
+			}
+		case "BatchNormalization", "Relu", "HardSigmoid", "Sigmoid", "Clip":
+			return channels(p.inputs[0], depth+1)
+		case "Mul", "Add":
+			if len(p.inputs) != 2 {
+				return 0
+			}
+			if _, ok := scalars[p.inputs[1]]; ok {
+				return channels(p.inputs[0], depth+1)
+			}
+			if c := channels(p.inputs[0], depth+1); c > 0 && c == channels(p.inputs[1], depth+1) {
+				return c
+			}
+		}
+		return 0
+	}
+	// nchwc says whether ONNX Runtime's blocked (NCHWc) layout takes c channels: a multiple of
+	// the widest block, 16 floats (AVX-512; 8 on AVX2).
+	nchwc := func(c int64) bool { return c > 0 && c%16 == 0 }
+
+	var extra = map[*onnxNode][]*onnxNode{} // nodes to emit just before a node (a replaced Div's HardSigmoid)
 	for _, add := range nodes {
 		if add.op != "Add" || add.domain != "" || len(add.inputs) != 2 || len(add.outputs) != 1 || !scalarIs(add.inputs[1], 3) {
 			continue
@@ -448,7 +515,23 @@ func simplifyGraph(model []byte) (out []byte, swapped, hardSwishes, folded int, 
 			continue
 		}
 		add.removed, clip.removed, mul.removed, div.removed = true, true, true, true
-		extra[div] = newNode("HardSigmoid", hs, []string{x}, []string{hs}, map[string]float32{"alpha": 1.0 / 6, "beta": 0.5})
+		if c := channels(x, 0); nchwc(c) {
+			// HardSigmoid after an identity depthwise 1×1 convolution, which ONNX Runtime
+			// fuses into one blocked-layout convolution: x, its hard sigmoid and their
+			// product all stay in that layout, with no reorders around the activation.
+			id, w := y+"/identity", y+"/identity_w"
+			if producer[id] != nil || producer[w] != nil {
+				continue
+			}
+			scalarNodes = append(scalarNodes, filledConstant(w, 1, []int64{c, 1, 1, 1}))
+			dims[w] = []int64{c, 1, 1, 1}
+			producer[id] = depthwiseConv(id, x, w, "", c)
+			producer[hs] = newNode("HardSigmoid", hs, []string{id}, []string{hs}, map[string]float32{"alpha": 1.0 / 6, "beta": 0.5})
+			extra[div] = []*onnxNode{producer[id], producer[hs]}
+		} else {
+			producer[hs] = newNode("HardSigmoid", hs, []string{x}, []string{hs}, map[string]float32{"alpha": 1.0 / 6, "beta": 0.5})
+			extra[div] = []*onnxNode{producer[hs]}
+		}
 		*div = *newNode("Mul", y+"/hardswish", []string{x, hs}, []string{y}, nil)
 		hardSwishes++
 	}
@@ -499,13 +582,50 @@ func simplifyGraph(model []byte) (out []byte, swapped, hardSwishes, folded int, 
 			continue
 		}
 		scalarNodes = append(scalarNodes, floatConstant(wName, w2, wdims), floatConstant(bName, b, []int64{int64(outC)}))
+		dims[wName] = wdims
 		conv.inputs = []string{mul.inputs[0], wName, bName}
 		mul.removed, add.removed = true, true
 		folded++
 	}
 
-	// Write the graph back: nodes in their order (a HardSigmoid just before its Mul, which
-	// sits where the Div was, after x and before every reader of y), the rest verbatim.
+	// An affine step (Mul c, Add d, scalars) on a convolution's output in blocked layout that
+	// did not fold into a 1×1 convolution above (a padded one reads it: its zero padding
+	// would not see d) becomes a depthwise 1×1 convolution with weights c and bias d: one
+	// blocked-layout step where the Mul and Add each reordered the tensor back and forth.
+	for _, add := range nodes {
+		if add.op != "Add" || add.domain != "" || add.removed || len(add.inputs) != 2 || len(add.outputs) != 1 || uses[add.inputs[0]] != 1 {
+			continue
+		}
+		mul := producer[add.inputs[0]]
+		if mul == nil || mul.op != "Mul" || mul.domain != "" || mul.removed || len(mul.inputs) != 2 {
+			continue
+		}
+		c, ok1 := scalars[mul.inputs[1]]
+		d, ok2 := scalars[add.inputs[1]]
+		ch := channels(mul.inputs[0], 0)
+		if !ok1 || !ok2 || !nchwc(ch) {
+			continue
+		}
+		if p := producer[mul.inputs[0]]; p == nil || p.op == "Conv" {
+			continue // ONNX Runtime folds a convolution's own affine step into it
+		}
+		y := add.outputs[0]
+		if feedsScalarStep(nodes, y, scalars) {
+			continue // the operand pass above would fold it into the new Conv on a second run
+		}
+		wName, bName := y+"/affine_w", y+"/affine_b"
+		if producer[wName] != nil || producer[bName] != nil {
+			continue
+		}
+		scalarNodes = append(scalarNodes, filledConstant(wName, c, []int64{ch, 1, 1, 1}), filledConstant(bName, d, []int64{ch}))
+		mul.removed = true
+		*add = *depthwiseConv(y, mul.inputs[0], wName, bName, ch)
+		folded++
+	}
+
+	// Write the graph back: nodes in their order (a HardSigmoid, and the identity
+	// convolution feeding it, just before its Mul, which sits where the Div was, after x and
+	// before every reader of y), the rest verbatim.
 	var graph []byte
 	ni := 0
 	for _, f := range gfs {
@@ -520,8 +640,8 @@ func simplifyGraph(model []byte) (out []byte, swapped, hardSwishes, folded int, 
 		}
 		n := nodes[ni]
 		ni++
-		if hs := extra[n]; hs != nil {
-			graph = pbAppend(graph, pbField{num: graphNode, typ: protowire.BytesType, data: hs.encode()})
+		for _, e := range extra[n] {
+			graph = pbAppend(graph, pbField{num: graphNode, typ: protowire.BytesType, data: e.encode()})
 		}
 		if n.removed && extra[n] == nil {
 			continue

@@ -214,6 +214,79 @@ func TestSimplifyGraphSmall(t *testing.T) {
 	}
 }
 
+// testModelBlocked is a hard-swish and an affine step on 16 channels, which ONNX Runtime's
+// blocked layout takes, the affine step feeding a Relu rather than a 1×1 Conv.
+func testModelBlocked() []byte {
+	node := func(op string, out string, in ...string) *onnxNode {
+		return newNode(op, out, in, []string{out}, nil)
+	}
+	w := make([]float32, 16*2)
+	for i := range w {
+		w[i] = float32(i%5) - 2
+	}
+	nodes := []*onnxNode{
+		filledConstant("three", 3, nil),
+		filledConstant("zero", 0, nil),
+		filledConstant("six", 6, nil),
+		filledConstant("c", 2, []int64{1}),
+		filledConstant("d", 0.5, []int64{1}),
+		floatConstant("w", w, []int64{16, 2, 1, 1}),
+		node("Conv", "x1", "x", "w"),
+		node("Relu", "a", "x1"),
+		node("Add", "h1", "a", "three"),
+		node("Clip", "h2", "h1", "zero", "six"),
+		node("Mul", "h3", "a", "h2"),
+		node("Div", "y", "h3", "six"),
+		node("Mul", "m2", "y", "c"),
+		node("Add", "a2", "m2", "d"),
+		node("Relu", "out", "a2"),
+	}
+	var graph []byte
+	for _, n := range nodes {
+		graph = pbAppend(graph, pbField{num: graphNode, typ: protowire.BytesType, data: n.encode()})
+	}
+	output := pbAppend(nil, pbString(valueName, "out"))
+	graph = pbAppend(graph, pbString(2, "test"), pbField{num: graphOutput, typ: protowire.BytesType, data: output})
+	return pbAppend(nil, pbField{num: 1, typ: protowire.VarintType, v: 8}, pbField{num: modelGraph, typ: protowire.BytesType, data: graph})
+}
+
+func TestSimplifyGraphBlocked(t *testing.T) {
+	out, _, hs, folded, err := simplifyGraph(testModelBlocked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs != 1 || folded != 1 {
+		t.Errorf("rewrote %d hard-swishes, folded %d steps; want 1, 1", hs, folded)
+	}
+	ops, consts := graphNodes(t, out)
+	want := []string{
+		"Conv[x w]",
+		"Relu[x1]",
+		"Conv[a y/identity_w]",
+		"HardSigmoid[y/identity]",
+		"Mul[a y/hardsigmoid]",
+		"Conv[y a2/affine_w a2/affine_b]",
+		"Relu[a2]",
+	}
+	if !slices.Equal(ops, want) {
+		t.Errorf("nodes\n%q\nwant\n%q", ops, want)
+	}
+	fill := func(v float32) []float32 { return slices.Repeat([]float32{v}, 16) }
+	for name, want := range map[string][]float32{
+		"y/identity_w": fill(1),
+		"a2/affine_w":  fill(2),
+		"a2/affine_b":  fill(0.5),
+	} {
+		if got := consts[name]; !slices.Equal(got, want) {
+			t.Errorf("constant %s = %v, want %v", name, got, want)
+		}
+	}
+	if again, swapped2, hs2, folded2, err := simplifyGraph(out); err != nil || swapped2+hs2+folded2 != 0 || !bytes.Equal(again, out) {
+		t.Errorf("a second pass swapped %d, rewrote %d, folded %d (err %v; output unchanged: %t), want nothing",
+			swapped2, hs2, folded2, err, bytes.Equal(again, out))
+	}
+}
+
 func TestSimplifyGraphMalformed(t *testing.T) {
 	for _, b := range [][]byte{
 		{0x3a, 0x05, 0x01},       // graph longer than the model
@@ -239,6 +312,7 @@ func TestSimplifyGraphMalformed(t *testing.T) {
 func FuzzSimplifyGraph(f *testing.F) {
 	model := testModel()
 	f.Add(model)
+	f.Add(testModelBlocked())
 	for _, n := range []int{1, 2, 10, len(model) / 2, len(model) - 1} {
 		f.Add(model[:n])
 	}

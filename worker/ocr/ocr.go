@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/image/draw"
@@ -34,10 +35,56 @@ type Model struct {
 	classes  []string // CTC classes: blank, the key file's lines, space
 	sha256   map[string]string
 
-	// Tunables, fixed by Load; tests vary them to measure.
-	unclip    float64           // DB unclip ratio on axis-aligned boxes
-	detScaler draw.Interpolator // resizing pages for the detector
-	recScaler draw.Interpolator // resizing crops for the recogniser
+	unclip  float64   // DB unclip ratio on axis-aligned boxes; fixed by Load, tests vary it
+	threads int       // the runtime's intra-op threads: Go-side steps split into as many goroutines
+	scratch sync.Pool // *scratch: buffers reused across calls, one set per call in flight
+}
+
+// scratch is one Recognize call's reusable memory: the model inputs, the detector's label
+// map and stack, a canvas, and the crop resampler's tables. Nothing a Result holds points
+// into it.
+type scratch struct {
+	det, rec []float32
+	label    []int32
+	stack    []int
+	canvas   *image.RGBA
+	cr       []crScratch // one per goroutine scaling crops
+}
+
+// grow returns (*buf)[:n], reallocating when its capacity is short; the contents are left.
+func grow[T any](buf *[]T, n int) []T {
+	if cap(*buf) < n {
+		*buf = make([]T, n)
+	}
+	return (*buf)[:n]
+}
+
+// paper returns the scratch canvas as an opaque white w×h image.
+func (s *scratch) paper(w, h int) *image.RGBA {
+	if s.canvas == nil || cap(s.canvas.Pix) < 4*w*h {
+		s.canvas = paper(w, h)
+		return s.canvas
+	}
+	s.canvas = &image.RGBA{Pix: s.canvas.Pix[:4*w*h], Stride: 4 * w, Rect: image.Rect(0, 0, w, h)}
+	for i := range s.canvas.Pix {
+		s.canvas.Pix[i] = 0xff
+	}
+	return s.canvas
+}
+
+// parallel calls f on [0, n) split into m.threads contiguous ranges, each on its own
+// goroutine (with one thread, or little work, directly).
+func (m *Model) parallel(n int, f func(lo, hi int)) {
+	k := min(m.threads, n/8)
+	if k <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Go(func() { f(i*n/k, (i+1)*n/k) })
+	}
+	wg.Wait()
 }
 
 // Line is one line of text, left to right, with its box in the image's coordinates and the
@@ -70,7 +117,7 @@ func Load(rt *onnx.Runtime, dir string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{classes: classes, unclip: 2.0, detScaler: draw.ApproxBiLinear, recScaler: draw.CatmullRom}
+	m := &Model{classes: classes, unclip: 2.0, threads: rt.Threads()}
 	if m.det, err = rt.NewSessionWith(filepath.Join(dir, DetFile), simplify); err != nil {
 		return nil, fmt.Errorf("ocr: load detector: %w", err)
 	}
@@ -134,15 +181,26 @@ func (m *Model) Close() error {
 // Recognize reads the text in img. An image with no text gives an empty Result and no error.
 // Cancelling ctx stops it between and during model runs; the error then wraps ctx's error.
 func (m *Model) Recognize(ctx context.Context, img image.Image) (Result, error) {
+	return m.recognize(ctx, img, nil)
+}
+
+// recognize is Recognize, timing its stages in tr (nil: not timed).
+func (m *Model) recognize(ctx context.Context, img image.Image, tr *trace) (Result, error) {
 	b := img.Bounds()
 	if b.Empty() {
 		return Result{}, fmt.Errorf("%w: empty image", ErrInvalidImage)
 	}
-	boxes, err := m.detect(ctx, img)
+	tr.begin()
+	s, _ := m.scratch.Get().(*scratch)
+	if s == nil {
+		s = new(scratch)
+	}
+	defer m.scratch.Put(s)
+	boxes, err := m.detect(ctx, img, tr, s)
 	if err != nil {
 		return Result{}, err
 	}
-	found, err := m.read(ctx, img, boxes)
+	found, err := m.read(ctx, img, boxes, tr, s)
 	if err != nil {
 		return Result{}, err
 	}
@@ -151,7 +209,9 @@ func (m *Model) Recognize(ctx context.Context, img image.Image) (Result, error) 
 	for i := range lines {
 		texts[i] = lines[i].Text
 	}
-	return Result{Lines: lines, Text: strings.Join(texts, "\n")}, nil
+	res := Result{Lines: lines, Text: strings.Join(texts, "\n")}
+	tr.mark(stageDecode)
+	return res, nil
 }
 
 // flatten copies the r part of img onto an opaque white RGBA canvas at the origin:

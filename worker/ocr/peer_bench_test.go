@@ -89,7 +89,7 @@ func medianMs(ds []time.Duration) float64 {
 // our pipeline (file bytes → Decode → Recognize) and with the Node peer @gutenye/ocr-node
 // 1.4.8 on onnxruntime-node 1.24.1, both with 1 and 2 intra-op threads per session, spinning
 // off, inter-op 1. For each image the peer runs between two halves of our runs of it, so
-// machine noise falls on both. It reports the medians and ours/peer (the goal is ≤ 0.7); our
+// machine noise falls on both. It reports the medians and ours/peer (the goal is ≤ 0.6); our
 // text must be exact. The peer is installed on first use (npm, bench/ocrpeer).
 // SPARECYCLES_PEER_RUNS sets the timed runs per image for the peer (default 20); ours are b.N
 // (run with -benchtime 20x).

@@ -14,7 +14,9 @@
 // Threads: each session has its own intra-op thread pool of [RuntimeConfig.Threads] threads.
 // Spin-waiting is turned off in every pool: with two sessions run back to back on a small
 // machine, an idle pool spinning steals the core the busy one needs (det then rec ran 2–3×
-// slower with spinning on, on 2 cores).
+// slower with spinning on, on 2 cores). Spinning only while a run lasts
+// (session.force_spinning_stop) gained 5–10% at 2 threads on an idle machine but lost 20–30%
+// with another process busy on one of the 2 cores, so it stays off.
 //
 // Devices: "cpu" uses the CPU execution provider; "cuda" requires the CUDA execution provider
 // and fails with [ErrNoCUDA] when it cannot be added; "auto" tries CUDA and falls back to the

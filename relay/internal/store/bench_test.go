@@ -3,7 +3,9 @@ package store
 import (
 	"fmt"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -82,4 +84,52 @@ func BenchmarkQuery(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCommitCPU measures the process's CPU time (user + system, getrusage: the LMDB
+// commit's pwrites and fdatasync count) per event stored in batches of k: k events queued, then
+// one commit. Each event has its own author and an "i" tag, as the relay's ingest benchmarks'
+// job requests do, so every event dirties its own index pages. It is the store's share of the
+// relay's CPU per event at k events per commit (see docs/relay-cpu.md).
+func BenchmarkCommitCPU(b *testing.B) {
+	for _, k := range []int{1, 2, 4, 8, 16, 64, 256} {
+		b.Run(fmt.Sprintf("batch=%d", k), func(b *testing.B) {
+			s := openTest(b, Options{})
+			var serial int64
+			batch := func() []*nostr.Event {
+				evts := make([]*nostr.Event, k)
+				for j := range evts {
+					serial++
+					e := benchEvent(serial)
+					e.PubKey = hexOf(fmt.Sprint("author", serial))
+					e.Kind = 5000
+					e.Tags = nostr.Tags{{"i", "https://example.com/" + e.ID[:16] + ".png", "url"}, {"bid", "5000"}}
+					evts[j] = e
+				}
+				return evts
+			}
+			// a store that already holds events, so index pages are not all new
+			for range 20 {
+				saveBatch(b, s, batch())
+			}
+			var cpu time.Duration
+			events := 0
+			for b.Loop() {
+				evts := batch()
+				c0 := processCPU()
+				saveBatch(b, s, evts)
+				cpu += processCPU() - c0
+				events += k
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(events), "cpu-µs/event")
+		})
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

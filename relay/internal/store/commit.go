@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/PowerDNS/lmdb-go/lmdb"
 	"github.com/nbd-wtf/go-nostr"
@@ -110,6 +111,7 @@ func (s *Store) Delete(id string) error {
 		return ErrClosed
 	}
 	s.queue = append(s.queue, o)
+	s.wakeFull(false)
 	s.mu.Unlock()
 	s.await(o)
 	return o.err
@@ -165,6 +167,7 @@ func (s *Store) enqueue(kind opKind, evt *nostr.Event) (*Commit, error) {
 		return nil, err
 	}
 	s.queue = append(s.queue, o)
+	s.wakeFull(false)
 	s.mu.Unlock()
 	close(o.listed)
 	return &Commit{Fresh: true, s: s, op: o}, nil
@@ -243,13 +246,36 @@ func (s *Store) await(o *op) {
 
 // lead runs one group commit: it takes up to MaxBatch queued operations and writes them in one
 // transaction (one disk sync). It is called and returns with mu held.
+//
+// Before it takes the batch it waits, briefly, for the writers of the commit before to queue
+// again (PostgreSQL's commit_delay, bounded by the commit's own cost): clients that each wait
+// for their OK before they send the next event come back a round trip after their commit, and
+// a leader that started at once would commit only those that were already queued, splitting
+// them into two alternating batches that each pay a disk sync. The wait is for want ops
+// (the last commit's batch and the ops queued while it ran, so it follows the load), at most
+// MaxCommitDelay and the last commit's own time (so an op waits at most about what it would
+// waiting behind a running commit), and ends as soon as they are queued or the store closes.
+// Nobody is told "stored" sooner than before: an op is done after its commit.
 func (s *Store) lead() {
 	s.leading = true
-	s.mu.Unlock()
-	// Concurrent writers that are about to queue get one chance to join this batch; under load
-	// that is what makes batches grow.
-	runtime.Gosched()
-	s.mu.Lock()
+	if d := s.commitDelay(); d > 0 && len(s.queue) < s.want && !s.closed {
+		full := make(chan struct{})
+		s.full = full
+		s.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-full:
+		case <-t.C:
+		}
+		t.Stop()
+		s.mu.Lock()
+		s.full = nil
+	} else {
+		s.mu.Unlock()
+		// Concurrent writers that are about to queue get one chance to join this batch.
+		runtime.Gosched()
+		s.mu.Lock()
+	}
 	n := min(len(s.queue), s.opts.MaxBatch)
 	batch := s.queue[:n:n]
 	s.queue = s.queue[n:]
@@ -258,11 +284,18 @@ func (s *Store) lead() {
 	}
 	s.mu.Unlock()
 
+	var took time.Duration
 	if len(batch) > 0 {
+		start := time.Now()
 		s.write(batch)
+		took = time.Since(start)
 	}
 
 	s.mu.Lock()
+	if len(batch) > 0 {
+		s.lastCommit = took
+		s.want = min(len(batch)+len(s.queue), s.opts.MaxBatch)
+	}
 	for _, o := range batch {
 		if o.kind != opDelete && s.pending[o.fields.id] == o {
 			delete(s.pending, o.fields.id)
@@ -283,6 +316,23 @@ func (s *Store) lead() {
 			o.wake = nil
 			break
 		}
+	}
+}
+
+// commitDelay is the longest the next leader waits for its batch to fill (see lead).
+func (s *Store) commitDelay() time.Duration {
+	if s.opts.MaxCommitDelay < 0 {
+		return 0
+	}
+	return min(s.opts.MaxCommitDelay, s.lastCommit)
+}
+
+// wakeFull ends a leader's wait for its batch when the queue holds what it waits for, or
+// always when force is set (Close). Called with mu held.
+func (s *Store) wakeFull(force bool) {
+	if s.full != nil && (force || len(s.queue) >= s.want) {
+		close(s.full)
+		s.full = nil
 	}
 }
 

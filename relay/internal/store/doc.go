@@ -46,9 +46,13 @@
 //
 // Writes (Enqueue/Save, Replace, Delete) are queued and committed in batches, one write
 // transaction and one fdatasync per batch, without a background goroutine: a caller waiting
-// for its write (Commit.Wait) becomes the leader when no commit is running, yields once
-// (runtime.Gosched) so concurrent writers can join, takes up to Options.MaxBatch queued
-// operations, writes them in one transaction and wakes every waiter with its own result.
+// for its write (Commit.Wait) becomes the leader when no commit is running, lets concurrent
+// writers join (it yields once, or, when fewer ops are queued than the last commit carried plus
+// those queued while it ran, waits for them up to Options.MaxCommitDelay and the last commit's
+// own time: clients that each wait for their OK come back a round trip after their commit, and
+// without the wait they split into two alternating half batches, each paying a sync), takes up
+// to Options.MaxBatch queued operations, writes them in one transaction and wakes every waiter
+// with its own result.
 // Others wait for their result or for the running commit to end, and then perhaps lead the next.
 // Inside the transaction duplicates are checked again against the ids DBI, which also holds the
 // batch's earlier writes. If the transaction fails (MDB_MAP_FULL, say), its operations are

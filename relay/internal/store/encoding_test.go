@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -132,4 +133,54 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding changed the bytes:\n in  %x\n out %x", b, again)
 		}
 	})
+}
+
+// TestIndexKeysOnePerTag: indexKeys lists the four fixed keys and one key per distinct
+// single-letter tag with a value, whether an event repeats its tags a few times or, past the
+// linear scan, many.
+func TestIndexKeysOnePerTag(t *testing.T) {
+	tagged := func(distinct, copies int) nostr.Tags {
+		var tags nostr.Tags
+		for c := range copies {
+			for i := range distinct {
+				tags = append(tags, nostr.Tag{"t", fmt.Sprint("v", i)})
+				if c == 0 && i%3 == 0 {
+					tags = append(tags, nostr.Tag{"e"}, nostr.Tag{"long", "x"}) // not indexed
+				}
+			}
+		}
+		return tags
+	}
+	tests := []struct {
+		name             string
+		distinct, copies int
+	}{
+		{"no tags", 0, 1},
+		{"one", 1, 1},
+		{"repeated", 3, 4},
+		{"at the switch", 16, 2},
+		{"many", 100, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			evt := mkEvent(pkA, 1, 1, "x")
+			evt.Tags = tagged(tc.distinct, tc.copies)
+			keys := indexKeys(evt, [32]byte{1}, pos{ts: 1, serial: 2})
+			if len(keys) != 4+tc.distinct {
+				t.Fatalf("%d keys, want %d", len(keys), 4+tc.distinct)
+			}
+			for i := range tc.distinct {
+				prefix := tagPrefix('t', fmt.Sprint("v", i))
+				n := 0
+				for _, k := range keys {
+					if bytes.HasPrefix(k, prefix) {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Fatalf("tag v%d has %d keys", i, n)
+				}
+			}
+		})
+	}
 }

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"slices"
 
 	"github.com/nbd-wtf/go-nostr"
 )
@@ -99,16 +101,29 @@ func indexKeys(evt *nostr.Event, pk [32]byte, p pos) [][]byte {
 		appendPos(authorPrefix(pk), p),
 		appendPos(authorKindPrefix(pk, kind), p),
 	}
-	seen := map[string]bool{}
+	// an event may repeat a tag; one entry finds it. A few tag keys are compared one by one,
+	// more through a map, so that an event of thousands of tags stays linear.
+	tags := len(keys)
+	var seen map[string]bool
 	for _, tag := range evt.Tags {
 		if len(tag) < 2 || len(tag[0]) != 1 {
 			continue
 		}
 		prefix := tagPrefix(tag[0][0], tag[1])
-		if seen[string(prefix)] {
-			continue // an event may repeat a tag; one entry finds it
+		if seen == nil && len(keys)-tags >= 16 {
+			seen = make(map[string]bool, len(evt.Tags))
+			for _, k := range keys[tags:] {
+				seen[string(k[:len(prefix)])] = true
+			}
 		}
-		seen[string(prefix)] = true
+		if seen != nil {
+			if seen[string(prefix)] {
+				continue
+			}
+			seen[string(prefix)] = true
+		} else if slices.ContainsFunc(keys[tags:], func(k []byte) bool { return bytes.HasPrefix(k, prefix) }) {
+			continue
+		}
 		keys = append(keys, appendPos(prefix, p))
 	}
 	return keys

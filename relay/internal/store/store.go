@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/PowerDNS/lmdb-go/lmdb"
 	"github.com/nbd-wtf/go-nostr"
@@ -24,6 +25,10 @@ type Options struct {
 	MaxReaders    int
 	MaxEventBytes int // largest encoded event accepted, default 1 MiB
 	MaxBatch      int // most operations per group-commit transaction, default 1024
+	// MaxCommitDelay bounds how long a commit's leader waits for the writers of the commit
+	// before to queue again before it takes its batch (see Store.lead): default 2ms, and never
+	// longer than the last commit took; negative disables the wait.
+	MaxCommitDelay time.Duration
 	// ChunkEvents and ChunkBytes bound what a query copies out under one read transaction:
 	// default 256 events and 1 MiB (a single larger event still makes a chunk of one).
 	ChunkEvents int
@@ -43,6 +48,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 1024
+	}
+	if o.MaxCommitDelay == 0 {
+		o.MaxCommitDelay = 2 * time.Millisecond
 	}
 	if o.ChunkEvents <= 0 {
 		o.ChunkEvents = 256
@@ -84,6 +92,12 @@ type Store struct {
 	pending map[[32]byte]*op // by id: events queued or being committed, not yet settled
 	leading bool             // a commit is running
 	idle    chan struct{}    // closed (and replaced) each time a commit finishes
+	// want is how many ops the next commit waits for (see lead): the last commit's batch and
+	// the ops queued while it ran. full, while a leader waits, is closed once the queue holds
+	// want ops or the store closes.
+	want       int
+	full       chan struct{}
+	lastCommit time.Duration // how long the last commit's transaction took
 
 	// nextSerial is the serial the next stored event gets. Only a commit leader (one at a time)
 	// or Open touches it.
@@ -271,6 +285,7 @@ func (s *Store) Close() error {
 func (s *Store) close() error {
 	s.mu.Lock()
 	s.closed = true
+	s.wakeFull(true)
 	for s.leading || len(s.queue) > 0 {
 		if !s.leading {
 			s.lead()
