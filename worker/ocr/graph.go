@@ -536,6 +536,21 @@ func simplifyGraph(model []byte) (out []byte, swapped, hardSwishes, folded int, 
 		hardSwishes++
 	}
 
+	// affineStep reports whether add, with the Mul feeding it, is an affine step y = x·c + d of
+	// scalars c and d whose Mul output nothing else reads, and returns that Mul, c and d.
+	affineStep := func(add *onnxNode) (mul *onnxNode, c, d float32, ok bool) {
+		if add == nil || add.op != "Add" || add.domain != "" || add.removed || len(add.inputs) != 2 || len(add.outputs) != 1 || uses[add.inputs[0]] != 1 {
+			return nil, 0, 0, false
+		}
+		mul = producer[add.inputs[0]]
+		if mul == nil || mul.op != "Mul" || mul.domain != "" || mul.removed || len(mul.inputs) != 2 {
+			return nil, 0, 0, false
+		}
+		c, ok1 := scalars[mul.inputs[1]]
+		d, ok2 := scalars[add.inputs[1]]
+		return mul, c, d, ok1 && ok2
+	}
+
 	// An affine step (Mul c, Add d, scalars) feeding a 1×1 convolution without padding folds
 	// into it: W' = c·W, b' = b + d·ΣW over each filter's inputs.
 	for _, conv := range nodes {
@@ -544,17 +559,9 @@ func simplifyGraph(model []byte) (out []byte, swapped, hardSwishes, folded int, 
 			continue
 		}
 		add := producer[conv.inputs[0]]
-		if add == nil || add.op != "Add" || add.domain != "" || add.removed || len(add.inputs) != 2 || uses[add.inputs[0]] != 1 {
-			continue
-		}
-		mul := producer[add.inputs[0]]
-		if mul == nil || mul.op != "Mul" || mul.domain != "" || mul.removed || len(mul.inputs) != 2 {
-			continue
-		}
-		c, ok1 := scalars[mul.inputs[1]]
-		d, ok2 := scalars[add.inputs[1]]
+		mul, c, d, ok := affineStep(add)
 		w, wdims, ok3 := floatTensors[conv.inputs[1]], dims[conv.inputs[1]], len(floatTensors[conv.inputs[1]]) > 0
-		if !ok1 || !ok2 || !ok3 || len(wdims) != 4 || wdims[2] != 1 || wdims[3] != 1 || !unpadded(conv) {
+		if !ok || !ok3 || len(wdims) != 4 || wdims[2] != 1 || wdims[3] != 1 || !unpadded(conv) {
 			continue
 		}
 		outC, inC := int(wdims[0]), int(wdims[1])
@@ -593,17 +600,12 @@ func simplifyGraph(model []byte) (out []byte, swapped, hardSwishes, folded int, 
 	// would not see d) becomes a depthwise 1×1 convolution with weights c and bias d: one
 	// blocked-layout step where the Mul and Add each reordered the tensor back and forth.
 	for _, add := range nodes {
-		if add.op != "Add" || add.domain != "" || add.removed || len(add.inputs) != 2 || len(add.outputs) != 1 || uses[add.inputs[0]] != 1 {
+		mul, c, d, ok := affineStep(add)
+		if !ok {
 			continue
 		}
-		mul := producer[add.inputs[0]]
-		if mul == nil || mul.op != "Mul" || mul.domain != "" || mul.removed || len(mul.inputs) != 2 {
-			continue
-		}
-		c, ok1 := scalars[mul.inputs[1]]
-		d, ok2 := scalars[add.inputs[1]]
 		ch := channels(mul.inputs[0], 0)
-		if !ok1 || !ok2 || !nchwc(ch) {
+		if !nchwc(ch) {
 			continue
 		}
 		if p := producer[mul.inputs[0]]; p == nil || p.op == "Conv" {
