@@ -83,6 +83,12 @@ func startWorkerWith(t testing.TB, mut func(*worker.Config), relays ...string) *
 // runWorker starts a worker and returns it with a stop function (also called at cleanup).
 func runWorker(t testing.TB, mut func(*worker.Config), relays ...string) (*worker.Worker, func()) {
 	t.Helper()
+	return runWorkerLog(t, testLog(t), mut, relays...)
+}
+
+// runWorkerLog is runWorker logging to log.
+func runWorkerLog(t testing.TB, log zerolog.Logger, mut func(*worker.Config), relays ...string) (*worker.Worker, func()) {
+	t.Helper()
 	cfg := worker.DefaultConfig()
 	cfg.Relays = relays
 	cfg.Models = modelsDir()
@@ -93,7 +99,7 @@ func runWorker(t testing.TB, mut func(*worker.Config), relays ...string) (*worke
 	if mut != nil {
 		mut(&cfg)
 	}
-	w, err := worker.New(cfg, testLog(t))
+	w, err := worker.New(cfg, log)
 	if err != nil {
 		t.Fatalf("%v (fetch the library and models with scripts/fetch-onnxruntime and scripts/fetch-models)", err)
 	}

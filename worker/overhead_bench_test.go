@@ -20,14 +20,18 @@ import (
 	"github.com/sparecycles/sparecycles/worker/ocr"
 )
 
-// jobTimes is a zerolog writer that keeps the prepare and run durations (ms) of the worker's
-// "job done" lines (logged as durations with their unit, logging.Dur: to the millisecond from
-// 1 ms up) and passes warnings and worse on to the test log.
+// jobTimes is a zerolog writer that keeps the durations (ms) of the worker's "job done" lines
+// (logged as durations with their unit, logging.Dur: to the millisecond from 1 ms up) and
+// passes warnings and worse on to the test log.
 type jobTimes struct {
 	mu   sync.Mutex
-	done chan [2]float64
+	done chan jobTime
 	t    testing.TB
 }
+
+// jobTime is one "job done" line: prepare+run is the job; claim (in prepare), infer and
+// deliver (in run) break it down.
+type jobTime struct{ prepare, run, claim, infer, deliver float64 }
 
 func (j *jobTimes) Write(p []byte) (int, error) {
 	var line struct {
@@ -35,18 +39,25 @@ func (j *jobTimes) Write(p []byte) (int, error) {
 		Message string `json:"message"`
 		Prepare string `json:"prepare"`
 		Run     string `json:"run"`
+		Claim   string `json:"claim"`
+		Infer   string `json:"infer"`
+		Deliver string `json:"deliver"`
 	}
 	err := json.Unmarshal(bytes.TrimSpace(p), &line)
 	if err == nil && line.Message == "job done" {
-		prepare, err1 := time.ParseDuration(line.Prepare)
-		run, err2 := time.ParseDuration(line.Run)
-		if err1 != nil || err2 != nil {
+		var bad bool
+		ms := func(s string) float64 {
+			d, err := time.ParseDuration(s)
+			bad = bad || err != nil
+			return float64(d.Microseconds()) / 1000
+		}
+		t := jobTime{ms(line.Prepare), ms(line.Run), ms(line.Claim), ms(line.Infer), ms(line.Deliver)}
+		if bad {
 			j.mu.Lock()
 			j.t.Errorf("job done line with unreadable durations: %s", bytes.TrimSpace(p))
 			j.mu.Unlock()
 		}
-		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-		j.done <- [2]float64{ms(prepare), ms(run)}
+		j.done <- t
 	} else if line.Level == "warn" || line.Level == "error" {
 		j.mu.Lock()
 		j.t.Logf("worker: %s", bytes.TrimSpace(p))
@@ -66,7 +77,7 @@ func medianOf(xs []float64) float64 {
 // same PNG bytes (Decode + Recognize, a model loaded on the worker's runtime). The worker's
 // own time for a job is prepare+run from its "job done" log line: fetch, decode, claim
 // (lease), Recognize, deliver. It reports medians: job-ms (worker side), e2e-ms (customer's
-// request→result), bare-ms, and job/bare, the median over the jobs of each job's time over
+// request→result), bare-ms, claim-ms, infer-ms and deliver-ms (the job's parts), and job/bare, the median over the jobs of each job's time over
 // the bare run right after it (pairs taken back to back, so load that comes and goes on the
 // machine falls on both), with overhead = job/bare − 1; the goal is ≤ 0.05. It also reports
 // duplicate executions (Stats().Executed minus jobs; must be 0).
@@ -74,7 +85,7 @@ func BenchmarkWorkerOCROverhead(b *testing.B) {
 	relayURL := testrelay.Start(b)
 	cfg := testConfig(b, relayURL)
 	cfg.Threads = 1
-	times := &jobTimes{done: make(chan [2]float64, 16), t: b}
+	times := &jobTimes{done: make(chan jobTime, 16), t: b}
 	w, err := New(cfg, zerolog.New(times).Level(zerolog.InfoLevel))
 	if err != nil {
 		b.Fatal(err)
@@ -108,7 +119,7 @@ func BenchmarkWorkerOCROverhead(b *testing.B) {
 		return float64(time.Since(t0).Microseconds()) / 1000
 	}
 	cust := newCustomer()
-	job := func(n int) (workerMs, e2eMs float64) {
+	job := func(n int) (worker jobTime, e2eMs float64) {
 		t0 := time.Now()
 		evt := cust.post(b, 5000, nostr.Tags{{"i", site + "/line.png", "url"}, {"param", "n", fmt.Sprint(n)}}, conn)
 		if res, info := testrelay.JobOutcome(b, conn, evt); res == nil {
@@ -117,21 +128,22 @@ func BenchmarkWorkerOCROverhead(b *testing.B) {
 		e2e := float64(time.Since(t0).Microseconds()) / 1000
 		select {
 		case d := <-times.done:
-			return d[0] + d[1], e2e
+			return d, e2e
 		case <-time.After(10 * time.Second):
 			b.Fatal("no \"job done\" log line")
 		}
-		return 0, 0
+		return jobTime{}, 0
 	}
 	job(-1) // warm up both
 	recognize()
 	before := w.Stats().Executed
 
-	var jobs, e2es, bares []float64
+	var jobs, e2es, bares, claims, infers, delivers []float64
 	n := 0
 	for b.Loop() {
 		j, e := job(n)
-		jobs, e2es = append(jobs, j), append(e2es, e)
+		jobs, e2es = append(jobs, j.prepare+j.run), append(e2es, e)
+		claims, infers, delivers = append(claims, j.claim), append(infers, j.infer), append(delivers, j.deliver)
 		bares = append(bares, recognize())
 		n++
 	}
@@ -142,6 +154,9 @@ func BenchmarkWorkerOCROverhead(b *testing.B) {
 	b.ReportMetric(medianOf(jobs), "job-ms")
 	b.ReportMetric(medianOf(e2es), "e2e-ms")
 	b.ReportMetric(medianOf(bares), "bare-ms")
+	b.ReportMetric(medianOf(claims), "claim-ms")
+	b.ReportMetric(medianOf(infers), "infer-ms")
+	b.ReportMetric(medianOf(delivers), "deliver-ms")
 	b.ReportMetric(medianOf(pairs), "job/bare")
 	b.ReportMetric(medianOf(pairs)-1, "overhead")
 	b.ReportMetric(float64(w.Stats().Executed-before-int64(n)), "duplicates")

@@ -36,7 +36,7 @@ func (s afterScheme) quote(ctx context.Context, j *job, log zerolog.Logger, q qu
 		j.postPrice = &price
 		j.mu.Unlock()
 		w.publishFeedback(ctx, j, postpay.Offer(j.event.ID, j.event.PubKey, price))
-		w.claimRunDeliver(ctx, j, log, q.run, q.t0, true)
+		w.claimRunDeliver(ctx, j, log, q.run, q.t0, true, nil)
 		return nil
 	}
 	if !w.offers.add(j, price, w.cfg.OfferWait) {

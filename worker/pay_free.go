@@ -16,7 +16,7 @@ type freeScheme struct{ w *Worker }
 func (freeScheme) name() string { return schemeFree }
 
 func (s freeScheme) quote(ctx context.Context, j *job, log zerolog.Logger, q quote) error {
-	s.w.claimRunDeliver(ctx, j, log, q.run, q.t0, false)
+	s.w.claimRunDeliver(ctx, j, log, q.run, q.t0, false, q.claim)
 	return nil
 }
 

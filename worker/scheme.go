@@ -43,7 +43,8 @@ type scheme interface {
 type quote struct {
 	price int64
 	run   func(context.Context) (string, error)
-	t0    time.Time // when the job was taken from the queue
+	t0    time.Time   // when the job was taken from the queue
+	claim *claimAhead // a free job's claim, sent as it was taken (nil: claim when running)
 }
 
 // schemes are a worker's payment schemes, by name.

@@ -192,7 +192,9 @@ type Stats struct {
 }
 
 // Stats returns the counters.
-func (w *Worker) Stats() Stats { return Stats{Executed: w.executed.Load(), Busy: w.busy.Load()} }
+func (w *Worker) Stats() Stats {
+	return Stats{Executed: w.executed.Load(), Busy: w.busy.Load()}
+}
 
 // Close frees the models and the runtime. Call it after Run returns.
 func (w *Worker) Close() error {
@@ -451,12 +453,33 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 		return // several inputs: served part by part (stream.go)
 	}
 	t0 := time.Now()
-	run, units, err := j.model.prepare(ctx, j.req)
+	prepCtx := ctx
+	var ahead *claimAhead
+	if w.freeUpFront(j) {
+		// the claim goes out now, beside the fetch; the model runs once it holds
+		var stop context.CancelCauseFunc
+		prepCtx, stop = context.WithCancelCause(ctx)
+		defer stop(nil)
+		ahead = w.claimAhead(ctx, j, stop)
+	}
+	run, units, err := j.model.prepare(prepCtx, j.req)
+	if ahead != nil {
+		if _, _, cerr := ahead.wait(); cerr != nil {
+			w.notClaimed(ctx, j, log, w.schemes[schemeFree], cerr) // someone else's job: no error feedback
+			return
+		}
+	}
 	if err != nil {
-		w.fail(ctx, j, log, err)
+		w.fail(ctx, j, log, err) // from the lease holder it also releases the lease
 		return
 	}
-	if w.deferWhilePaused(j) {
+	if ahead != nil {
+		if paused, _ := w.spare.gate(); paused {
+			// claimed already: error feedback from the holder hands the job to others
+			w.fail(ctx, j, log, reject("paused by owner"))
+			return
+		}
+	} else if w.deferWhilePaused(j) {
 		return // paused while fetching the input: neither quote nor claim
 	}
 	price := j.model.price(units)
@@ -472,7 +495,7 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 		}
 	}
 	j.setScheme(s)
-	if err := s.quote(ctx, j, log, quote{price: price, run: run, t0: t0}); err != nil {
+	if err := s.quote(ctx, j, log, quote{price: price, run: run, t0: t0, claim: ahead}); err != nil {
 		w.fail(ctx, j, log, err)
 	}
 }
@@ -499,42 +522,45 @@ func (w *Worker) runPaid(ctx context.Context, j *job) {
 		w.fail(ctx, j, log, reject("the input changed since the offer of %d msat; post the job again", *postPrice))
 		return
 	}
-	w.claimRunDeliver(ctx, j, log, run, t0, true)
+	w.claimRunDeliver(ctx, j, log, run, t0, true, nil)
 }
 
 // claimRunDeliver claims the job, runs it, lets its scheme shape the result (plain, with an
 // invoice, sealed), publishes it and lets the scheme settle. chosen is for a job the customer
 // chose this worker for (paid, accepted or addressed to it alone): someone else's result does
 // not stop it.
-func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, chosen bool) {
+func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger, run func(context.Context) (string, error), t0 time.Time, chosen bool, ahead *claimAhead) {
 	pay := w.jobScheme(j)
-	home, claimed, err := w.claim(ctx, j, chosen)
-	// a claim that never reached the home relay is not a refusal: a paid job tries again for a
-	// while (the relay may be restarting) before it becomes a debt
-	var unsent *claimUnsent
-	for wait := 2 * time.Second; errors.As(err, &unsent) && wait <= 32*time.Second && w.isPaid(ctx, j); wait *= 2 {
-		log.Warn().Err(err).Str("retry_in", logging.Dur(wait)).Msg("paid job: claim not sent, trying again")
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	var (
+		home      *link
+		claimed   bool
+		err       error
+		claimTook time.Duration
+	)
+	if ahead != nil { // sent when the job was taken (handle): its outcome is known by now
+		home, claimed, err = ahead.wait()
+		claimTook = ahead.took
+	} else {
+		tc := time.Now()
 		home, claimed, err = w.claim(ctx, j, chosen)
+		// a claim that never reached the home relay is not a refusal: a paid job tries again
+		// for a while (the relay may be restarting) before it becomes a debt
+		var unsent *claimUnsent
+		for wait := 2 * time.Second; errors.As(err, &unsent) && wait <= 32*time.Second && w.isPaid(ctx, j); wait *= 2 {
+			log.Warn().Err(err).Str("retry_in", logging.Dur(wait)).Msg("paid job: claim not sent, trying again")
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			home, claimed, err = w.claim(ctx, j, chosen)
+		}
+		claimTook = time.Since(tc)
 	}
 	if err != nil {
-		// a paid job is ours: if it cannot be claimed, the customer hears so and its scheme
-		// refunds it or records the debt (while shutting down it stays paid and resumes on
-		// restart)
-		if ctx.Err() == nil && pay.refund(ctx, j, log, err.Error()) {
-			return
-		}
-		log.Info().Err(err).Msg("not running job")
-		var held *leaseHeld
-		if errors.As(err, &held) {
-			w.retryAfterLease(ctx, j, held.Until)
-		}
+		w.notClaimed(ctx, j, log, pay, err)
 		return
 	}
 	// from here on the job is ours: it ends in a result or in error feedback
@@ -556,6 +582,7 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 	w.executed.Add(1)
 	t1 := time.Now()
 	content, err := run(runCtx)
+	t2 := time.Now()
 	if err == nil && !j.deadline.IsZero() && time.Now().After(j.deadline) {
 		err = reject("the job did not finish within the settle window")
 	}
@@ -589,7 +616,73 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 	if len(d.missed) > 0 {
 		w.partlyDelivered(ctx, j, log, d)
 	}
-	log.Info().Str("prepare", logging.Dur(t1.Sub(t0))).Str("run", logging.Dur(since(t1))).Strs("delivered", urls(d.accepted)).Msg("job done")
+	// prepare (fetch, decode, claim: a free job's claim runs beside the fetch) and run (the
+	// model, delivery) add up to the job's time; claim, infer and deliver break them down
+	log.Info().Str("prepare", logging.Dur(t1.Sub(t0))).Str("run", logging.Dur(since(t1))).
+		Str("claim", logging.Dur(claimTook)).Str("infer", logging.Dur(t2.Sub(t1))).Str("deliver", logging.Dur(since(t2))).
+		Strs("delivered", urls(d.accepted)).Msg("job done")
+}
+
+// freeUpFront reports whether j is free whatever its input turns out to be (no wallet, or a
+// model priced at 0) and the owner has not paused the worker: its claim can go out before the
+// input is fetched.
+func (w *Worker) freeUpFront(j *job) bool {
+	p := j.model.manifest.Price
+	if w.wallet != nil && (p.BaseMsat != 0 || p.PerUnitMsat != 0) {
+		return false
+	}
+	paused, _ := w.spare.gate()
+	return !paused
+}
+
+// notClaimed ends a job whose claim failed: a paid job is ours, so the customer hears so and
+// its scheme refunds it or records the debt (while shutting down it stays paid and resumes on
+// restart); a job another worker leased is looked at again when that lease lapses.
+func (w *Worker) notClaimed(ctx context.Context, j *job, log zerolog.Logger, pay scheme, err error) {
+	if ctx.Err() == nil && pay.refund(ctx, j, log, err.Error()) {
+		return
+	}
+	log.Info().Err(err).Msg("not running job")
+	var held *leaseHeld
+	if errors.As(err, &held) {
+		w.retryAfterLease(ctx, j, held.Until)
+	}
+}
+
+// errClaimFailed stops fetching the input of a job whose claim, sent beside the fetch, failed.
+var errClaimFailed = errors.New("claim failed")
+
+// claimAhead is a free job's claim sent as the job is taken, so that its round trip to the
+// relay (a synced write there) runs beside fetching and decoding the input instead of after
+// it. The model runs only once the claim holds, as before; a claim that fails stops the
+// fetch (stop) and leaves the job to the worker holding it.
+type claimAhead struct {
+	done    chan struct{}
+	home    *link
+	claimed bool
+	err     error
+	took    time.Duration
+}
+
+func (w *Worker) claimAhead(ctx context.Context, j *job, stop context.CancelCauseFunc) *claimAhead {
+	a := &claimAhead{done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		t := time.Now()
+		a.home, a.claimed, a.err = w.claim(ctx, j, false)
+		a.took = time.Since(t)
+		if a.err != nil {
+			stop(errClaimFailed)
+		}
+	}()
+	return a
+}
+
+// wait returns the claim's outcome (bounded: a claim waits at most 10 s for the relay's OK,
+// and 30 s for a resumed job's relays to connect).
+func (a *claimAhead) wait() (*link, bool, error) {
+	<-a.done
+	return a.home, a.claimed, a.err
 }
 
 // fail answers error feedback: a rejection's reason, or "internal error" for the rest (logged).

@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/rs/zerolog"
+
+	"github.com/sparecycles/sparecycles/internal/testimage"
+	"github.com/sparecycles/sparecycles/internal/testrelay"
+	"github.com/sparecycles/sparecycles/nips/lease"
+	"github.com/sparecycles/sparecycles/nips/nip90"
+	"github.com/sparecycles/sparecycles/worker"
+)
+
+// notRunning is a zerolog writer that closes a job's channel when the worker logs "not
+// running job" for it, and passes the lines on to the test log.
+type notRunning struct {
+	t    testing.TB
+	mu   sync.Mutex
+	jobs map[string]chan struct{}
+}
+
+func (n *notRunning) of(job string) <-chan struct{} { return n.ch(job) }
+
+func (n *notRunning) ch(job string) chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.jobs[job] == nil {
+		n.jobs[job] = make(chan struct{})
+	}
+	return n.jobs[job]
+}
+
+func (n *notRunning) Write(p []byte) (int, error) {
+	var line struct {
+		Message string `json:"message"`
+		Job     string `json:"job"`
+	}
+	if json.Unmarshal(bytes.TrimSpace(p), &line) == nil && line.Message == "not running job" {
+		ch := n.ch(line.Job)
+		n.mu.Lock()
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+		n.mu.Unlock()
+	}
+	n.t.Logf("%s", bytes.TrimSpace(p))
+	return len(p), nil
+}
+
+// A free job's claim goes out as the worker takes the job, beside the fetch of its input. When
+// another worker holds the job's lease, the claim fails: the fetch stops, the model never runs,
+// no result and no error feedback come from this worker. The job before it, claimed the same
+// way, runs as ever.
+func TestFreeClaimBesideTheFetch(t *testing.T) {
+	const text = "claimed beside the fetch"
+	_, url := startRelay(t)
+	logs := &notRunning{t: t, jobs: map[string]chan struct{}{}}
+	w, _ := runWorkerLog(t, zerolog.New(logs).Level(zerolog.InfoLevel), func(cfg *worker.Config) {
+		cfg.Parallel, cfg.Queue = 1, 4 // the second job waits while the first one is fetched
+	}, url)
+	png, err := testimage.Render(28, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /one.png is held until released; /two.png until its fetch is given up
+	askedOne, askedTwo, gaveUp, releaseOne := make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var once1, once2 sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/one.png":
+			once1.Do(func() { close(askedOne) })
+			select {
+			case <-releaseOne:
+			case <-r.Context().Done():
+				return
+			}
+		case "/two.png":
+			once2.Do(func() { close(askedTwo) })
+			<-r.Context().Done()
+			close(gaveUp)
+			return
+		}
+		rw.Header().Set("Content-Type", "image/png")
+		rw.Write(png)
+	}))
+	t.Cleanup(srv.Close)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(releaseOne) }) }
+	t.Cleanup(release)
+	within := func(ch <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(time.Minute):
+			t.Fatalf("%s never happened", what)
+		}
+	}
+
+	c := testrelay.Dial(t, url)
+	cust := nostr.GeneratePrivateKey()
+	one := post(t, c, cust, nostr.Tags{{"i", srv.URL + "/one.png", "url"}})
+	within(askedOne, "the fetch of the first job's input")
+	two := post(t, c, cust, nostr.Tags{{"i", srv.URL + "/two.png", "url"}})
+	claim := nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Now(),
+		Tags: nostr.Tags{{"status", "processing"}, {"e", two.ID}, {"p", two.PubKey}, lease.Tag(10 * time.Minute)}}
+	if err := claim.Sign(nostr.GeneratePrivateKey()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ok, err := c.Publish(ctx, claim); err != nil || !ok.Accepted {
+		t.Fatalf("another worker's claim on the second job: %+v %v", ok, err)
+	}
+	release()
+
+	res := results(t, c, one.ID)[one.ID]
+	if strings.ToLower(strings.TrimSpace(res.Content)) != text || res.PubKey != w.PubKey() {
+		t.Fatalf("first job: %q from %s", res.Content, res.PubKey)
+	}
+	within(logs.of(two.ID), "the worker giving up the second job")
+	select {
+	case <-askedTwo: // the fetch had started: it was given up, not finished
+		within(gaveUp, "the second job's fetch stopping")
+	default: // the refusal came before the fetch began
+	}
+	if n := w.Stats().Executed; n != 1 {
+		t.Fatalf("executed %d jobs, want only the first", n)
+	}
+	// the relay refused its claim; a result or error feedback would be the worker answering
+	// a job another worker holds
+	if evs := testrelay.Query(t, c, nostr.Filter{Authors: []string{w.PubKey()}, Tags: nostr.TagMap{"e": {two.ID}}}); len(evs) != 0 {
+		t.Fatalf("the worker published on a job another worker holds: %v", evs[0])
+	}
+}
