@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +24,7 @@ import (
 )
 
 // notRunning is a zerolog writer that closes a job's channel when the worker logs "not
-// running job" for it, and passes the lines on to the test log.
+// running job" for it, and passes warnings and worse on to the test log.
 type notRunning struct {
 	t    testing.TB
 	mu   sync.Mutex
@@ -42,6 +44,7 @@ func (n *notRunning) ch(job string) chan struct{} {
 
 func (n *notRunning) Write(p []byte) (int, error) {
 	var line struct {
+		Level   string `json:"level"`
 		Message string `json:"message"`
 		Job     string `json:"job"`
 	}
@@ -55,7 +58,9 @@ func (n *notRunning) Write(p []byte) (int, error) {
 		}
 		n.mu.Unlock()
 	}
-	n.t.Logf("%s", bytes.TrimSpace(p))
+	if line.Level == "warn" || line.Level == "error" {
+		n.t.Logf("%s", bytes.TrimSpace(p))
+	}
 	return len(p), nil
 }
 
@@ -142,5 +147,84 @@ func TestFreeClaimBesideTheFetch(t *testing.T) {
 	// a job another worker holds
 	if evs := testrelay.Query(t, c, nostr.Filter{Authors: []string{w.PubKey()}, Tags: nostr.TagMap{"e": {two.ID}}}); len(evs) != 0 {
 		t.Fatalf("the worker published on a job another worker holds: %v", evs[0])
+	}
+}
+
+// heldPNG serves png at the returned URL; the first request waits until release is called
+// (asked is closed when it arrives), the others are answered at once.
+func heldPNG(t testing.TB, png []byte) (url string, asked <-chan struct{}, release func()) {
+	t.Helper()
+	a, rel := make(chan struct{}), make(chan struct{})
+	var first, once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		held := false
+		first.Do(func() { held = true; close(a) })
+		if held {
+			select {
+			case <-rel:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		rw.Header().Set("Content-Type", "image/png")
+		rw.Write(png)
+	}))
+	release = func() { once.Do(func() { close(rel) }) }
+	t.Cleanup(srv.Close)
+	t.Cleanup(release)
+	return srv.URL + "/page.png", a, release
+}
+
+// The owner comes back while a free job's input is fetched and its claim already holds: the
+// worker does not sit on the lease while paused, it hands the job back with error feedback
+// "paused by owner" (which releases the lease) and another worker serves it.
+func TestPausedWhileFetchingHandsBackTheClaim(t *testing.T) {
+	const text = "handed back while fetching"
+	_, url := startRelay(t)
+	var load, otherLoad atomic.Uint64
+	idleWorker := func(load *atomic.Uint64) func(*worker.Config) {
+		return func(c *worker.Config) {
+			c.When = worker.WhenIdle
+			c.MaxOtherLoad = 0.25
+			c.SampleEvery = 100 * time.Millisecond
+			c.IdleAfter = 300 * time.Millisecond
+			c.Lease = 5 * time.Second
+			c.Owner = func() worker.OwnerSample { return worker.OwnerSample{OtherLoad: math.Float64frombits(load.Load())} }
+		}
+	}
+	otherLoad.Store(math.Float64bits(0.9)) // the other worker starts paused: the job is the idle one's
+	other := startWorkerWith(t, idleWorker(&otherLoad), url)
+	idle := startWorkerWith(t, idleWorker(&load), url)
+	if !waitUntil(context.Background(), 30*time.Second, func() bool { p, _ := idle.Paused(); return !p }) {
+		t.Fatal("the idle worker never resumed after measuring its owner's load")
+	}
+	png, err := testimage.Render(28, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input, asked, release := heldPNG(t, png)
+	c := testrelay.Dial(t, url)
+	fb := feedbackFrom(t, c, idle.PubKey())
+
+	job := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", input, "url"}})
+	select {
+	case <-asked:
+	case <-time.After(time.Minute):
+		t.Fatal("the idle worker never fetched the input")
+	}
+	awaitFeedback(t, fb, job.ID, nip90.StatusProcessing, "") // claimed beside the fetch
+	load.Store(math.Float64bits(0.9))                        // the owner comes back
+	if !waitUntil(context.Background(), 30*time.Second, func() bool { p, _ := idle.Paused(); return p }) {
+		t.Fatal("the idle worker never paused")
+	}
+	release()
+	awaitFeedback(t, fb, job.ID, nip90.StatusError, "paused by owner")
+	otherLoad.Store(math.Float64bits(0.05))
+	res := results(t, c, job.ID)[job.ID]
+	if res.PubKey != other.PubKey() || strings.ToLower(strings.TrimSpace(res.Content)) != text {
+		t.Fatalf("result %q from %s, want the other worker %s", res.Content, res.PubKey, other.PubKey())
+	}
+	if n := idle.Stats().Executed; n != 0 {
+		t.Fatalf("the paused worker ran %d jobs", n)
 	}
 }
