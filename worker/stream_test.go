@@ -322,9 +322,25 @@ func TestStreamStoppedByDeletion(t *testing.T) {
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	v := e.followStream(t, job, 2, func(k int) bool { return k <= 2 }, func(k int, _ *streamView) {
-		if k == 2 {
+	// the deletion goes once part 2 arrived and part 3 was quoted (it is quoted when part 1's
+	// settle opens the window, which may come after part 2 under load), in whichever order
+	var partTwo, quoteThree, deleted bool
+	deleteOnce := func() {
+		if partTwo && quoteThree && !deleted {
+			deleted = true
 			deleteRequest(t, e.cust, e.conn, job)
+		}
+	}
+	v := e.followStream(t, job, 2, func(k int) bool {
+		if k == 3 {
+			quoteThree = true
+			deleteOnce()
+		}
+		return k <= 2
+	}, func(k int, _ *streamView) {
+		if k == 2 {
+			partTwo = true
+			deleteOnce()
 		}
 	})
 	if v.result != nil || v.errInfo != "stopped by the customer after 2 of 3 parts" {
