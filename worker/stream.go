@@ -525,11 +525,19 @@ func (r *streamRun) quotePart(ctx context.Context, k int, parts []storedPart) (r
 		}
 		tx, err := w.wallet.MakeHoldInvoice(ctx, nip47.MakeHoldInvoiceParams{Amount: price, Description: desc, Expiry: expiry, PaymentHash: sp.PaymentHash})
 		if err != nil {
+			if ctx.Err() != nil {
+				r.unsent(ctx, k)
+				return ""
+			}
 			w.store.advancePart(context.WithoutCancel(ctx), r.id, k, StateQuoted, StateFailed)
 			return r.partError(k, fmt.Errorf("make hold invoice: %w", err))
 		}
 		sp.Bolt11 = tx.Invoice
 		if err := w.store.setPartInvoice(ctx, r.id, k, sp.Bolt11); err != nil {
+			if ctx.Err() != nil {
+				r.unsent(ctx, k)
+				return ""
+			}
 			return r.partError(k, err)
 		}
 		extra = append(extra, escrow.Quote{PaymentHash: sp.PaymentHash, SettleWindow: w.cfg.SettleWindow}.Tag())
@@ -549,6 +557,15 @@ func (r *streamRun) quotePart(ctx context.Context, k int, parts []storedPart) (r
 	})
 	r.log.Info().Int("part", k).Int64("msat", price).Str("hash", sp.PaymentHash).Msg("part quoted")
 	return ""
+}
+
+// unsent forgets part k, whose quote a shutdown cut short before it went out (a failed part
+// would end the stream on restart): the restart quotes it again. A hold invoice the wallet may
+// have made meanwhile is unknown to any customer and expires unpaid.
+func (r *streamRun) unsent(ctx context.Context, k int) {
+	if err := r.w.store.dropUnsentPart(context.WithoutCancel(ctx), r.id, k); err != nil {
+		r.log.Error().Err(err).Int("part", k).Msg("forget a quote cut short by the shutdown")
+	}
 }
 
 // partError is the reason a stream ends over part k's error: a rejection's reason, or

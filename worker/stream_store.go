@@ -135,6 +135,16 @@ func (s *jobStore) setPartInvoice(ctx context.Context, id string, k int, bolt11 
 	return nil
 }
 
+// dropUnsentPart deletes a quoted part whose invoice was never recorded, so its quote never
+// went out: no customer can pay it, and the stream quotes the part again.
+func (s *jobStore) dropUnsentPart(ctx context.Context, id string, k int) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM parts WHERE job_id = ? AND k = ? AND state = ? AND bolt11 = ''`, id, k, StateQuoted)
+	if err != nil {
+		return fmt.Errorf("drop unsent quote of part %d of job %s: %w", k, id, err)
+	}
+	return nil
+}
+
 // advancePart moves a part from one state to the next; false when it was not in state from.
 func (s *jobStore) advancePart(ctx context.Context, id string, k int, from, to string) (bool, error) {
 	res, err := s.db.ExecContext(ctx, `UPDATE parts SET state = ?, updated_at = ? WHERE job_id = ? AND k = ? AND state = ?`,

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -321,9 +322,25 @@ func TestStreamStoppedByDeletion(t *testing.T) {
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	v := e.followStream(t, job, 2, func(k int) bool { return k <= 2 }, func(k int, _ *streamView) {
-		if k == 2 {
+	// the deletion goes once part 2 arrived and part 3 was quoted (it is quoted when part 1's
+	// settle opens the window, which may come after part 2 under load), in whichever order
+	var partTwo, quoteThree, deleted bool
+	deleteOnce := func() {
+		if partTwo && quoteThree && !deleted {
+			deleted = true
 			deleteRequest(t, e.cust, e.conn, job)
+		}
+	}
+	v := e.followStream(t, job, 2, func(k int) bool {
+		if k == 3 {
+			quoteThree = true
+			deleteOnce()
+		}
+		return k <= 2
+	}, func(k int, _ *streamView) {
+		if k == 2 {
+			partTwo = true
+			deleteOnce()
 		}
 	})
 	if v.result != nil || v.errInfo != "stopped by the customer after 2 of 3 parts" {
@@ -417,6 +434,61 @@ func TestStreamSurvivesRestart(t *testing.T) {
 		if normalize(text) != streamPages[i] {
 			t.Fatalf("part %d reads %q", i+1, text)
 		}
+	}
+	for k := 1; k <= 3; k++ {
+		storedPartState(t, w2.store, job.ID, k, StateSettled)
+	}
+	sum := int64(3 * escrowPrice)
+	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
+		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, sum)
+	}
+}
+
+// holdStaller makes hold invoices through the wallet, except the nth, which waits for the
+// worker's shutdown (entered is closed when it starts), as a wallet call in flight then does.
+type holdStaller struct {
+	walletAPI
+	nth     int32
+	calls   atomic.Int32
+	entered chan struct{}
+}
+
+func (h *holdStaller) MakeHoldInvoice(ctx context.Context, p nip47.MakeHoldInvoiceParams) (nip47.Transaction, error) {
+	if h.calls.Add(1) == h.nth {
+		close(h.entered)
+		<-ctx.Done()
+		return nip47.Transaction{}, fmt.Errorf("make hold invoice: %w", ctx.Err())
+	}
+	return h.walletAPI.MakeHoldInvoice(ctx, p)
+}
+
+// A worker stopped while it makes part 3's hold invoice, before the quote went out, quotes the
+// part again when it starts on the same store: the stream completes, every part settled once.
+func TestStreamRestartMidQuote(t *testing.T) {
+	e := newEscrowEnv(t)
+	stall := &holdStaller{nth: 3, entered: make(chan struct{})}
+	_, stop := e.run(t, e.cfg, func(api walletAPI) walletAPI { stall.walletAPI = api; return stall })
+	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	urls, _, _ := pageSite(t, streamPages, 0)
+	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
+	var v *streamView
+	done := make(chan struct{})
+	go func() { defer close(done); v = e.followStream(t, job, 2, payAll, nil) }()
+	awaitClosed(t, stall.entered, "part 3's hold invoice")
+	stop()
+	w2, _ := e.run(t, e.cfg, nil)
+	awaitClosed(t, done, "the stream's end")
+	if v.result == nil {
+		t.Fatalf("stream failed: %s", v.errInfo)
+	}
+	texts := openParts(t, job, v)
+	for i, text := range texts {
+		if normalize(text) != streamPages[i] {
+			t.Fatalf("part %d reads %q", i+1, text)
+		}
+	}
+	if len(texts) != 3 {
+		t.Fatalf("%d parts delivered, want 3", len(texts))
 	}
 	for k := 1; k <= 3; k++ {
 		storedPartState(t, w2.store, job.ID, k, StateSettled)
