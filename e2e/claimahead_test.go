@@ -182,16 +182,6 @@ func TestPausedWhileFetchingHandsBackTheClaim(t *testing.T) {
 	const text = "handed back while fetching"
 	_, url := startRelay(t)
 	var load, otherLoad atomic.Uint64
-	idleWorker := func(load *atomic.Uint64) func(*worker.Config) {
-		return func(c *worker.Config) {
-			c.When = worker.WhenIdle
-			c.MaxOtherLoad = 0.25
-			c.SampleEvery = 100 * time.Millisecond
-			c.IdleAfter = 300 * time.Millisecond
-			c.Lease = 5 * time.Second
-			c.Owner = func() worker.OwnerSample { return worker.OwnerSample{OtherLoad: math.Float64frombits(load.Load())} }
-		}
-	}
 	otherLoad.Store(math.Float64bits(0.9)) // the other worker starts paused: the job is the idle one's
 	other := startWorkerWith(t, idleWorker(&otherLoad), url)
 	idle := startWorkerWith(t, idleWorker(&load), url)

@@ -16,6 +16,20 @@ import (
 	"github.com/sparecycles/sparecycles/worker"
 )
 
+// idleWorker configures a worker in idle mode whose owner's load is read from load (float64
+// bits: the share of the cores other processes use), sampled every 100 ms: above 0.25 it pauses,
+// after 300 ms below it serves again. Leases last 5 s.
+func idleWorker(load *atomic.Uint64) func(*worker.Config) {
+	return func(c *worker.Config) {
+		c.When = worker.WhenIdle
+		c.MaxOtherLoad = 0.25
+		c.SampleEvery = 100 * time.Millisecond
+		c.IdleAfter = 300 * time.Millisecond
+		c.Lease = 5 * time.Second
+		c.Owner = func() worker.OwnerSample { return worker.OwnerSample{OtherLoad: math.Float64frombits(load.Load())} }
+	}
+}
+
 // An idle-mode worker holds a job's lease when its owner's CPU load goes high: it pauses, hands
 // the running job back with "paused by owner" (releasing the lease), and the other worker, which
 // found the job leased, takes it and finishes it. While paused it claims nothing new; once the
@@ -25,23 +39,18 @@ func TestIdleWorkerHandsBackItsLease(t *testing.T) {
 	_, url := startRelay(t)
 	// each worker's owner load, as float64 bits: the share of the cores other processes use
 	var load, otherLoad atomic.Uint64
-	idleWorker := func(load *atomic.Uint64) func(*worker.Config) {
+	noGrace := func(load *atomic.Uint64) func(*worker.Config) {
 		return func(c *worker.Config) {
-			c.When = worker.WhenIdle
-			c.MaxOtherLoad = 0.25
-			c.SampleEvery = 100 * time.Millisecond
-			c.IdleAfter = 300 * time.Millisecond
+			idleWorker(load)(c)
 			c.Grace = 0 // the running job is handed back at once: the test cannot wait for it to end first
-			c.Lease = 5 * time.Second
-			c.Owner = func() worker.OwnerSample { return worker.OwnerSample{OtherLoad: math.Float64frombits(load.Load())} }
 		}
 	}
 	// the other worker starts paused (its owner busy), so the job is the idle worker's; both
 	// are up before the job is posted, since loading a worker's models can take longer (with
 	// -race) than the page takes to read
 	otherLoad.Store(math.Float64bits(0.9))
-	other := startWorkerWith(t, idleWorker(&otherLoad), url)
-	idle := startWorkerWith(t, idleWorker(&load), url)
+	other := startWorkerWith(t, noGrace(&otherLoad), url)
+	idle := startWorkerWith(t, noGrace(&load), url)
 	c := testrelay.Dial(t, url)
 	sk := nostr.GeneratePrivateKey()
 	fb := feedbackFrom(t, c, idle.PubKey())
