@@ -114,6 +114,7 @@ type streamRun struct {
 
 	home    *link // the home relay, once claimed
 	claimed bool  // the job was claimed (this run of the worker)
+	resumed bool  // the stream was picked up after a restart (resumeStreams)
 }
 
 func (w *Worker) newStreamRun(j *job, row streamRow) *streamRun {
@@ -244,6 +245,9 @@ func (r *streamRun) drive(ctx context.Context) {
 	if r.row.Scheme == schemeFree {
 		r.driveFree(ctx)
 		return
+	}
+	if r.resumed {
+		r.resendQuotes(ctx)
 	}
 	for ctx.Err() == nil {
 		if r.stopped.Load() {
@@ -513,7 +517,6 @@ func (r *streamRun) quotePart(ctx context.Context, k int, parts []storedPart) (r
 	part := stream.Part{K: k, N: r.row.N}
 	sp := storedPart{JobID: r.id, K: k, N: r.row.N, State: StateQuoted, AmountMsat: price}
 	desc, expiry := stream.InvoiceDescription(r.id, part), int64(w.cfg.InvoiceExpiry/time.Second)
-	extra := nostr.Tags{part.Tag(), stream.Window(r.row.Window)}
 	if r.escrow() {
 		p, err := escrow.NewPreimage()
 		if err != nil {
@@ -540,7 +543,6 @@ func (r *streamRun) quotePart(ctx context.Context, k int, parts []storedPart) (r
 			}
 			return r.partError(k, err)
 		}
-		extra = append(extra, escrow.Quote{PaymentHash: sp.PaymentHash, SettleWindow: w.cfg.SettleWindow}.Tag())
 	} else {
 		tx, err := w.wallet.MakeInvoice(ctx, nip47.MakeInvoiceParams{Amount: price, Description: desc, Expiry: expiry})
 		if err != nil {
@@ -551,12 +553,64 @@ func (r *streamRun) quotePart(ctx context.Context, k int, parts []storedPart) (r
 			return r.partError(k, err)
 		}
 	}
-	w.publishFeedback(ctx, r.j, nip90.JobFeedback{
-		CreatedAt: nostr.Now(), JobID: r.id, Customer: r.j.event.PubKey, Status: nip90.StatusPaymentRequired,
-		Amount: &nip90.Amount{Msat: price, Bolt11: sp.Bolt11}, Extra: extra,
-	})
+	w.publishFeedback(ctx, r.j, r.quote(sp))
 	r.log.Info().Int("part", k).Int64("msat", price).Str("hash", sp.PaymentHash).Msg("part quoted")
 	return ""
+}
+
+// quote is part p's payment-required feedback: its amount and invoice, the part and window
+// tags, and for escrow the payment hash the result will be locked to.
+func (r *streamRun) quote(p storedPart) nip90.JobFeedback {
+	extra := nostr.Tags{stream.Part{K: p.K, N: r.row.N}.Tag(), stream.Window(r.row.Window)}
+	if r.escrow() {
+		extra = append(extra, escrow.Quote{PaymentHash: p.PaymentHash, SettleWindow: r.w.cfg.SettleWindow}.Tag())
+	}
+	return nip90.JobFeedback{
+		CreatedAt: nostr.Now(), JobID: r.id, Customer: r.j.event.PubKey, Status: nip90.StatusPaymentRequired,
+		Amount: &nip90.Amount{Msat: p.AmountMsat, Bolt11: p.Bolt11}, Extra: extra,
+	}
+}
+
+// resendQuotes sends again, beside the driver, the quotes of a resumed stream's parts that
+// are quoted and still unpaid: a shutdown just after a part's invoice was recorded may have
+// cut its quote short, and the customer, who never saw it, would wait for nothing until the
+// invoice expired. A quote the customer did get arrives twice, with the same invoice, which
+// Lightning pays at most once. A part the wallet reports paid (or expired) is not re-sent; one
+// the wallet cannot be asked about is.
+func (r *streamRun) resendQuotes(ctx context.Context) {
+	parts, err := r.w.store.parts(ctx, r.id)
+	if err != nil {
+		return // the driver reads them too, and ends the stream over the error
+	}
+	var open []storedPart
+	for _, p := range parts {
+		if p.State == StateQuoted && p.Bolt11 != "" {
+			open = append(open, p)
+		}
+	}
+	if len(open) == 0 {
+		return
+	}
+	r.tasks.Add(1)
+	go func() {
+		defer r.tasks.Done()
+		for _, p := range open {
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			tx, err := r.w.wallet.LookupInvoice(lctx, nip47.LookupInvoiceParams{PaymentHash: p.PaymentHash})
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil && (tx.State == nip47.StateAccepted || settledTx(tx) || expiredTx(tx) || tx.State == nip47.StateFailed) {
+				continue // the payment watcher records it
+			}
+			if err != nil {
+				r.log.Warn().Err(err).Int("part", p.K).Msg("look up a quoted part's invoice: sending its quote again anyway")
+			}
+			r.w.publishFeedback(ctx, r.j, r.quote(p))
+			r.log.Info().Int("part", p.K).Int64("msat", p.AmountMsat).Str("hash", p.PaymentHash).Msg("part quoted again after the restart")
+		}
+	}()
 }
 
 // unsent forgets part k, whose quote a shutdown cut short before it went out (a failed part
@@ -1190,6 +1244,7 @@ func (w *Worker) resumeStreams(ctx context.Context) error {
 			continue
 		}
 		r := w.newStreamRun(j, row)
+		r.resumed = true
 		if w.streams.add(r, 0, true) {
 			r.log.Info().Msg("resuming stream")
 			w.startStream(ctx, r)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiatjaf/khatru"
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/relayconn"
@@ -489,6 +490,63 @@ func TestStreamRestartMidQuote(t *testing.T) {
 	}
 	if len(texts) != 3 {
 		t.Fatalf("%d parts delivered, want 3", len(texts))
+	}
+	for k := 1; k <= 3; k++ {
+		storedPartState(t, w2.store, job.ID, k, StateSettled)
+	}
+	sum := int64(3 * escrowPrice)
+	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
+		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, sum)
+	}
+}
+
+// A quote that never reached the customer (the worker recorded part 2's invoice, then its
+// quote was lost: here the relay refuses it, as a shutdown right after the invoice was
+// recorded would cut it short) is sent again when the worker starts on the same store: the
+// customer pays it and the stream completes, every part settled once. Without the re-send
+// the stream would wait for part 2's invoice to expire.
+func TestStreamResendsLostQuote(t *testing.T) {
+	var dropped atomic.Bool
+	lost := make(chan struct{})
+	url := testrelay.StartWith(t, func(r *khatru.Relay) {
+		r.RejectEvent = append(r.RejectEvent, func(_ context.Context, evt *nostr.Event) (bool, string) {
+			if evt.Kind != nip90.KindFeedback || evt.Tags.GetFirst([]string{"status", string(nip90.StatusPaymentRequired)}) == nil {
+				return false, ""
+			}
+			if p, ok, _ := stream.ParsePart(evt.Tags); ok && p.K == 2 && dropped.CompareAndSwap(false, true) {
+				close(lost)
+				return true, "blocked: this test loses part 2's first quote"
+			}
+			return false, ""
+		})
+	})
+	e := newEscrowEnvOn(t, url)
+	w, stop := e.run(t, e.cfg, nil)
+	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	urls, _, _ := pageSite(t, streamPages, 0)
+	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
+	var v *streamView
+	done := make(chan struct{})
+	go func() { defer close(done); v = e.followStream(t, job, 2, payAll, nil) }()
+	awaitClosed(t, lost, "part 2's quote")
+	storedPartState(t, w.store, job.ID, 1, StateSettled)
+	if p := storedPartState(t, w.store, job.ID, 2, StateQuoted); p.Bolt11 == "" {
+		t.Fatal("part 2 is quoted without its invoice recorded")
+	}
+	stop()
+	w2, _ := e.run(t, e.cfg, nil)
+	awaitClosed(t, done, "the stream's end")
+	if v.result == nil {
+		t.Fatalf("stream failed: %s", v.errInfo)
+	}
+	texts := openParts(t, job, v)
+	if len(texts) != 3 {
+		t.Fatalf("%d parts delivered, want 3", len(texts))
+	}
+	for i, text := range texts {
+		if normalize(text) != streamPages[i] {
+			t.Fatalf("part %d reads %q", i+1, text)
+		}
 	}
 	for k := 1; k <= 3; k++ {
 		storedPartState(t, w2.store, job.ID, k, StateSettled)
