@@ -263,3 +263,98 @@ func pingPong(b *testing.B, c net.Conn) {
 		b.Fatalf("pong: %x %v", head, err)
 	}
 }
+
+// BenchmarkClaim measures what a worker waits for its lease: a customer publishes a job
+// request, a worker subscribed to kind 5000 answers it with a claim (processing feedback with
+// a lease tag) as soon as the request arrives, and the benchmark records the claim's publish→OK
+// (claim-µs: from the claim's write, after it is signed) and the customer's request write →
+// the claim's OK (request-to-claim-µs), p50 and p99, on our relay and, side by side, on a
+// vanilla khatru relay with the same LMDB store (which grants no lease: it stores the claim as
+// plain feedback), each in its own process. On our relay the claim usually reaches the relay
+// while the request's commit is syncing, and is committed right after it.
+func BenchmarkClaim(b *testing.B) {
+	ours, _ := startRelayProcess(b, "ours")
+	vanilla, _ := startRelayProcess(b, "vanilla")
+	sides := []*claimSide{newClaimSide(b, ours), newClaimSide(b, vanilla)}
+	customer, worker := newKey(b), newKey(b)
+	for _, s := range sides { // not counted: each relay's first job pays its cold start
+		s.run(b, customer, worker, "warm-up")
+		s.claim, s.total = nil, nil
+	}
+	seq := 0
+	for b.Loop() {
+		for _, s := range sides {
+			s.run(b, customer, worker, fmt.Sprint(seq))
+			seq++
+		}
+	}
+	o, v := sides[0], sides[1]
+	b.ReportMetric(o.claim.pct(50), "ours-claim-p50-µs")
+	b.ReportMetric(v.claim.pct(50), "vanilla-claim-p50-µs")
+	b.ReportMetric(o.claim.pct(99), "ours-claim-p99-µs")
+	b.ReportMetric(v.claim.pct(99), "vanilla-claim-p99-µs")
+	b.ReportMetric(o.total.pct(50), "ours-request-to-claim-p50-µs")
+	b.ReportMetric(v.total.pct(50), "vanilla-request-to-claim-p50-µs")
+	b.ReportMetric(o.claim.pct(50)/v.claim.pct(50), "claim-p50-ratio")
+	b.ReportMetric(o.total.pct(50)/v.total.pct(50), "request-to-claim-p50-ratio")
+}
+
+// claimSide is a customer and a worker, each on its own connection to one relay.
+type claimSide struct {
+	customer, worker *websocket.Conn
+	claim, total     latencies
+}
+
+func newClaimSide(b *testing.B, url string) *claimSide {
+	b.Helper()
+	s := &claimSide{customer: dialWS(b, url), worker: dialWS(b, url)}
+	b.Cleanup(func() { s.customer.Close(); s.worker.Close() })
+	if err := s.worker.WriteMessage(websocket.TextMessage, []byte(`["REQ","jobs",{"kinds":[5000],"limit":0}]`)); err != nil {
+		b.Fatal(err)
+	}
+	if msg, err := readSkippingAuth(s.worker); err != nil || !bytes.HasPrefix(msg, []byte(`["EOSE"`)) {
+		b.Fatalf("subscribe: %s %v", msg, err)
+	}
+	return s
+}
+
+// run posts one job request and claims it as the worker, recording the latencies.
+func (s *claimSide) run(b *testing.B, customer, worker key, seq string) {
+	b.StopTimer()
+	req := jobRequest(b, customer, time.Now(), nostr.Tag{"param", "seq", seq})
+	msg, err := json.Marshal([]any{"EVENT", req})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StartTimer()
+	start := time.Now()
+	if err := s.customer.WriteMessage(websocket.TextMessage, msg); err != nil {
+		b.Fatal(err)
+	}
+	for { // the worker waits for the request
+		got, err := readSkippingAuth(s.worker)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if bytes.HasPrefix(got, []byte(`["EVENT"`)) && bytes.Contains(got, []byte(req.ID)) {
+			break
+		}
+	}
+	c := claim(b, worker, req, time.Now(), time.Minute)
+	cmsg, err := json.Marshal([]any{"EVENT", c})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sent := time.Now()
+	if err := s.worker.WriteMessage(websocket.TextMessage, cmsg); err != nil {
+		b.Fatal(err)
+	}
+	if ok, err := readSkippingAuth(s.worker); err != nil || !bytes.Contains(ok, []byte(`"`+c.ID+`",true`)) {
+		b.Fatalf("claim: %s %v", ok, err)
+	}
+	done := time.Now()
+	s.claim, s.total = append(s.claim, done.Sub(sent)), append(s.total, done.Sub(start))
+	if ok, err := readSkippingAuth(s.customer); err != nil || !bytes.Contains(ok, []byte(`"`+req.ID+`",true`)) {
+		b.Fatalf("request: %s %v", ok, err)
+	}
+}

@@ -256,9 +256,22 @@ func (s *Store) await(o *op) {
 // MaxCommitDelay and the last commit's own time (so an op waits at most about what it would
 // waiting behind a running commit), and ends as soon as they are queued or the store closes.
 // Nobody is told "stored" sooner than before: an op is done after its commit.
+//
+// The writers the wait expects do not always come back: a job request's customer waits for a
+// result, not for its next OK, while the worker's claim, queued during the request's commit,
+// leads the next one. A wait that gathered nothing makes the next 1, 2, 4... (at most
+// maxWaitBackoff) leaders that would wait commit at once; a wait that gathers an op resets it.
+// Clients that do come back (the ingest load) make waits that gather and never back off.
 func (s *Store) lead() {
 	s.leading = true
-	if d := s.commitDelay(); d > 0 && len(s.queue) < s.want && !s.closed {
+	d := s.commitDelay()
+	wait := d > 0 && len(s.queue) < s.want && !s.closed
+	if wait && s.waitSkip > 0 {
+		s.waitSkip--
+		wait = false
+	}
+	if wait {
+		queued := len(s.queue)
 		full := make(chan struct{})
 		s.full = full
 		s.mu.Unlock()
@@ -270,6 +283,12 @@ func (s *Store) lead() {
 		t.Stop()
 		s.mu.Lock()
 		s.full = nil
+		if len(s.queue) > queued || s.closed {
+			s.waitBackoff = 0
+		} else { // nobody came: the next leaders that would wait (1, 2, 4... of them) do not
+			s.waitBackoff = min(max(1, 2*s.waitBackoff), maxWaitBackoff)
+			s.waitSkip = s.waitBackoff
+		}
 	} else {
 		s.mu.Unlock()
 		// Concurrent writers that are about to queue get one chance to join this batch.
@@ -318,6 +337,10 @@ func (s *Store) lead() {
 		}
 	}
 }
+
+// maxWaitBackoff bounds how many leaders in a row skip the wait after waits that gathered
+// nothing: one in 65 still tries, so a load whose writers do come back is found again.
+const maxWaitBackoff = 64
 
 // commitDelay is the longest the next leader waits for its batch to fill (see lead).
 func (s *Store) commitDelay() time.Duration {

@@ -149,3 +149,89 @@ func TestCommitWaitIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitWaitBacksOff: a leader whose wait gathered nothing (its writers did not come back,
+// as a job request's customer does not while a worker's claim commits) makes the next leader
+// that would wait commit at once, so a claim does not pay the wait on every job; the one after
+// that waits again, and a wait that gathers ops clears the backoff. Whether a leader waited is
+// read without timing it: with the bound at an hour, one that waits never commits alone.
+func TestCommitWaitBacksOff(t *testing.T) {
+	s := openTest(t, Options{MaxCommitDelay: 5 * time.Millisecond})
+	sizes := commitSizes(s)
+	batch := func(round string) {
+		var evts []*nostr.Event
+		for i := range 3 {
+			evts = append(evts, mkEvent(pkA, 1, nostr.Timestamp(i), fmt.Sprint(round, i)))
+		}
+		saveBatch(t, s, evts) // one commit of 3: the next leader waits for 3 ops
+	}
+	lone := func(content string) *Commit {
+		c, err := s.Enqueue(mkEvent(pkB, 1, 1, content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	backoff := func() (skip, backoff int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.waitSkip, s.waitBackoff
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wait := func(c *Commit, what string) {
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s never committed; commits so far %v", what, sizes())
+		}
+	}
+
+	batch("first ")
+	s.mu.Lock()
+	s.lastCommit = time.Hour
+	s.mu.Unlock()
+	wait(lone("nobody follows"), "the first lone write") // waits 5 ms for nobody
+	if skip, b := backoff(); skip != 1 || b != 1 {
+		t.Fatalf("after a wait that gathered nothing: skip %d, backoff %d; want 1, 1", skip, b)
+	}
+
+	batch("second ")
+	s.mu.Lock()
+	s.opts.MaxCommitDelay, s.lastCommit = time.Hour, time.Hour // a leader that waits now waits an hour
+	s.mu.Unlock()
+	wait(lone("skips the wait"), "the write after a fruitless wait") // commits at once
+	if skip, _ := backoff(); skip != 0 {
+		t.Fatalf("skip %d after one skipped wait, want 0", skip)
+	}
+
+	batch("third ")
+	s.mu.Lock()
+	s.lastCommit = time.Hour
+	s.mu.Unlock()
+	c := lone("waits again")
+	go c.Wait() // leads the commit
+	leaderWaiting(t, ctx, s)
+	var more []*Commit
+	for i := range 2 { // its writers come back: the wait ends full, and the backoff is cleared
+		m, err := s.Enqueue(mkEvent(pkA, 1, nostr.Timestamp(10+i), fmt.Sprint("back ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		more = append(more, m)
+	}
+	for _, m := range append(more, c) {
+		wait(m, "the gathered batch")
+	}
+	if skip, b := backoff(); skip != 0 || b != 0 {
+		t.Fatalf("after a wait that gathered ops: skip %d, backoff %d; want 0, 0", skip, b)
+	}
+	if got, want := sizes(), []int{3, 1, 3, 1, 3, 3}; !slices.Equal(got, want) {
+		t.Fatalf("commit sizes %v, want %v", got, want)
+	}
+}

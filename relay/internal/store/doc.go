@@ -50,7 +50,9 @@
 // writers join (it yields once, or, when fewer ops are queued than the last commit carried plus
 // those queued while it ran, waits for them up to Options.MaxCommitDelay and the last commit's
 // own time: clients that each wait for their OK come back a round trip after their commit, and
-// without the wait they split into two alternating half batches, each paying a sync), takes up
+// without the wait they split into two alternating half batches, each paying a sync; a wait
+// that gathers nothing, as when a job's customer does not come back while a worker's claim
+// commits, makes the next 1, 2, 4... up to 64 leaders that would wait commit at once), takes up
 // to Options.MaxBatch queued operations, writes them in one transaction and wakes every waiter
 // with its own result.
 // Others wait for their result or for the running commit to end, and then perhaps lead the next.

@@ -98,6 +98,11 @@ type Store struct {
 	want       int
 	full       chan struct{}
 	lastCommit time.Duration // how long the last commit's transaction took
+	// A wait that gathered nothing (its writers did not come back: a job's request, say, whose
+	// worker's claim queued while it committed) makes the next waitSkip leaders that would
+	// wait commit at once; waitBackoff, doubled by each such wait (up to maxWaitBackoff) and
+	// cleared by one that gathered an op, is how many.
+	waitSkip, waitBackoff int
 
 	// nextSerial is the serial the next stored event gets. Only a commit leader (one at a time)
 	// or Open touches it.
