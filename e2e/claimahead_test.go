@@ -218,3 +218,81 @@ func TestPausedWhileFetchingHandsBackTheClaim(t *testing.T) {
 		t.Fatalf("the paused worker ran %d jobs", n)
 	}
 }
+
+// A free job whose input URL stalls holds its lease no longer than the fetch's time limit: the
+// worker that won the lease gives up the fetch after --fetch-timeout and answers error feedback
+// (which releases the lease), without running the model; the rival worker, whose claim was
+// refused (its own fetch, beside the claim, stopped), takes the job when it looks again at the
+// lease's end, fetches the input (served from then on) and delivers it. The model runs once.
+func TestStalledInputReleasesTheLease(t *testing.T) {
+	const text = "the rival reads it"
+	_, url := startRelay(t)
+	short := func(c *worker.Config) {
+		c.FetchTime = 2 * time.Second
+		c.Lease = 8 * time.Second // the rival looks again this long after it lost the claim
+	}
+	workers := []*worker.Worker{startWorkerWith(t, short, url), startWorkerWith(t, short, url)}
+	png, err := testimage.Render(28, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// every fetch waits until release: the lease holder's until it gives up
+	asked, rel := make(chan struct{}), make(chan struct{})
+	var first, once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		first.Do(func() { close(asked) })
+		select {
+		case <-rel:
+		case <-r.Context().Done():
+			return
+		}
+		rw.Header().Set("Content-Type", "image/png")
+		rw.Write(png)
+	}))
+	release := func() { once.Do(func() { close(rel) }) }
+	t.Cleanup(srv.Close)
+	t.Cleanup(release)
+	input := srv.URL + "/page.png"
+	c := testrelay.Dial(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	job := post(t, c, nostr.GeneratePrivateKey(), nostr.Tags{{"i", input, "url"}})
+	sub, err := c.Subscribe(ctx, nostr.Filter{Kinds: []int{nip90.KindFeedback}, Tags: nostr.TagMap{"e": {job.ID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-asked:
+	case <-ctx.Done():
+		t.Fatal("no worker fetched the input")
+	}
+	var stalled string // the lease holder whose fetch stalled
+	for stalled == "" {
+		select {
+		case evt := <-sub.Events:
+			if f, err := nip90.ParseJobFeedback(evt); err == nil && f.Status == nip90.StatusError {
+				if !strings.HasPrefix(f.Info, "input URL unreachable") {
+					t.Fatalf("error feedback %q, want the fetch's timeout", f.Info)
+				}
+				stalled = evt.PubKey
+			}
+		case <-ctx.Done():
+			t.Fatal("the stalled fetch never ended in error feedback")
+		}
+	}
+	release()
+	res := results(t, c, job.ID)[job.ID]
+	if res.PubKey == stalled || strings.ToLower(strings.TrimSpace(res.Content)) != text {
+		t.Fatalf("result %q from %s; the stalled worker was %s", res.Content, res.PubKey, stalled)
+	}
+	var ran int64
+	for _, w := range workers {
+		ran += w.Stats().Executed
+		if w.PubKey() == stalled && w.Stats().Executed != 0 {
+			t.Fatal("the worker whose fetch stalled ran the model")
+		}
+	}
+	if ran != 1 {
+		t.Fatalf("the model ran %d times, want once", ran)
+	}
+}
