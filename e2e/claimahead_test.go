@@ -154,10 +154,16 @@ func TestFreeClaimBesideTheFetch(t *testing.T) {
 // (asked is closed when it arrives), the others are answered at once.
 func heldPNG(t testing.TB, png []byte) (url string, asked <-chan struct{}, release func()) {
 	t.Helper()
+	return holdPNG(t, png, false)
+}
+
+// holdPNG is heldPNG, and with all set every request waits until release.
+func holdPNG(t testing.TB, png []byte, all bool) (url string, asked <-chan struct{}, release func()) {
+	t.Helper()
 	a, rel := make(chan struct{}), make(chan struct{})
 	var first, once sync.Once
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		held := false
+		held := all
 		first.Do(func() { held = true; close(a) })
 		if held {
 			select {
@@ -237,22 +243,7 @@ func TestStalledInputReleasesTheLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	// every fetch waits until release: the lease holder's until it gives up
-	asked, rel := make(chan struct{}), make(chan struct{})
-	var first, once sync.Once
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		first.Do(func() { close(asked) })
-		select {
-		case <-rel:
-		case <-r.Context().Done():
-			return
-		}
-		rw.Header().Set("Content-Type", "image/png")
-		rw.Write(png)
-	}))
-	release := func() { once.Do(func() { close(rel) }) }
-	t.Cleanup(srv.Close)
-	t.Cleanup(release)
-	input := srv.URL + "/page.png"
+	input, asked, release := holdPNG(t, png, true)
 	c := testrelay.Dial(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -408,6 +408,32 @@ func TestStreamDeletionCancelsHeldPart(t *testing.T) {
 	}
 }
 
+// completedOnce checks a stream of streamPages, escrow-paid, that followStream saw end: a
+// result, every part delivered in order with its page's text and settled in the worker's store
+// s, and the worker's and the customer's balances (before) moved by the parts' price once.
+func (e *escrowEnv) completedOnce(t *testing.T, job nostr.Event, v *streamView, s *jobStore, before [2]int64) {
+	t.Helper()
+	if v.result == nil {
+		t.Fatalf("stream failed: %s", v.errInfo)
+	}
+	texts := openParts(t, job, v)
+	if len(texts) != len(streamPages) {
+		t.Fatalf("%d parts delivered, want %d", len(texts), len(streamPages))
+	}
+	for i, text := range texts {
+		if normalize(text) != streamPages[i] {
+			t.Fatalf("part %d reads %q", i+1, text)
+		}
+	}
+	for k := 1; k <= len(streamPages); k++ {
+		storedPartState(t, s, job.ID, k, StateSettled)
+	}
+	sum := int64(len(streamPages) * escrowPrice)
+	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
+		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, sum)
+	}
+}
+
 // A worker stopped while part 2 is held and running resumes the stream when it starts again
 // on the same store: every part is delivered and settled once.
 func TestStreamSurvivesRestart(t *testing.T) {
@@ -427,22 +453,7 @@ func TestStreamSurvivesRestart(t *testing.T) {
 	release()
 	w2, _ := e.run(t, cfg, nil)
 	awaitClosed(t, done, "the stream's end")
-	if v.result == nil {
-		t.Fatalf("stream failed: %s", v.errInfo)
-	}
-	texts := openParts(t, job, v)
-	for i, text := range texts {
-		if normalize(text) != streamPages[i] {
-			t.Fatalf("part %d reads %q", i+1, text)
-		}
-	}
-	for k := 1; k <= 3; k++ {
-		storedPartState(t, w2.store, job.ID, k, StateSettled)
-	}
-	sum := int64(3 * escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, sum)
-	}
+	e.completedOnce(t, job, v, w2.store, before)
 }
 
 // holdStaller makes hold invoices through the wallet, except the nth, which waits for the
@@ -479,25 +490,7 @@ func TestStreamRestartMidQuote(t *testing.T) {
 	stop()
 	w2, _ := e.run(t, e.cfg, nil)
 	awaitClosed(t, done, "the stream's end")
-	if v.result == nil {
-		t.Fatalf("stream failed: %s", v.errInfo)
-	}
-	texts := openParts(t, job, v)
-	for i, text := range texts {
-		if normalize(text) != streamPages[i] {
-			t.Fatalf("part %d reads %q", i+1, text)
-		}
-	}
-	if len(texts) != 3 {
-		t.Fatalf("%d parts delivered, want 3", len(texts))
-	}
-	for k := 1; k <= 3; k++ {
-		storedPartState(t, w2.store, job.ID, k, StateSettled)
-	}
-	sum := int64(3 * escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, sum)
-	}
+	e.completedOnce(t, job, v, w2.store, before)
 }
 
 // A quote that never reached the customer (the worker recorded part 2's invoice, then its
@@ -536,25 +529,7 @@ func TestStreamResendsLostQuote(t *testing.T) {
 	stop()
 	w2, _ := e.run(t, e.cfg, nil)
 	awaitClosed(t, done, "the stream's end")
-	if v.result == nil {
-		t.Fatalf("stream failed: %s", v.errInfo)
-	}
-	texts := openParts(t, job, v)
-	if len(texts) != 3 {
-		t.Fatalf("%d parts delivered, want 3", len(texts))
-	}
-	for i, text := range texts {
-		if normalize(text) != streamPages[i] {
-			t.Fatalf("part %d reads %q", i+1, text)
-		}
-	}
-	for k := 1; k <= 3; k++ {
-		storedPartState(t, w2.store, job.ID, k, StateSettled)
-	}
-	sum := int64(3 * escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, sum)
-	}
+	e.completedOnce(t, job, v, w2.store, before)
 }
 
 // A bid that covers part 1 and not part 2 ends the stream after part 1, which is paid.
