@@ -460,7 +460,7 @@ func (w *Worker) handle(ctx context.Context, j *job) {
 		var stop context.CancelCauseFunc
 		prepCtx, stop = context.WithCancelCause(ctx)
 		defer stop(nil)
-		ahead = w.claimAhead(ctx, j, stop)
+		ahead = w.claimAhead(ctx, j, log, stop)
 	}
 	run, units, err := j.model.prepare(prepCtx, j.req)
 	if ahead != nil {
@@ -542,21 +542,7 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 		claimTook = ahead.took
 	} else {
 		tc := time.Now()
-		home, claimed, err = w.claim(ctx, j, chosen)
-		// a claim that never reached the home relay is not a refusal: a paid job tries again
-		// for a while (the relay may be restarting) before it becomes a debt
-		var unsent *claimUnsent
-		for wait := 2 * time.Second; errors.As(err, &unsent) && wait <= 32*time.Second && w.isPaid(ctx, j); wait *= 2 {
-			log.Warn().Err(err).Str("retry_in", logging.Dur(wait)).Msg("paid job: claim not sent, trying again")
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			home, claimed, err = w.claim(ctx, j, chosen)
-		}
+		home, claimed, err = w.claimRetrying(ctx, j, chosen, log)
 		claimTook = time.Since(tc)
 	}
 	if err != nil {
@@ -664,12 +650,12 @@ type claimAhead struct {
 	took    time.Duration
 }
 
-func (w *Worker) claimAhead(ctx context.Context, j *job, stop context.CancelCauseFunc) *claimAhead {
+func (w *Worker) claimAhead(ctx context.Context, j *job, log zerolog.Logger, stop context.CancelCauseFunc) *claimAhead {
 	a := &claimAhead{done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		t := time.Now()
-		a.home, a.claimed, a.err = w.claim(ctx, j, false)
+		a.home, a.claimed, a.err = w.claimRetrying(ctx, j, false, log)
 		a.took = time.Since(t)
 		if a.err != nil {
 			stop(errClaimFailed)
@@ -678,8 +664,7 @@ func (w *Worker) claimAhead(ctx context.Context, j *job, stop context.CancelCaus
 	return a
 }
 
-// wait returns the claim's outcome (bounded: a claim waits at most 10 s for the relay's OK,
-// and 30 s for a resumed job's relays to connect).
+// wait returns the claim's outcome (bounded: see claimRetrying).
 func (a *claimAhead) wait() (*link, bool, error) {
 	<-a.done
 	return a.home, a.claimed, a.err
@@ -709,6 +694,26 @@ func (w *Worker) fail(ctx context.Context, j *job, log zerolog.Logger, err error
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	w.feedback(fctx, j, nip90.StatusError, strings.TrimPrefix(reason, "error: "))
+}
+
+// claimRetrying is claim, tried again after 2, 4, ... 32 s while the claim did not reach the
+// home relay or the relay answered with trouble of its own ("error: relay is shutting down"):
+// the relay may be restarting, and giving up would drop a job the worker has in hand (a paid
+// one would become a debt). Each try waits at most 10 s for the relay's OK (and 30 s for a
+// resumed job's relays to connect).
+func (w *Worker) claimRetrying(ctx context.Context, j *job, chosen bool, log zerolog.Logger) (home *link, claimed bool, err error) {
+	home, claimed, err = w.claim(ctx, j, chosen)
+	var unsent *claimUnsent
+	for wait := 2 * time.Second; errors.As(err, &unsent) && wait <= 32*time.Second; wait *= 2 {
+		log.Warn().Err(err).Str("retry_in", logging.Dur(wait)).Msg("claim not sent, trying again")
+		select {
+		case <-ctx.Done():
+			return home, claimed, err
+		case <-time.After(wait):
+		}
+		home, claimed, err = w.claim(ctx, j, chosen)
+	}
+	return home, claimed, err
 }
 
 // claim takes the job: a lease on its home relay when one coordinates leases, else plain
@@ -745,6 +750,9 @@ func (w *Worker) claim(ctx context.Context, j *job, chosen bool) (*link, bool, e
 		if h, err := lease.ParseRefusal(ok.Reason); err == nil {
 			return nil, false, &leaseHeld{Held: h, relay: home.url}
 		}
+		if strings.HasPrefix(ok.Reason, nip01.PrefixError+":") { // the relay's own trouble, not a refusal
+			return nil, false, &claimUnsent{relay: home.url, err: fmt.Errorf("relay answered %q", ok.Reason)}
+		}
 		return nil, false, fmt.Errorf("claim refused by %s: %s", home.url, ok.Reason)
 	}
 	// tell the other relays too: plain NIP-90, or a claim where a relay coordinates leases as
@@ -759,7 +767,8 @@ func (w *Worker) claim(ctx context.Context, j *job, chosen bool) (*link, bool, e
 }
 
 // leaseHeld is a claim refused because another worker holds the job's lease.
-// claimUnsent is a claim the home relay never answered (not connected, timed out).
+// claimUnsent is a claim the home relay never answered (not connected, timed out) or answered
+// with an "error:" of its own (shutting down, a write that failed).
 type claimUnsent struct {
 	relay string
 	err   error
