@@ -408,6 +408,19 @@ func TestStreamDeletionCancelsHeldPart(t *testing.T) {
 	}
 }
 
+// followBeside runs followStream (paying every quote) beside the test; end waits (bounded)
+// for the stream's end and returns what the customer saw.
+func (e *escrowEnv) followBeside(t *testing.T, job nostr.Event, window int) (end func() *streamView) {
+	var v *streamView
+	done := make(chan struct{})
+	go func() { defer close(done); v = e.followStream(t, job, window, payAll, nil) }()
+	return func() *streamView {
+		t.Helper()
+		awaitClosed(t, done, "the stream's end")
+		return v
+	}
+}
+
 // completedOnce checks a stream of streamPages, escrow-paid, that followStream saw end: a
 // result, every part delivered in order with its page's text and settled in the worker's store
 // s, and the worker's and the customer's balances (before) moved by the parts' price once.
@@ -444,15 +457,13 @@ func TestStreamSurvivesRestart(t *testing.T) {
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	urls, held, release := pageSite(t, streamPages, 2)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	var v *streamView
-	done := make(chan struct{})
-	go func() { defer close(done); v = e.followStream(t, job, 2, payAll, nil) }()
+	end := e.followBeside(t, job, 2)
 	awaitClosed(t, held, "part 2's paid run")
 	storedPartState(t, w.store, job.ID, 2, StateRunning)
 	stop()
 	release()
 	w2, _ := e.run(t, cfg, nil)
-	awaitClosed(t, done, "the stream's end")
+	v := end()
 	e.completedOnce(t, job, v, w2.store, before)
 }
 
@@ -483,13 +494,11 @@ func TestStreamRestartMidQuote(t *testing.T) {
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	var v *streamView
-	done := make(chan struct{})
-	go func() { defer close(done); v = e.followStream(t, job, 2, payAll, nil) }()
+	end := e.followBeside(t, job, 2)
 	awaitClosed(t, stall.entered, "part 3's hold invoice")
 	stop()
 	w2, _ := e.run(t, e.cfg, nil)
-	awaitClosed(t, done, "the stream's end")
+	v := end()
 	e.completedOnce(t, job, v, w2.store, before)
 }
 
@@ -518,9 +527,7 @@ func TestStreamResendsLostQuote(t *testing.T) {
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	var v *streamView
-	done := make(chan struct{})
-	go func() { defer close(done); v = e.followStream(t, job, 2, payAll, nil) }()
+	end := e.followBeside(t, job, 2)
 	awaitClosed(t, lost, "part 2's quote")
 	storedPartState(t, w.store, job.ID, 1, StateSettled)
 	if p := storedPartState(t, w.store, job.ID, 2, StateQuoted); p.Bolt11 == "" {
@@ -528,7 +535,7 @@ func TestStreamResendsLostQuote(t *testing.T) {
 	}
 	stop()
 	w2, _ := e.run(t, e.cfg, nil)
-	awaitClosed(t, done, "the stream's end")
+	v := end()
 	e.completedOnce(t, job, v, w2.store, before)
 }
 
@@ -693,9 +700,7 @@ func TestStreamPastWindowRefunds(t *testing.T) {
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	urls, held, release := pageSite(t, streamPages, 2)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	var v *streamView
-	done := make(chan struct{})
-	go func() { defer close(done); v = e.followStream(t, job, 2, payAll, nil) }()
+	end := e.followBeside(t, job, 2)
 	awaitClosed(t, held, "part 2's paid run")
 	storedPartState(t, w.store, job.ID, 2, StateRunning)
 	stop()
@@ -709,7 +714,7 @@ func TestStreamPastWindowRefunds(t *testing.T) {
 	}
 	s.Close()
 	w2, _ := e.run(t, cfg, nil)
-	awaitClosed(t, done, "the stream's end")
+	v := end()
 	if v.result != nil || !strings.HasPrefix(v.errInfo, "stream ended: the settle window of part 2 closed") {
 		t.Fatalf("outcome %v %q, want the stream ended over part 2's settle window", v.result, v.errInfo)
 	}
@@ -867,9 +872,7 @@ func TestStreamPausedByOwner(t *testing.T) {
 	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
 	urls, held, release := pageSite(t, streamPages, 1)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	var v *streamView
-	done := make(chan struct{})
-	go func() { defer close(done); v = e.followStream(t, job, 1, payAll, nil) }()
+	end := e.followBeside(t, job, 1)
 	awaitClosed(t, held, "part 1's paid run")
 	busy.Store(true)
 	for paused, _ := w.Paused(); !paused; paused, _ = w.Paused() {
@@ -879,7 +882,7 @@ func TestStreamPausedByOwner(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // poll interval
 	}
 	release()
-	awaitClosed(t, done, "the stream's end")
+	v := end()
 	if v.result != nil || v.errInfo != "paused by owner after 1 of 3 parts" {
 		t.Fatalf("outcome %v %q, want the stream ended by the pause after part 1", v.result, v.errInfo)
 	}
