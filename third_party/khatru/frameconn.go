@@ -127,16 +127,20 @@ func (c *frameConn) SetDeadline(t time.Time) error {
 }
 
 // Write is the websocket library's write: a whole frame per call (a control frame, or the
-// handshake's response), after any frame that is begun. It waits at most until the library's
-// deadline, and never longer than wait.
+// handshake's response), after any frame that is begun. The library's deadline is its budget for
+// the socket, and it counts from when the socket is free: the wait for a frame on its way is
+// bounded by that frame's own deadline. (The library answers a ping with a pong due within a
+// second and fails the connection on any write error: counting the wait for a large frame to a
+// reader that is busy for a moment closed connections that the frame's own deadline spares.)
+// The budget is never longer than wait.
 func (c *frameConn) Write(p []byte) (int, error) {
+	budget := c.wait
+	if ns := c.deadline.Load(); ns != 0 {
+		budget = min(budget, time.Until(time.Unix(0, ns)))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d := time.Now().Add(c.wait)
-	if ns := c.deadline.Load(); ns != 0 && ns < d.UnixNano() {
-		d = time.Unix(0, ns)
-	}
-	c.Conn.SetWriteDeadline(d)
+	c.Conn.SetWriteDeadline(time.Now().Add(budget))
 	n, err := c.Conn.Write(p)
 	c.Conn.SetWriteDeadline(time.Time{}) // an expired deadline would fail tryFrame's writes
 	return n, err

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -75,6 +76,7 @@ func TestFrameFinishedWhole(t *testing.T) {
 	rl.EncodeOnce = true
 	rl.MaxOutboundBytes = 16 << 20
 	rl.PingPeriod = 2 * time.Millisecond // the relay's pings, between and during frames
+	rl.WriteWait = time.Minute           // the subscriber reads only once every event is published
 	srv := httptest.NewUnstartedServer(rl)
 	srv.Listener = smallBuffers{srv.Listener}
 	srv.Start()
@@ -173,5 +175,67 @@ func TestFanOutEveryListener(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The library's own write (here a pong, which it gives a second) spends its deadline on the
+// socket, not on waiting for a frame that is on its way: a frame that a reader busy for a moment
+// takes longer than that to accept delays the pong, and the connection lives.
+func TestLibraryWriteWaitsForFrame(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer server.Close()
+
+	fc := newFrameConn(server, 10*time.Second)
+	fc.mu.Lock() // a frame on its way
+	const budget = 300 * time.Millisecond
+	due := make(chan time.Time, 1)
+	written := make(chan error, 1)
+	go func() {
+		d := time.Now().Add(budget)
+		fc.SetWriteDeadline(d) // as the library does before each write
+		due <- d
+		_, err := fc.Write([]byte("pong"))
+		written <- err
+	}()
+	// hold the frame until the library's deadline is well past
+	d := <-due
+	for time.Now().Before(d.Add(budget)) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-written:
+		t.Fatalf("the write did not wait for the frame on its way: %v", err)
+	default:
+	}
+	fc.mu.Unlock() // the frame is finished
+	if err := <-written; err != nil {
+		t.Fatalf("write after the frame: %v", err)
+	}
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(client, b); err != nil || string(b) != "pong" {
+		t.Fatalf("read %q, %v", b, err)
 	}
 }
