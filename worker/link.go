@@ -30,6 +30,8 @@ type link struct {
 
 	stopped chan struct{} // closed when run has returned: no reconnect will come
 
+	handbacks *handbacks // jobs lost to another worker's lease here (handback.go)
+
 	mu     sync.Mutex
 	conn   *relayconn.Conn
 	ready  chan struct{} // closed while conn is set
@@ -38,7 +40,7 @@ type link struct {
 }
 
 func newLink(w *Worker, url string) *link {
-	return &link{w: w, url: url, log: w.log.With().Str("relay", url).Logger(), ready: make(chan struct{}), stopped: make(chan struct{})}
+	return &link{w: w, url: url, log: w.log.With().Str("relay", url).Logger(), ready: make(chan struct{}), stopped: make(chan struct{}), handbacks: newHandbacks()}
 }
 
 func (l *link) leases() bool {
@@ -121,6 +123,16 @@ func (l *link) session(ctx context.Context) error {
 		return err
 	}
 	defer sub.Close()
+	if info.leases { // jobs lost to another worker's lease come back when their holder hands them back
+		var following sync.WaitGroup
+		fctx, stopFollowing := context.WithCancel(ctx)
+		defer func() { stopFollowing(); following.Wait() }()
+		following.Add(1)
+		go func() {
+			defer following.Done()
+			l.handbacks.follow(fctx, conn, func(err error) { l.log.Debug().Err(err).Msg("hand-back watch") })
+		}()
+	}
 	// Requests stored before the subscription (until EOSE) are screened in batches before they
 	// are queued: a late joiner's backlog is mostly done already (screen.go). Live requests
 	// are taken in at once.

@@ -214,7 +214,7 @@ func (w *Worker) stillOpen(ctx context.Context, j *job) bool {
 	}
 	if until, ok := liveLeases(feedback, w.key.PubKey, nostr.Now())[j.event.ID]; ok {
 		w.log.Debug().Str("job", j.event.ID).Msg("leased by another worker: looking again when the lease ends")
-		w.retryAfterLease(ctx, j, until)
+		w.retryAfterLease(ctx, j, leaseHeld{Held: lease.Held{Until: until}, relay: home.url}) // (holder not known: no watch)
 		return false
 	}
 	return true

@@ -631,7 +631,7 @@ func (w *Worker) notClaimed(ctx context.Context, j *job, log zerolog.Logger, pay
 	log.Info().Err(err).Msg("not running job")
 	var held *leaseHeld
 	if errors.As(err, &held) {
-		w.retryAfterLease(ctx, j, held.Until)
+		w.retryAfterLease(ctx, j, *held)
 	}
 }
 
@@ -766,7 +766,6 @@ func (w *Worker) claim(ctx context.Context, j *job, chosen bool) (*link, bool, e
 	return home, true, nil
 }
 
-// leaseHeld is a claim refused because another worker holds the job's lease.
 // claimUnsent is a claim the home relay never answered (not connected, timed out) or answered
 // with an "error:" of its own (shutting down, a write that failed).
 type claimUnsent struct {
@@ -783,6 +782,7 @@ func (w *Worker) isPaid(ctx context.Context, j *job) bool {
 	return err == nil && st.State == StatePaid
 }
 
+// leaseHeld is a claim refused because another worker holds the job's lease.
 type leaseHeld struct {
 	lease.Held
 	relay string
@@ -796,9 +796,11 @@ func (e *leaseHeld) Error() string {
 const maxLeaseRetries = 3
 
 // retryAfterLease looks at a job again when another worker's lease on it ends: if that worker
-// died, the lease lapses without a result and this worker takes the job. Paid jobs are not
-// retried this way: they are ours already.
-func (w *Worker) retryAfterLease(ctx context.Context, j *job, until nostr.Timestamp) {
+// died, the lease lapses without a result and this worker takes the job. When the lease's
+// holder is known, its relay's link watches for it handing the job back (its error feedback
+// releases the lease: handback.go), and the job is looked at again then, without waiting for
+// the lease's end. Paid jobs are not retried this way: they are ours already.
+func (w *Worker) retryAfterLease(ctx context.Context, j *job, held leaseHeld) {
 	j.mu.Lock()
 	j.retries++
 	n := j.retries
@@ -806,21 +808,39 @@ func (w *Worker) retryAfterLease(ctx context.Context, j *job, until nostr.Timest
 	if n > maxLeaseRetries {
 		return
 	}
-	wait := time.Until(time.Unix(int64(until)+1, 0))
+	wait := time.Until(time.Unix(int64(held.Until)+1, 0))
+	var (
+		watched *handbacks
+		hb      *handback
+		back    <-chan struct{}
+	)
+	for _, l := range w.links {
+		if l.url == held.relay {
+			if hb = l.handbacks.watch(j.event.ID, held.Holder, nostr.Now()); hb != nil {
+				watched, back = l.handbacks, hb.back
+			}
+		}
+	}
 	w.async.Add(1)
 	go func() {
 		defer w.async.Done()
+		if watched != nil {
+			defer watched.forget(j.event.ID, hb)
+		}
+		why := "lease lapsed without a result: trying again"
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(max(wait, 0)):
+		case <-back:
+			why = "lease holder handed the job back: trying again"
 		}
 		if w.delivered(ctx, j) {
 			return
 		}
 		select {
 		case w.lanes[j.model] <- j:
-			w.log.Info().Str("job", j.event.ID).Msg("lease lapsed without a result: trying again")
+			w.log.Info().Str("job", j.event.ID).Msg(why)
 		default: // busy: another worker will take it
 		}
 	}()

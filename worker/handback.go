@@ -1,0 +1,161 @@
+package worker
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/internal/relayconn"
+	"github.com/sparecycles/sparecycles/nips/nip90"
+)
+
+// maxHandbacks bounds the jobs one link watches for a hand-back: the #e values of one filter.
+// A job past it is looked at again when its lease ends, as before.
+const maxHandbacks = 64
+
+// handbacks are the jobs this worker lost to another worker's lease on one relay, watched for
+// their holder handing them back: error feedback from the holder releases its lease (a holder
+// paused by its owner, an input it could not fetch, a result no relay took), and the job is
+// tried again at once instead of when the lease would have lapsed, up to a lease's length later.
+// The link follows them all with one subscription (kind 7000, #e of the jobs), renewed when the
+// set grows.
+type handbacks struct {
+	mu      sync.Mutex
+	jobs    map[string]*handback // by job id
+	changed chan struct{}        // 1-buffered: the set grew since the subscription was made
+}
+
+// handback is one watched job.
+type handback struct {
+	holder string          // the lease holder's pubkey: only its error feedback releases the lease
+	since  nostr.Timestamp // the releasing feedback is no older than this
+	back   chan struct{}   // closed when the holder handed the job back
+}
+
+func newHandbacks() *handbacks {
+	return &handbacks{jobs: map[string]*handback{}, changed: make(chan struct{}, 1)}
+}
+
+// watch adds a job lost to holder's lease, refused at time at; its back channel is closed when
+// the holder hands the job back. It returns nil when the job cannot be watched (the set is full,
+// the holder is unknown, or the job is watched already). The caller ends the watch with forget.
+func (h *handbacks) watch(id, holder string, at nostr.Timestamp) *handback {
+	if holder == "" {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.jobs[id]; ok || len(h.jobs) >= maxHandbacks {
+		return nil
+	}
+	// the holder's release comes after its claim, which the relay had when it refused ours;
+	// a little slack for the holder's clock
+	hb := &handback{holder: holder, since: at - 2, back: make(chan struct{})}
+	h.jobs[id] = hb
+	select {
+	case h.changed <- struct{}{}:
+	default:
+	}
+	return hb
+}
+
+// forget ends the watch hb of job id (if a later watch of the job took its place, that one stays).
+func (h *handbacks) forget(id string, hb *handback) {
+	h.mu.Lock()
+	if h.jobs[id] == hb {
+		delete(h.jobs, id)
+	}
+	h.mu.Unlock()
+}
+
+// filter is the subscription that follows the watched jobs; ok is false when there are none.
+func (h *handbacks) filter() (f nostr.Filter, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.jobs) == 0 {
+		return f, false
+	}
+	ids := make([]string, 0, len(h.jobs))
+	since := nostr.Now()
+	for id, hb := range h.jobs {
+		ids = append(ids, id)
+		since = min(since, hb.since)
+	}
+	slices.Sort(ids)
+	return nostr.Filter{Kinds: []int{nip90.KindFeedback}, Tags: nostr.TagMap{"e": ids}, Since: &since}, true
+}
+
+// saw takes one feedback event from the subscription: error feedback from a watched job's
+// holder, no older than the watch allows, hands the job back.
+func (h *handbacks) saw(evt *nostr.Event) {
+	fb, err := nip90.ParseJobFeedback(evt)
+	if err != nil || fb.Status != nip90.StatusError {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hb := h.jobs[fb.JobID]
+	if hb == nil || evt.PubKey != hb.holder || evt.CreatedAt < hb.since {
+		return
+	}
+	delete(h.jobs, fb.JobID)
+	close(hb.back)
+}
+
+// follow keeps the subscription of the watched jobs on conn until ctx ends or the connection
+// does: made when the first job is watched, made again (the old one closed) when the set grows.
+// A set that shrank keeps its subscription until then: the feedback of a job nobody watches is
+// dropped. Feedback that arrives between two subscriptions is stored, and the new one's since
+// reads it back.
+func (h *handbacks) follow(ctx context.Context, conn *relayconn.Conn, log func(error)) {
+	var sub *relayconn.Subscription
+	defer func() {
+		if sub != nil {
+			sub.Close()
+		}
+	}()
+	select { // a new connection follows what the last one did
+	case h.changed <- struct{}{}:
+	default:
+	}
+	for {
+		var events <-chan *nostr.Event
+		var ended <-chan struct{}
+		if sub != nil {
+			events, ended = sub.Events, sub.Done()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-conn.Done():
+			return
+		case <-h.changed:
+			if sub != nil {
+				sub.Close()
+				sub = nil
+			}
+			f, ok := h.filter()
+			if !ok {
+				continue
+			}
+			s, err := conn.Subscribe(ctx, f)
+			if err != nil {
+				log(err)
+				continue // the leases' ends still bring the jobs back
+			}
+			sub = s
+		case evt := <-events:
+			h.saw(evt)
+		case <-ended: // refused or closed by the relay: the leases' ends still bring the jobs back
+			log(errSubscriptionEnded(sub.Reason()))
+			sub = nil
+		}
+	}
+}
+
+// errSubscriptionEnded is a watch subscription the relay ended.
+type errSubscriptionEnded string
+
+func (e errSubscriptionEnded) Error() string { return "hand-back subscription ended: " + string(e) }
