@@ -18,7 +18,9 @@ import (
 // A priced worker that joins late finds a backlog on the relay: a job with a result, a job whose
 // NIP-40 expiration passed, a job another worker holds the lease on, and an open job. It quotes
 // the open job and a fresh one, and publishes nothing at all (no quote, no invoice, no "busy")
-// for the other three. A fourth job's lease lapses without a result: the worker quotes it then.
+// for the other three. A fourth job's lease lapses without a result: the worker quotes it then. A
+// fifth job's holder hands it back (error feedback) long before its lease would end: the worker
+// quotes it then.
 func TestLateWorkerSkipsFinishedJobs(t *testing.T) {
 	_, url := startRelay(t)
 	data := startLedgerWallet(t, url)
@@ -47,6 +49,9 @@ func TestLateWorkerSkipsFinishedJobs(t *testing.T) {
 	leased := job("leased")
 	publish(nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Now(),
 		Tags: nostr.Tags{{"status", "processing"}, {"e", leased.ID}, {"p", leased.PubKey}, lease.Tag(10 * time.Minute)}})
+	handedBack := job("handed back")
+	publish(nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Now(),
+		Tags: nostr.Tags{{"status", "processing"}, {"e", handedBack.ID}, {"p", handedBack.PubKey}, lease.Tag(10 * time.Minute)}})
 	lapsing := job("lapsing") // its lease holder dies: the worker serves it when the lease ends
 	publish(nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Now(),
 		Tags: nostr.Tags{{"status", "processing"}, {"e", lapsing.ID}, {"p", lapsing.PubKey}, lease.Tag(4 * time.Second)}})
@@ -62,7 +67,10 @@ func TestLateWorkerSkipsFinishedJobs(t *testing.T) {
 		cfg.Models = pricedModels(t, 5000, 0, "")
 		cfg.Parallel, cfg.Queue = 1, 1 // a worker that queued the backlog would answer busy
 	}, url)
-	awaitQuote(t, c, w.PubKey(), open.ID)
+	awaitQuote(t, c, w.PubKey(), open.ID) // the backlog is screened
+	publish(nostr.Event{Kind: nip90.KindFeedback, CreatedAt: nostr.Now(),
+		Tags: nostr.Tags{{"status", "error", "paused by owner"}, {"e", handedBack.ID}, {"p", handedBack.PubKey}}})
+	awaitQuote(t, c, w.PubKey(), handedBack.ID)
 	fresh := job("fresh")
 	awaitQuote(t, c, w.PubKey(), fresh.ID)
 	awaitQuote(t, c, w.PubKey(), lapsing.ID)

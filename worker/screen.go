@@ -38,13 +38,13 @@ func (w *Worker) screenBacklog(ctx context.Context, l *link, backlog []*nostr.Ev
 			}
 			closed := w.closedJobs(ctx, l, part)
 			for _, evt := range part {
-				until, ok := closed[evt.ID]
+				held, ok := closed[evt.ID]
 				switch {
 				case !ok:
 					w.intake(ctx, l, evt)
-				case until != 0:
-					w.log.Debug().Str("job", evt.ID).Str("relay", l.url).Msg("backlog job leased by another worker: looking again when the lease ends")
-					w.intakeAfter(ctx, l, evt, until)
+				case held.Until != 0:
+					w.log.Debug().Str("job", evt.ID).Str("relay", l.url).Msg("backlog job leased by another worker: looking again when its holder hands it back or the lease ends")
+					w.intakeAfter(ctx, l, evt, held)
 				default:
 					w.log.Debug().Str("job", evt.ID).Str("relay", l.url).Msg("backlog job skipped: done or expired")
 				}
@@ -53,21 +53,31 @@ func (w *Worker) screenBacklog(ctx context.Context, l *link, backlog []*nostr.Ev
 	}()
 }
 
-// intakeAfter takes evt in once the lease that ends at until has ended: if its holder died
-// without a result, this worker may serve the job.
-func (w *Worker) intakeAfter(ctx context.Context, l *link, evt *nostr.Event, until nostr.Timestamp) {
+// intakeAfter takes evt in once the lease held on l has ended (if its holder died without a
+// result, this worker may serve the job) or once its holder hands it back (handback.go).
+func (w *Worker) intakeAfter(ctx context.Context, l *link, evt *nostr.Event, held lease.Held) {
 	if !w.later.add(evt.ID) {
 		return // waiting already (seen again after a reconnect), or too many wait
+	}
+	hb := l.handbacks.watch(evt.ID, held.Holder, nostr.Now())
+	var back <-chan struct{}
+	if hb != nil {
+		back = hb.back
 	}
 	w.async.Add(1)
 	go func() {
 		defer w.async.Done()
 		defer w.later.remove(evt.ID)
-		t := time.NewTimer(time.Until(time.Unix(int64(until)+1, 0)))
+		if hb != nil {
+			defer l.handbacks.forget(evt.ID, hb)
+		}
+		t := time.NewTimer(time.Until(time.Unix(int64(held.Until)+1, 0)))
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
 		case <-t.C:
+			w.intake(ctx, l, evt)
+		case <-back:
 			w.intake(ctx, l, evt)
 		}
 	}()
@@ -100,16 +110,16 @@ func (s *laterSet) remove(id string) {
 }
 
 // closedJobs returns the jobs among evs that are done or expired, or leased by another worker
-// on l (with the lease's end, zero for the others), asking l in one or two queries. A query
-// that fails closes nothing: the claim before running still checks.
-func (w *Worker) closedJobs(ctx context.Context, l *link, evs []*nostr.Event) map[string]nostr.Timestamp {
-	closed := map[string]nostr.Timestamp{}
+// on l (with the lease's holder and end, zero for the others), asking l in one or two queries.
+// A query that fails closes nothing: the claim before running still checks.
+func (w *Worker) closedJobs(ctx context.Context, l *link, evs []*nostr.Event) map[string]lease.Held {
+	closed := map[string]lease.Held{}
 	now := nostr.Now()
 	var ids []string
 	var kinds []int
 	for _, evt := range evs {
 		if exp := expiration(evt); exp != 0 && exp <= now {
-			closed[evt.ID] = 0
+			closed[evt.ID] = lease.Held{}
 			continue
 		}
 		ids = append(ids, evt.ID)
@@ -126,7 +136,7 @@ func (w *Worker) closedJobs(ctx context.Context, l *link, evs []*nostr.Event) ma
 	}
 	for _, res := range results {
 		if t := res.Tags.Find("e"); len(t) >= 2 && slices.Contains(ids, t[1]) {
-			closed[t[1]] = 0
+			closed[t[1]] = lease.Held{}
 		}
 	}
 	if !l.leases() {
@@ -136,18 +146,18 @@ func (w *Worker) closedJobs(ctx context.Context, l *link, evs []*nostr.Event) ma
 	if err != nil {
 		l.log.Debug().Err(err).Msg("screen backlog: feedback query failed")
 	}
-	for id, until := range liveLeases(feedback, w.key.PubKey, now) {
+	for id, held := range liveLeases(feedback, w.key.PubKey, now) {
 		if _, done := closed[id]; !done && slices.Contains(ids, id) {
-			closed[id] = until
+			closed[id] = held
 		}
 	}
 	return closed
 }
 
-// liveLeases reads job leases from feedback (nips/lease.md): for each job, the latest end of a
-// live lease held by a pubkey other than me, at time now. A holder's error feedback after its
-// last claim releases the lease.
-func liveLeases(feedback []*nostr.Event, me string, now nostr.Timestamp) map[string]nostr.Timestamp {
+// liveLeases reads job leases from feedback (nips/lease.md): for each job, the live lease held
+// by a pubkey other than me at time now (its holder and end; of two, the later end). A holder's
+// error feedback after its last claim releases the lease.
+func liveLeases(feedback []*nostr.Event, me string, now nostr.Timestamp) map[string]lease.Held {
 	type holding struct {
 		lastClaim, released, end nostr.Timestamp
 	}
@@ -178,10 +188,10 @@ func liveLeases(feedback []*nostr.Event, me string, now nostr.Timestamp) map[str
 			h.released = max(h.released, fb.CreatedAt)
 		}
 	}
-	live := map[string]nostr.Timestamp{}
+	live := map[string]lease.Held{}
 	for key, h := range held {
-		if h.lastClaim != 0 && h.end > now && h.released < h.lastClaim {
-			live[key[0]] = max(live[key[0]], h.end)
+		if h.lastClaim != 0 && h.end > now && h.released < h.lastClaim && h.end > live[key[0]].Until {
+			live[key[0]] = lease.Held{Holder: key[1], Until: h.end}
 		}
 	}
 	return live
@@ -212,9 +222,9 @@ func (w *Worker) stillOpen(ctx context.Context, j *job) bool {
 	if err != nil {
 		return true // the claim finds out
 	}
-	if until, ok := liveLeases(feedback, w.key.PubKey, nostr.Now())[j.event.ID]; ok {
-		w.log.Debug().Str("job", j.event.ID).Msg("leased by another worker: looking again when the lease ends")
-		w.retryAfterLease(ctx, j, leaseHeld{Held: lease.Held{Until: until}, relay: home.url}) // (holder not known: no watch)
+	if held, ok := liveLeases(feedback, w.key.PubKey, nostr.Now())[j.event.ID]; ok {
+		w.log.Debug().Str("job", j.event.ID).Msg("leased by another worker: looking again when its holder hands it back or the lease ends")
+		w.retryAfterLease(ctx, j, leaseHeld{Held: held, relay: home.url})
 		return false
 	}
 	return true
