@@ -604,8 +604,8 @@ func (w *Worker) claimRunDeliver(ctx context.Context, j *job, log zerolog.Logger
 	}
 	// prepare (fetch, decode, claim: a free job's claim runs beside the fetch) and run (the
 	// model, delivery) add up to the job's time; claim, infer and deliver break them down
-	log.Info().Str("prepare", logging.Dur(t1.Sub(t0))).Str("run", logging.Dur(since(t1))).
-		Str("claim", logging.Dur(claimTook)).Str("infer", logging.Dur(t2.Sub(t1))).Str("deliver", logging.Dur(since(t2))).
+	log.Info().Str("prepare", logging.FineDur(t1.Sub(t0))).Str("run", logging.FineDur(since(t1))).
+		Str("claim", logging.FineDur(claimTook)).Str("infer", logging.FineDur(t2.Sub(t1))).Str("deliver", logging.FineDur(since(t2))).
 		Strs("delivered", urls(d.accepted)).Msg("job done")
 }
 

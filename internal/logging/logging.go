@@ -47,3 +47,12 @@ func Dur(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// FineDur is Dur to 10 µs below a second ("52.21ms"): for the parts of a job's time, which
+// are compared with each other and with the model's time, a few milliseconds each.
+func FineDur(d time.Duration) string {
+	if d >= time.Second {
+		return Dur(d)
+	}
+	return d.Round(10 * time.Microsecond).String()
+}

@@ -22,3 +22,21 @@ func TestDur(t *testing.T) {
 		}
 	}
 }
+
+func TestFineDur(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{52214567 * time.Nanosecond, "52.21ms"},
+		{637123 * time.Nanosecond, "640µs"},
+		{2*time.Second + 345*time.Millisecond, "2.35s"},
+		{4 * time.Microsecond, "0s"},
+		{0, "0s"},
+	}
+	for _, tc := range tests {
+		if got := FineDur(tc.d); got != tc.want {
+			t.Errorf("FineDur(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
