@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 
@@ -104,18 +105,45 @@ func (h *handbacks) saw(evt *nostr.Event) {
 	close(hb.back)
 }
 
+// minRenew is the least time between two subscriptions of one link's watch: a worker that
+// loses many claims in a busy market renews it at most this often (the relay counts REQs
+// against a rate limit), and a job's hand-back is noticed at most this much later (the new
+// subscription's since reads back what came meanwhile).
+const minRenew = time.Second
+
 // follow keeps the subscription of the watched jobs on conn until ctx ends or the connection
-// does: made when the first job is watched, made again (the old one closed) when the set grows.
-// A set that shrank keeps its subscription until then: the feedback of a job nobody watches is
-// dropped. Feedback that arrives between two subscriptions is stored, and the new one's since
-// reads it back.
+// does: made when the first job is watched, made again (the old one closed) when the set grows,
+// at most every minRenew. A set that shrank keeps its subscription until then: the feedback of
+// a job nobody watches is dropped. Feedback that arrives between two subscriptions is stored,
+// and the new one's since reads it back.
 func (h *handbacks) follow(ctx context.Context, conn *relayconn.Conn, log func(error)) {
-	var sub *relayconn.Subscription
+	var (
+		sub  *relayconn.Subscription
+		last time.Time        // when sub was made
+		due  <-chan time.Time // a renewal waiting for minRenew to pass
+	)
 	defer func() {
 		if sub != nil {
 			sub.Close()
 		}
 	}()
+	renew := func() {
+		if sub != nil {
+			sub.Close()
+			sub = nil
+		}
+		f, ok := h.filter()
+		if !ok {
+			return
+		}
+		last = time.Now()
+		s, err := conn.Subscribe(ctx, f)
+		if err != nil {
+			log(err) // the leases' ends still bring the jobs back
+			return
+		}
+		sub = s
+	}
 	select { // a new connection follows what the last one did
 	case h.changed <- struct{}{}:
 	default:
@@ -132,20 +160,17 @@ func (h *handbacks) follow(ctx context.Context, conn *relayconn.Conn, log func(e
 		case <-conn.Done():
 			return
 		case <-h.changed:
-			if sub != nil {
-				sub.Close()
-				sub = nil
+			if due != nil {
+				continue // renewing soon already
 			}
-			f, ok := h.filter()
-			if !ok {
+			if wait := time.Until(last.Add(minRenew)); wait > 0 {
+				due = time.After(wait)
 				continue
 			}
-			s, err := conn.Subscribe(ctx, f)
-			if err != nil {
-				log(err)
-				continue // the leases' ends still bring the jobs back
-			}
-			sub = s
+			renew()
+		case <-due:
+			due = nil
+			renew()
 		case evt := <-events:
 			h.saw(evt)
 		case <-ended: // refused or closed by the relay: the leases' ends still bring the jobs back

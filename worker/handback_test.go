@@ -1,12 +1,16 @@
 package worker
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/sparecycles/sparecycles/internal/testrelay"
 )
 
 func TestHandbackSaw(t *testing.T) {
@@ -94,5 +98,55 @@ func TestHandbackWatchBounds(t *testing.T) {
 	h.forget(id(0), again)
 	if f, _ := h.filter(); slices.Contains(f.Tags["e"], id(0)) {
 		t.Fatal("a forgotten job is still followed")
+	}
+}
+
+// A link's watch follows its jobs on a real relay: jobs watched one right after the other (the
+// second renews the subscription, after minRenew) each come back on their holder's error
+// feedback, whether it was published before the renewal or after.
+func TestHandbackFollow(t *testing.T) {
+	url := testrelay.Start(t)
+	conn := testrelay.Dial(t, url)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := newHandbacks()
+	followed := make(chan struct{})
+	go func() { defer close(followed); h.follow(ctx, conn, func(err error) { t.Logf("watch: %v", err) }) }()
+	defer func() { cancel(); <-followed }()
+
+	holder := nostr.GeneratePrivateKey()
+	holderPK, _ := nostr.GetPublicKey(holder)
+	handBack := func(job string) {
+		t.Helper()
+		evt := nostr.Event{Kind: 7000, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"status", "error", "paused by owner"}, {"e", job}}}
+		if err := evt.Sign(holder); err != nil {
+			t.Fatal(err)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer pcancel()
+		if ok, err := conn.Publish(pctx, evt); err != nil || !ok.Accepted {
+			t.Fatalf("publish: %+v %v", ok, err)
+		}
+	}
+	awaitBack := func(name string, hb *handback) {
+		t.Helper()
+		select {
+		case <-hb.back:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("job %s was not handed back", name)
+		}
+	}
+	a, b, c := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64)
+	hbA := h.watch(a, holderPK, nostr.Now())
+	hbB := h.watch(b, holderPK, nostr.Now())
+	handBack(b) // perhaps before the subscription that has b: its since reads it back
+	awaitBack("b", hbB)
+	hbC := h.watch(c, holderPK, nostr.Now())
+	handBack(a)
+	awaitBack("a", hbA)
+	handBack(c)
+	awaitBack("c", hbC)
+	if _, ok := h.filter(); ok {
+		t.Fatal("jobs handed back are still watched")
 	}
 }
