@@ -30,10 +30,16 @@ type handbacks struct {
 
 // handback is one watched job.
 type handback struct {
-	holder string          // the lease holder's pubkey: only its error feedback releases the lease
-	since  nostr.Timestamp // the releasing feedback is no older than this
-	back   chan struct{}   // closed when the holder handed the job back
+	holder  string          // the lease holder's pubkey: only its error feedback releases the lease
+	since   nostr.Timestamp // the releasing feedback is no older than this
+	claimed nostr.Timestamp // the holder's latest claim seen: an error older than it came before it
+	back    chan struct{}   // closed when the holder handed the job back
 }
+
+// handbackSkew is how far before the refusal a holder's releasing feedback may be dated: its
+// clock may be behind ours (a relay with leases takes claims up to skew_seconds, 60 by default,
+// from its clock). A holder's error from before its latest claim does not count (see saw).
+const handbackSkew = 60
 
 func newHandbacks() *handbacks {
 	return &handbacks{jobs: map[string]*handback{}, changed: make(chan struct{}, 1)}
@@ -51,9 +57,8 @@ func (h *handbacks) watch(id, holder string, at nostr.Timestamp) *handback {
 	if _, ok := h.jobs[id]; ok || len(h.jobs) >= maxHandbacks {
 		return nil
 	}
-	// the holder's release comes after its claim, which the relay had when it refused ours;
-	// a little slack for the holder's clock
-	hb := &handback{holder: holder, since: at - 2, back: make(chan struct{})}
+	// the holder's release comes after its claim, which the relay had when it refused ours
+	hb := &handback{holder: holder, since: at - handbackSkew, back: make(chan struct{})}
 	h.jobs[id] = hb
 	select {
 	case h.changed <- struct{}{}:
@@ -89,16 +94,25 @@ func (h *handbacks) filter() (f nostr.Filter, ok bool) {
 }
 
 // saw takes one feedback event from the subscription: error feedback from a watched job's
-// holder, no older than the watch allows, hands the job back.
+// holder hands the job back, unless it is older than the watch allows or than a claim of the
+// holder's seen before it. (A relay sends stored events newest first, so a claim that came after
+// an earlier error is seen before that error; live events come in the order they happen.)
 func (h *handbacks) saw(evt *nostr.Event) {
 	fb, err := nip90.ParseJobFeedback(evt)
-	if err != nil || fb.Status != nip90.StatusError {
+	if err != nil || (fb.Status != nip90.StatusError && fb.Status != nip90.StatusProcessing) {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	hb := h.jobs[fb.JobID]
-	if hb == nil || evt.PubKey != hb.holder || evt.CreatedAt < hb.since {
+	if hb == nil || evt.PubKey != hb.holder {
+		return
+	}
+	if fb.Status == nip90.StatusProcessing {
+		hb.claimed = max(hb.claimed, evt.CreatedAt)
+		return
+	}
+	if evt.CreatedAt < hb.since || evt.CreatedAt < hb.claimed {
 		return
 	}
 	delete(h.jobs, fb.JobID)
@@ -110,6 +124,10 @@ func (h *handbacks) saw(evt *nostr.Event) {
 // against a rate limit), and a job's hand-back is noticed at most this much later (the new
 // subscription's since reads back what came meanwhile).
 const minRenew = time.Second
+
+// renewAfterEnd is how long after the relay ended the watch's subscription (a CLOSED: rate
+// limited, too many subscriptions) it is made again.
+const renewAfterEnd = 10 * time.Second
 
 // follow keeps the subscription of the watched jobs on conn until ctx ends or the connection
 // does: made when the first job is watched, made again (the old one closed) when the set grows,
@@ -173,9 +191,12 @@ func (h *handbacks) follow(ctx context.Context, conn *relayconn.Conn, log func(e
 			renew()
 		case evt := <-events:
 			h.saw(evt)
-		case <-ended: // refused or closed by the relay: the leases' ends still bring the jobs back
+		case <-ended: // refused or closed by the relay: try again later (the leases' ends still bring the jobs back)
 			log(errSubscriptionEnded(sub.Reason()))
 			sub = nil
+			if due == nil {
+				due = time.After(renewAfterEnd)
+			}
 		}
 	}
 }

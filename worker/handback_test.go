@@ -11,6 +11,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/sparecycles/sparecycles/internal/testrelay"
+	"github.com/sparecycles/sparecycles/relay"
 )
 
 func TestHandbackSaw(t *testing.T) {
@@ -22,18 +23,22 @@ func TestHandbackSaw(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		evt  *nostr.Event
+		evts []*nostr.Event // in the order the subscription brings them
 		back bool
 	}{
-		{"the holder's error feedback", fb(job, holder, "error", at), true},
-		{"the holder's error, a little before the refusal (its clock)", fb(job, holder, "error", at-2), true},
-		{"an older error of the holder's", fb(job, holder, "error", at-3), false},
-		{"someone else's error feedback", fb(job, third, "error", at), false},
-		{"the holder renewing its claim", fb(job, holder, "processing", at+10), false},
-		{"the holder's quote", fb(job, holder, "payment-required", at), false},
-		{"another job", fb(other, holder, "error", at), false},
-		{"not feedback", &nostr.Event{Kind: 1, PubKey: holder, CreatedAt: at, Tags: nostr.Tags{{"status", "error"}, {"e", job}}}, false},
-		{"malformed feedback", &nostr.Event{Kind: 7000, PubKey: holder, CreatedAt: at, Tags: nostr.Tags{{"status", "error"}, {"e", "nothex"}}}, false},
+		{"the holder's error feedback", []*nostr.Event{fb(job, holder, "error", at)}, true},
+		{"the holder's error, dated before the refusal (its clock is behind)", []*nostr.Event{fb(job, holder, "error", at-60)}, true},
+		{"an error older than the clocks' skew", []*nostr.Event{fb(job, holder, "error", at-61)}, false},
+		{"stored: a claim, then the older error it came after", []*nostr.Event{fb(job, holder, "processing", at-5), fb(job, holder, "error", at-10)}, false},
+		{"stored: the error, then the older claim it ends", []*nostr.Event{fb(job, holder, "error", at-5), fb(job, holder, "processing", at-10)}, true},
+		{"live: a renewal, then the error", []*nostr.Event{fb(job, holder, "processing", at+10), fb(job, holder, "error", at+10)}, true},
+		{"someone else's error feedback", []*nostr.Event{fb(job, third, "error", at)}, false},
+		{"someone else's claim does not hide the holder's error", []*nostr.Event{fb(job, third, "processing", at+20), fb(job, holder, "error", at)}, true},
+		{"the holder renewing its claim", []*nostr.Event{fb(job, holder, "processing", at+10)}, false},
+		{"the holder's quote", []*nostr.Event{fb(job, holder, "payment-required", at)}, false},
+		{"another job", []*nostr.Event{fb(other, holder, "error", at)}, false},
+		{"not feedback", []*nostr.Event{{Kind: 1, PubKey: holder, CreatedAt: at, Tags: nostr.Tags{{"status", "error"}, {"e", job}}}}, false},
+		{"malformed feedback", []*nostr.Event{{Kind: 7000, PubKey: holder, CreatedAt: at, Tags: nostr.Tags{{"status", "error"}, {"e", "nothex"}}}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,7 +47,9 @@ func TestHandbackSaw(t *testing.T) {
 			if hb == nil {
 				t.Fatal("not watched")
 			}
-			h.saw(tt.evt)
+			for _, evt := range tt.evts {
+				h.saw(evt)
+			}
 			select {
 			case <-hb.back:
 				if !tt.back {
@@ -56,7 +63,9 @@ func TestHandbackSaw(t *testing.T) {
 					t.Fatal("not handed back")
 				}
 			}
-			h.saw(tt.evt) // seen twice (two subscriptions): no second close
+			for _, evt := range tt.evts { // seen twice (two subscriptions): no second close
+				h.saw(evt)
+			}
 		})
 	}
 }
@@ -85,7 +94,7 @@ func TestHandbackWatchBounds(t *testing.T) {
 		t.Fatalf("watched more than %d jobs", maxHandbacks)
 	}
 	f, ok := h.filter()
-	if !ok || len(f.Tags["e"]) != maxHandbacks || !slices.IsSorted(f.Tags["e"]) || f.Since == nil || *f.Since != at-2 || !slices.Equal(f.Kinds, []int{7000}) {
+	if !ok || len(f.Tags["e"]) != maxHandbacks || !slices.IsSorted(f.Tags["e"]) || f.Since == nil || *f.Since != at-handbackSkew || !slices.Equal(f.Kinds, []int{7000}) {
 		t.Fatalf("filter %v", f)
 	}
 	// a retry's watch of the same job outlives the end of the first one's
@@ -148,5 +157,57 @@ func TestHandbackFollow(t *testing.T) {
 	awaitBack("c", hbC)
 	if _, ok := h.filter(); ok {
 		t.Fatal("jobs handed back are still watched")
+	}
+}
+
+// A relay that ends the watch's subscription (here: one subscription per connection, taken) does
+// not end the watch: it subscribes again renewAfterEnd later and still sees the hand-back.
+func TestHandbackFollowAfterClosed(t *testing.T) {
+	_, url := startLeaseRelayWith(t, func(c *relay.Config) { c.MaxSubscriptions = 1 })
+	conn := testrelay.Dial(t, url)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	taken, err := conn.Subscribe(ctx, nostr.Filter{Kinds: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 16)
+	h := newHandbacks()
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		h.follow(ctx, conn, func(err error) {
+			select {
+			case ended <- err:
+			default:
+			}
+		})
+	}()
+	defer func() { cancel(); <-followed }()
+
+	holder := nostr.GeneratePrivateKey()
+	holderPK, _ := nostr.GetPublicKey(holder)
+	job := strings.Repeat("d", 64)
+	hb := h.watch(job, holderPK, nostr.Now())
+	select {
+	case err := <-ended:
+		t.Logf("the relay ended the watch: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the relay never ended the watch's subscription")
+	}
+	taken.Close()
+	evt := nostr.Event{Kind: 7000, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"status", "error", "paused by owner"}, {"e", job}}}
+	if err := evt.Sign(holder); err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer pcancel()
+	if ok, err := conn.Publish(pctx, evt); err != nil || !ok.Accepted {
+		t.Fatalf("publish: %+v %v", ok, err)
+	}
+	select {
+	case <-hb.back:
+	case <-time.After(renewAfterEnd + 30*time.Second):
+		t.Fatal("the job was not handed back")
 	}
 }

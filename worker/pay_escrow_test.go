@@ -51,10 +51,19 @@ func newEscrowEnv(t *testing.T) *escrowEnv {
 // worker's home relay.
 func startLeaseRelay(t *testing.T) (*relay.Relay, string) {
 	t.Helper()
+	return startLeaseRelayWith(t, nil)
+}
+
+// startLeaseRelayWith is startLeaseRelay with mut adjusting the config.
+func startLeaseRelayWith(t *testing.T, mut func(*relay.Config)) (*relay.Relay, string) {
+	t.Helper()
 	cfg := relay.DefaultConfig()
 	cfg.Data = t.TempDir()
 	cfg.IPRate, cfg.PubkeyRate = 0, 0
 	cfg.ReqRate, cfg.MaxConnsPerIP = 0, 0 // every test client shares 127.0.0.1
+	if mut != nil {
+		mut(&cfg)
+	}
 	r, err := relay.New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
