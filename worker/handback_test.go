@@ -10,6 +10,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/sparecycles/sparecycles/internal/relayconn"
 	"github.com/sparecycles/sparecycles/internal/testrelay"
 	"github.com/sparecycles/sparecycles/relay"
 )
@@ -125,18 +126,7 @@ func TestHandbackFollow(t *testing.T) {
 
 	holder := nostr.GeneratePrivateKey()
 	holderPK, _ := nostr.GetPublicKey(holder)
-	handBack := func(job string) {
-		t.Helper()
-		evt := nostr.Event{Kind: 7000, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"status", "error", "paused by owner"}, {"e", job}}}
-		if err := evt.Sign(holder); err != nil {
-			t.Fatal(err)
-		}
-		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-		defer pcancel()
-		if ok, err := conn.Publish(pctx, evt); err != nil || !ok.Accepted {
-			t.Fatalf("publish: %+v %v", ok, err)
-		}
-	}
+	handBack := func(job string) { t.Helper(); publishHandBack(t, conn, holder, job) }
 	awaitBack := func(name string, hb *handback) {
 		t.Helper()
 		select {
@@ -171,6 +161,13 @@ func TestHandbackFollowAfterClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	select { // the relay has it before the watch asks
+	case <-taken.EOSE:
+	case <-taken.Done():
+		t.Fatalf("the first subscription ended: %s", taken.Reason())
+	case <-time.After(30 * time.Second):
+		t.Fatal("no EOSE")
+	}
 	ended := make(chan error, 16)
 	h := newHandbacks()
 	followed := make(chan struct{})
@@ -196,18 +193,24 @@ func TestHandbackFollowAfterClosed(t *testing.T) {
 		t.Fatal("the relay never ended the watch's subscription")
 	}
 	taken.Close()
-	evt := nostr.Event{Kind: 7000, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"status", "error", "paused by owner"}, {"e", job}}}
-	if err := evt.Sign(holder); err != nil {
-		t.Fatal(err)
-	}
-	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer pcancel()
-	if ok, err := conn.Publish(pctx, evt); err != nil || !ok.Accepted {
-		t.Fatalf("publish: %+v %v", ok, err)
-	}
+	publishHandBack(t, conn, holder, job)
 	select {
 	case <-hb.back:
 	case <-time.After(renewAfterEnd + 30*time.Second):
 		t.Fatal("the job was not handed back")
+	}
+}
+
+// publishHandBack publishes the holder's error feedback for job on conn: it hands the job back.
+func publishHandBack(t *testing.T, conn *relayconn.Conn, holder, job string) {
+	t.Helper()
+	evt := nostr.Event{Kind: 7000, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"status", "error", "paused by owner"}, {"e", job}}}
+	if err := evt.Sign(holder); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ok, err := conn.Publish(ctx, evt); err != nil || !ok.Accepted {
+		t.Fatalf("publish: %+v %v", ok, err)
 	}
 }
