@@ -45,17 +45,17 @@ func newHandbacks() *handbacks {
 	return &handbacks{jobs: map[string]*handback{}, changed: make(chan struct{}, 1)}
 }
 
-// watch adds a job lost to holder's lease, refused at time at; its back channel is closed when
-// the holder hands the job back. It returns nil when the job cannot be watched (the set is full,
-// the holder is unknown, or the job is watched already). The caller ends the watch with forget.
-func (h *handbacks) watch(id, holder string, at nostr.Timestamp) *handback {
+// watch adds a job lost to holder's lease, refused at time at. It returns a channel closed when
+// the holder hands the job back, nil when the job cannot be watched (the set is full, the holder
+// is unknown, or the job is watched already), and the function that ends the watch.
+func (h *handbacks) watch(id, holder string, at nostr.Timestamp) (back <-chan struct{}, stop func()) {
 	if holder == "" {
-		return nil
+		return nil, func() {}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.jobs[id]; ok || len(h.jobs) >= maxHandbacks {
-		return nil
+		return nil, func() {}
 	}
 	// the holder's release comes after its claim, which the relay had when it refused ours
 	hb := &handback{holder: holder, since: at - handbackSkew, back: make(chan struct{})}
@@ -64,7 +64,7 @@ func (h *handbacks) watch(id, holder string, at nostr.Timestamp) *handback {
 	case h.changed <- struct{}{}:
 	default:
 	}
-	return hb
+	return hb.back, func() { h.forget(id, hb) }
 }
 
 // forget ends the watch hb of job id (if a later watch of the job took its place, that one stays).

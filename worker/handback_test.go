@@ -44,15 +44,15 @@ func TestHandbackSaw(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHandbacks()
-			hb := h.watch(job, holder, at)
-			if hb == nil {
+			back, _ := h.watch(job, holder, at)
+			if back == nil {
 				t.Fatal("not watched")
 			}
 			for _, evt := range tt.evts {
 				h.saw(evt)
 			}
 			select {
-			case <-hb.back:
+			case <-back:
 				if !tt.back {
 					t.Fatal("handed back")
 				}
@@ -76,22 +76,22 @@ func TestHandbackWatchBounds(t *testing.T) {
 	holder := strings.Repeat("1", 64)
 	id := func(i int) string { return fmt.Sprintf("%064x", i) }
 	h := newHandbacks()
-	if h.watch(id(0), "", at) != nil {
+	if back, _ := h.watch(id(0), "", at); back != nil {
 		t.Fatal("watched a job whose holder is unknown")
 	}
 	if _, ok := h.filter(); ok {
 		t.Fatal("a filter with nothing to follow")
 	}
-	first := h.watch(id(0), holder, at)
-	if first == nil || h.watch(id(0), holder, at) != nil {
+	first, stopFirst := h.watch(id(0), holder, at)
+	if again, _ := h.watch(id(0), holder, at); first == nil || again != nil {
 		t.Fatal("a job is watched once at a time")
 	}
 	for i := 1; i < maxHandbacks; i++ {
-		if h.watch(id(i), holder, at+nostr.Timestamp(i)) == nil {
+		if back, _ := h.watch(id(i), holder, at+nostr.Timestamp(i)); back == nil {
 			t.Fatalf("job %d not watched", i)
 		}
 	}
-	if h.watch(id(maxHandbacks), holder, at) != nil {
+	if back, _ := h.watch(id(maxHandbacks), holder, at); back != nil {
 		t.Fatalf("watched more than %d jobs", maxHandbacks)
 	}
 	f, ok := h.filter()
@@ -99,13 +99,13 @@ func TestHandbackWatchBounds(t *testing.T) {
 		t.Fatalf("filter %v", f)
 	}
 	// a retry's watch of the same job outlives the end of the first one's
-	h.forget(id(0), first)
-	again := h.watch(id(0), holder, at+100)
-	h.forget(id(0), first)
+	stopFirst()
+	_, stopAgain := h.watch(id(0), holder, at+100)
+	stopFirst()
 	if f, _ := h.filter(); !slices.Contains(f.Tags["e"], id(0)) {
 		t.Fatal("ending an old watch ended the retry's")
 	}
-	h.forget(id(0), again)
+	stopAgain()
 	if f, _ := h.filter(); slices.Contains(f.Tags["e"], id(0)) {
 		t.Fatal("a forgotten job is still followed")
 	}
@@ -127,20 +127,20 @@ func TestHandbackFollow(t *testing.T) {
 	holder := nostr.GeneratePrivateKey()
 	holderPK, _ := nostr.GetPublicKey(holder)
 	handBack := func(job string) { t.Helper(); publishHandBack(t, conn, holder, job) }
-	awaitBack := func(name string, hb *handback) {
+	awaitBack := func(name string, back <-chan struct{}) {
 		t.Helper()
 		select {
-		case <-hb.back:
+		case <-back:
 		case <-time.After(30 * time.Second):
 			t.Fatalf("job %s was not handed back", name)
 		}
 	}
 	a, b, c := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64)
-	hbA := h.watch(a, holderPK, nostr.Now())
-	hbB := h.watch(b, holderPK, nostr.Now())
+	hbA, _ := h.watch(a, holderPK, nostr.Now())
+	hbB, _ := h.watch(b, holderPK, nostr.Now())
 	handBack(b) // perhaps before the subscription that has b: its since reads it back
 	awaitBack("b", hbB)
-	hbC := h.watch(c, holderPK, nostr.Now())
+	hbC, _ := h.watch(c, holderPK, nostr.Now())
 	handBack(a)
 	awaitBack("a", hbA)
 	handBack(c)
@@ -185,7 +185,7 @@ func TestHandbackFollowAfterClosed(t *testing.T) {
 	holder := nostr.GeneratePrivateKey()
 	holderPK, _ := nostr.GetPublicKey(holder)
 	job := strings.Repeat("d", 64)
-	hb := h.watch(job, holderPK, nostr.Now())
+	back, _ := h.watch(job, holderPK, nostr.Now())
 	select {
 	case err := <-ended:
 		t.Logf("the relay ended the watch: %v", err)
@@ -195,7 +195,7 @@ func TestHandbackFollowAfterClosed(t *testing.T) {
 	taken.Close()
 	publishHandBack(t, conn, holder, job)
 	select {
-	case <-hb.back:
+	case <-back:
 	case <-time.After(renewAfterEnd + 30*time.Second):
 		t.Fatal("the job was not handed back")
 	}

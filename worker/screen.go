@@ -59,18 +59,12 @@ func (w *Worker) intakeAfter(ctx context.Context, l *link, evt *nostr.Event, hel
 	if !w.later.add(evt.ID) {
 		return // waiting already (seen again after a reconnect), or too many wait
 	}
-	hb := l.handbacks.watch(evt.ID, held.Holder, nostr.Now())
-	var back <-chan struct{}
-	if hb != nil {
-		back = hb.back
-	}
+	back, stopWatch := l.handbacks.watch(evt.ID, held.Holder, nostr.Now())
 	w.async.Add(1)
 	go func() {
 		defer w.async.Done()
 		defer w.later.remove(evt.ID)
-		if hb != nil {
-			defer l.handbacks.forget(evt.ID, hb)
-		}
+		defer stopWatch()
 		t := time.NewTimer(time.Until(time.Unix(int64(held.Until)+1, 0)))
 		defer t.Stop()
 		select {

@@ -809,24 +809,16 @@ func (w *Worker) retryAfterLease(ctx context.Context, j *job, held leaseHeld) {
 		return
 	}
 	wait := time.Until(time.Unix(int64(held.Until)+1, 0))
-	var (
-		watched *handbacks
-		hb      *handback
-		back    <-chan struct{}
-	)
+	back, stopWatch := (<-chan struct{})(nil), func() {}
 	for _, l := range w.links {
 		if l.url == held.relay {
-			if hb = l.handbacks.watch(j.event.ID, held.Holder, nostr.Now()); hb != nil {
-				watched, back = l.handbacks, hb.back
-			}
+			back, stopWatch = l.handbacks.watch(j.event.ID, held.Holder, nostr.Now())
 		}
 	}
 	w.async.Add(1)
 	go func() {
 		defer w.async.Done()
-		if watched != nil {
-			defer watched.forget(j.event.ID, hb)
-		}
+		defer stopWatch()
 		why := "lease lapsed without a result: trying again"
 		select {
 		case <-ctx.Done():
