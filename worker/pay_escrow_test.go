@@ -255,6 +255,21 @@ func awaitPay(t *testing.T, ch <-chan payOutcome) payOutcome {
 	return payOutcome{}
 }
 
+// balances are the worker's and the customer's wallet balances.
+func (e *escrowEnv) balances(t *testing.T) [2]int64 {
+	t.Helper()
+	return [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+}
+
+// movedBy checks that since before the worker's balance rose, and the customer's fell, by sum
+// exactly.
+func (e *escrowEnv) movedBy(t *testing.T, before [2]int64, sum int64) {
+	t.Helper()
+	if got := e.balances(t); got != [2]int64{before[0] + sum, before[1] - sum} {
+		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, sum)
+	}
+}
+
 func walletBalance(t *testing.T, uri nip47.URI) int64 {
 	t.Helper()
 	pool := relayconn.NewPool(uri.Relays)
@@ -346,7 +361,7 @@ func TestEscrowJobSettlesOnce(t *testing.T) {
 
 func testEscrowJobSettlesOnce(t *testing.T, e *escrowEnv) (*Worker, string) {
 	w, _ := e.run(t, e.cfg, nil)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	input, held, release := gatedInput(t, "sealed work", false)
 	job := e.post(t, input)
 	amount, q := e.quote(t, job)
@@ -359,7 +374,7 @@ func testEscrowJobSettlesOnce(t *testing.T, e *escrowEnv) (*Worker, string) {
 	if st.AcceptedAt.IsZero() || st.PaymentHash != q.PaymentHash {
 		t.Fatalf("stored %+v", st)
 	}
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0], before[1] - escrowPrice} {
+	if got := e.balances(t); got != [2]int64{before[0], before[1] - escrowPrice} {
 		t.Fatalf("balances while held %v, want the worker's untouched and the customer's locked: %v", got, [2]int64{before[0], before[1] - escrowPrice})
 	}
 	release()
@@ -391,9 +406,7 @@ func testEscrowJobSettlesOnce(t *testing.T, e *escrowEnv) (*Worker, string) {
 		t.Fatalf("another preimage opened the result: %v", err)
 	}
 	storedState(t, w.store, job.ID, StateSettled)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + escrowPrice, before[1] - escrowPrice} {
-		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, escrowPrice)
-	}
+	e.movedBy(t, before, int64(escrowPrice))
 	return w, job.ID
 }
 
@@ -506,7 +519,7 @@ func TestEscrowSettleRetriedAfterWalletSilence(t *testing.T) {
 func TestEscrowFailureRefunds(t *testing.T) {
 	e := newEscrowEnv(t)
 	w, _ := e.run(t, e.cfg, nil)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	input, _, release := gatedInput(t, "never read", true)
 	release()
 	job := e.post(t, input)
@@ -520,7 +533,7 @@ func TestEscrowFailureRefunds(t *testing.T) {
 		t.Fatalf("pay: %+v, want PAYMENT_FAILED", p)
 	}
 	storedState(t, w.store, job.ID, StateRefunded)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != before {
+	if got := e.balances(t); got != before {
 		t.Fatalf("balances %v → %v, want both as before", before, got)
 	}
 }
@@ -569,7 +582,7 @@ func TestEscrowSurvivesRestart(t *testing.T) {
 // A held job whose settle window closed while the worker was down is refunded at start.
 func TestEscrowPastWindowRefunds(t *testing.T) {
 	e := newEscrowEnv(t)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	job, paid, release := e.stopWhileHeld(t, e.cfg)
 	release()
 	// the window closed: move the payment's arrival back by two windows
@@ -590,7 +603,7 @@ func TestEscrowPastWindowRefunds(t *testing.T) {
 		t.Fatalf("outcome %v %q, want error feedback saying the payment was refunded", res, info)
 	}
 	storedState(t, w.store, job.ID, StateRefunded)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != before {
+	if got := e.balances(t); got != before {
 		t.Fatalf("balances %v → %v, want both as before", before, got)
 	}
 }
@@ -699,7 +712,7 @@ func TestEscrowSettleRetried(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEscrowEnv(t)
 			w, _ := e.run(t, e.cfg, func(api walletAPI) walletAPI { tc.f.walletAPI = api; return tc.f })
-			before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+			before := e.balances(t)
 			input, _, release := gatedInput(t, "settled late", false)
 			release()
 			job := e.post(t, input)
@@ -711,9 +724,7 @@ func TestEscrowSettleRetried(t *testing.T) {
 				t.Fatalf("preimage %q", p.res.Preimage)
 			}
 			storedState(t, w.store, job.ID, StateSettled)
-			if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + escrowPrice, before[1] - escrowPrice} {
-				t.Fatalf("balances %v → %v, want both to move by %d once", before, got, escrowPrice)
-			}
+			e.movedBy(t, before, int64(escrowPrice))
 		})
 	}
 }

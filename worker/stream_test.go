@@ -242,7 +242,7 @@ func TestStreamEscrow(t *testing.T) {
 		rec = &settleRecorder{walletAPI: api, check: func() {}}
 		return rec
 	})
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow, escrow.SchemePrepay})
 	v := e.followStream(t, job, 2, payAll, nil)
@@ -272,9 +272,7 @@ func TestStreamEscrow(t *testing.T) {
 		t.Fatalf("%d settles, want 3", n)
 	}
 	sum := int64(3 * escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d", before, got, sum)
-	}
+	e.movedBy(t, before, sum)
 	if j, ok := r.Jobs().Lookup(job.ID); !ok || j.ResultBy != w.PubKey() {
 		t.Fatalf("relay job table: %+v", j)
 	}
@@ -285,7 +283,7 @@ func TestStreamEscrow(t *testing.T) {
 func TestStreamPrepay(t *testing.T) {
 	e := newEscrowEnv(t)
 	w, _ := e.run(t, e.cfg, nil)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemePrepay})
 	v := e.followStream(t, job, 2, payAll, nil)
@@ -309,9 +307,7 @@ func TestStreamPrepay(t *testing.T) {
 		storedPartState(t, w.store, job.ID, k, StateDelivered)
 	}
 	sum := int64(3 * escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d", before, got, sum)
-	}
+	e.movedBy(t, before, sum)
 }
 
 // A customer that pays two parts and then deletes the request: part 3 is never paid, its
@@ -320,7 +316,7 @@ func TestStreamPrepay(t *testing.T) {
 func TestStreamStoppedByDeletion(t *testing.T) {
 	e := newEscrowEnv(t)
 	w, _ := e.run(t, e.cfg, nil)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
 	// the deletion goes once part 2 arrived and part 3 was quoted (it is quoted when part 1's
@@ -363,9 +359,7 @@ func TestStreamStoppedByDeletion(t *testing.T) {
 		t.Fatal("paid part 3 after the stream stopped")
 	}
 	sum := int64(2 * escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d", before, got, sum)
-	}
+	e.movedBy(t, before, sum)
 }
 
 // A deletion while part 2's payment is held and it runs stops the run and cancels the hold:
@@ -375,7 +369,7 @@ func TestStreamDeletionCancelsHeldPart(t *testing.T) {
 	cfg := e.cfg
 	cfg.FetchTime = 3 * time.Minute // the held part's fetch waits for the deletion
 	w, _ := e.run(t, cfg, nil)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	urls, held, _ := pageSite(t, streamPages, 2)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
 	go func() {
@@ -403,9 +397,7 @@ func TestStreamDeletionCancelsHeldPart(t *testing.T) {
 		}
 	}
 	sum := int64(escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d", before, got, sum)
-	}
+	e.movedBy(t, before, sum)
 }
 
 // followBeside runs followStream (paying every quote) beside the test; end waits (bounded)
@@ -442,26 +434,34 @@ func (e *escrowEnv) completedOnce(t *testing.T, job nostr.Event, v *streamView, 
 		storedPartState(t, s, job.ID, k, StateSettled)
 	}
 	sum := int64(len(streamPages) * escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d once", before, got, sum)
-	}
+	e.movedBy(t, before, sum)
+}
+
+// stoppedRunningPart2 runs a worker, posts an escrow stream of streamPages followed beside the
+// test (end), and stops the worker while part 2 is paid, held and running (its input is let go
+// after): a stream for a worker on the same store (cfg) to resume. before is the balances at
+// the start.
+func (e *escrowEnv) stoppedRunningPart2(t *testing.T) (cfg Config, job nostr.Event, end func() *streamView, before [2]int64) {
+	t.Helper()
+	cfg = e.cfg
+	cfg.FetchTime = 3 * time.Minute
+	w, stop := e.run(t, cfg, nil)
+	before = e.balances(t)
+	urls, held, release := pageSite(t, streamPages, 2)
+	job = postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
+	end = e.followBeside(t, job, 2)
+	awaitClosed(t, held, "part 2's paid run")
+	storedPartState(t, w.store, job.ID, 2, StateRunning)
+	stop()
+	release()
+	return cfg, job, end, before
 }
 
 // A worker stopped while part 2 is held and running resumes the stream when it starts again
 // on the same store: every part is delivered and settled once.
 func TestStreamSurvivesRestart(t *testing.T) {
 	e := newEscrowEnv(t)
-	cfg := e.cfg
-	cfg.FetchTime = 3 * time.Minute
-	w, stop := e.run(t, cfg, nil)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
-	urls, held, release := pageSite(t, streamPages, 2)
-	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	end := e.followBeside(t, job, 2)
-	awaitClosed(t, held, "part 2's paid run")
-	storedPartState(t, w.store, job.ID, 2, StateRunning)
-	stop()
-	release()
+	cfg, job, end, before := e.stoppedRunningPart2(t)
 	w2, _ := e.run(t, cfg, nil)
 	v := end()
 	e.completedOnce(t, job, v, w2.store, before)
@@ -491,7 +491,7 @@ func TestStreamRestartMidQuote(t *testing.T) {
 	e := newEscrowEnv(t)
 	stall := &holdStaller{nth: 3, entered: make(chan struct{})}
 	_, stop := e.run(t, e.cfg, func(api walletAPI) walletAPI { stall.walletAPI = api; return stall })
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
 	end := e.followBeside(t, job, 2)
@@ -524,7 +524,7 @@ func TestStreamResendsLostQuote(t *testing.T) {
 	})
 	e := newEscrowEnvOn(t, url)
 	w, stop := e.run(t, e.cfg, nil)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	urls, _, _ := pageSite(t, streamPages, 0)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
 	end := e.followBeside(t, job, 2)
@@ -694,17 +694,7 @@ func TestStreamPrepayStopOwes(t *testing.T) {
 // the stream: the parts delivered before stay paid, the held one is returned.
 func TestStreamPastWindowRefunds(t *testing.T) {
 	e := newEscrowEnv(t)
-	cfg := e.cfg
-	cfg.FetchTime = 3 * time.Minute
-	w, stop := e.run(t, cfg, nil)
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
-	urls, held, release := pageSite(t, streamPages, 2)
-	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
-	end := e.followBeside(t, job, 2)
-	awaitClosed(t, held, "part 2's paid run")
-	storedPartState(t, w.store, job.ID, 2, StateRunning)
-	stop()
-	release()
+	cfg, job, end, before := e.stoppedRunningPart2(t)
 	s, err := openJobStore(context.Background(), cfg.Data)
 	if err != nil {
 		t.Fatal(err)
@@ -729,9 +719,7 @@ func TestStreamPastWindowRefunds(t *testing.T) {
 		}
 	}
 	sum := int64(escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by %d", before, got, sum)
-	}
+	e.movedBy(t, before, sum)
 }
 
 // A worker paid only after delivery for the model refuses a stream, saying why.
@@ -869,7 +857,7 @@ func TestStreamPausedByOwner(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval
 	}
-	before := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}
+	before := e.balances(t)
 	urls, held, release := pageSite(t, streamPages, 1)
 	job := postStream(t, e.cust, e.conn, urls, []string{escrow.SchemeEscrow})
 	end := e.followBeside(t, job, 1)
@@ -894,7 +882,5 @@ func TestStreamPausedByOwner(t *testing.T) {
 	}
 	storedPartState(t, w.store, job.ID, 1, StateSettled)
 	sum := int64(escrowPrice)
-	if got := [2]int64{walletBalance(t, e.workerURI), walletBalance(t, e.custURI)}; got != [2]int64{before[0] + sum, before[1] - sum} {
-		t.Fatalf("balances %v → %v, want both to move by part 1's price %d", before, got, sum)
-	}
+	e.movedBy(t, before, sum)
 }
